@@ -1,0 +1,1 @@
+"""tunnelops: expose rootless Podman services at home through a VPS over WireGuard."""

@@ -1,0 +1,437 @@
+"""Bring a lab instance up and down, inspect it, run commands inside its hosts.
+
+Every name the lab creates (namespaces, the one link in this machine's namespace, files under
+its state directory, the inventory file) derives from the instance name, so `down` can find
+and remove all of it from names alone, also after a crash half-way through `up`. Processes
+are found through the namespaces they live in and stopped by PID, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunnelops.lab import image
+from tunnelops.lab.topology import PODMAN_USER, ROLES, SUDO_USER, WHOAMI_PORT, Topology
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent.parent
+HOSTS = ("vps", "home")  # full hosts: own mount/UTS/IPC/PID namespaces and sshd
+DAEMONS = ("sshd", "dbus-daemon", "NetworkManager", "firewalld", "wireguard-go", "conmon")
+
+
+class LabError(RuntimeError):
+    """One line: what went wrong in the lab and what to do."""
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("TUNNELOPS_LAB_DIR", PROJECT / ".lab"))
+
+
+def root_netns_inode() -> int:
+    # The laptop's namespace (where `inv` runs): /proc/1 may be unreadable in sandboxes.
+    return os.stat("/proc/self/ns/net").st_ino
+
+
+def _run(argv: Sequence[str], *, input: bytes | None = None, check: bool = True,
+         timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        raise LabError(f"{' '.join(argv[:6])} failed: {err[-1] if err else proc.returncode}")
+    return proc
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _ns_inode(pid: int | str, kind: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return None
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class HostStatus:
+    role: str
+    netns: str
+    address: str
+    present: bool
+    daemons: list[str] = field(default_factory=list)
+    ssh: str = "-"
+
+
+class Lab:
+    def __init__(self, topo: Topology | None = None, root: Path | None = None,
+                 inventory_dir: Path | None = None) -> None:
+        self.topo = topo or Topology()
+        self.root = root or default_root()
+        self.state = self.root / self.topo.name
+        self.inventory_dir = inventory_dir or PROJECT / "inventory"
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def key(self) -> Path:
+        return self.state / "id_ed25519"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.state / "ssh_config"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state / "known_hosts"
+
+    @property
+    def inventory(self) -> Path:
+        return self.inventory_dir / f"{self.topo.name}.toml"
+
+    def _host_dir(self, role: str) -> Path:
+        return self.state / "hosts" / role
+
+    def _netns_path(self, role: str) -> Path:
+        return Path("/run/netns") / self.topo.netns(role)
+
+    def holder_pid(self, role: str) -> int | None:
+        """PID (in this machine's namespace) of a full host's PID 1, if it runs."""
+        try:
+            pid = int((self._host_dir(role) / "holder.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    # ---------------------------------------------------------------- running things inside
+    def exec(self, role: str, argv: Sequence[str], *, user: str | None = None,
+             input: bytes | None = None, check: bool = True,
+             timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        """Run argv inside a lab host (all its namespaces) or a bare namespace (inet, router),
+        without SSH. `user` runs it as that user with a login-like environment."""
+        if role in HOSTS:
+            pid = self.holder_pid(role)
+            if pid is None:
+                raise LabError(f"lab host {self.topo.alias(role)} is not running: run `inv lab.up`")
+            prefix = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--"]
+        else:
+            prefix = ["nsenter", f"--net={self._netns_path(role)}", "--"]
+        if user:
+            prefix += ["runuser", "-u", user, "--", "sh", "-c",
+                       'export HOME=$(getent passwd "$(id -un)" | cut -d: -f6) USER=$(id -un)'
+                       ' XDG_RUNTIME_DIR=/run/user/$(id -u); cd "$HOME"; exec "$@"', "sh"]
+        return _run([*prefix, *argv], input=input, check=check, timeout=timeout)
+
+    def _spawn_in_netns(self, role: str, argv: Sequence[str], name: str) -> int:
+        """Start a long-running process inside a lab namespace; record its PID."""
+        ns = self._netns_path(role)
+        if os.stat(ns).st_ino == root_netns_inode():
+            raise LabError(f"{ns} is this machine's own namespace: refusing to start {name}")
+        log = open(self.state / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(["nsenter", f"--net={ns}", "--", *argv], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=PROJECT)
+        (self.state / f"{name}.pid").write_text(str(proc.pid))
+        self._wait_for(lambda: b"READY" in (self.state / f"{name}.log").read_bytes(),
+                       f"{name} did not start", proc=proc, log=self.state / f"{name}.log")
+        return proc.pid
+
+    @staticmethod
+    def _wait_for(cond, what: str, *, timeout: float = 15, proc: subprocess.Popen | None = None,
+                  log: Path | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            if proc is not None and proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log else []
+        raise LabError(f"{what}: {' | '.join(tail) or 'timed out'}")
+
+    # ---------------------------------------------------------------- up
+    def is_up(self) -> bool:
+        return (self.state / "up.json").exists() and all(
+            self.holder_pid(r) for r in HOSTS) and all(
+            self._netns_path(r).exists() for r in ROLES)
+
+    def leftovers(self) -> bool:
+        names = {self.topo.netns(r) for r in ROLES}
+        listed = _run(["ip", "-j", "netns", "list"], check=False).stdout or b"[]"
+        present = {n["name"] for n in json.loads(listed or b"[]")}
+        link = Path(f"/sys/class/net/{self.topo.laptop_link}").exists()
+        return bool(names & present) or link or self.state.exists()
+
+    def up(self, rtt_ms: int = 0) -> dict[str, float]:
+        """Create the lab; harmless when it is already up; recovers from a crashed one."""
+        if self.is_up():
+            return {"already_up": 1.0}
+        if self.leftovers():
+            self.down()
+        t0 = time.monotonic()
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / "hosts").mkdir(exist_ok=True)
+        try:
+            return self._up(rtt_ms, t0)
+        except BaseException:
+            self.down()
+            raise
+
+    def _up(self, rtt_ms: int, t0: float) -> dict[str, float]:
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"tunnelops-{self.topo.name}",
+              "-f", str(self.key)])
+        tar = image.build_tar(self.root / "cache")
+        self._network(rtt_ms)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(self._start_host, HOSTS))
+        t_hosts = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            jobs = [
+                pool.submit(self._services_home),
+                pool.submit(self._import_image, tar),
+                pool.submit(self._spawn_in_netns, "inet",
+                            [sys.executable, "-m", "tunnelops.lab.whoami", str(WHOAMI_PORT)],
+                            "whoami"),
+            ]
+            self._write_client_files()
+            self._wait_ssh()
+            for j in jobs:
+                j.result()
+        times = {"hosts": t_hosts - t0, "total": time.monotonic() - t0}
+        (self.state / "up.json").write_text(json.dumps({"rtt_ms": rtt_ms, **times}))
+        return times
+
+    def _network(self, rtt_ms: int) -> None:
+        t, ns = self.topo, self.topo.netns
+        for r in ROLES:
+            _run(["ip", "netns", "add", ns(r)])
+            _run(["ip", "-n", ns(r), "link", "set", "lo", "up"])
+        ip = ["ip", "-n"]
+        cmds = [
+            # home LAN: a bridge in the router, the laptop and home plugged into it
+            [*ip, ns("router"), "link", "add", "br-lan", "type", "bridge"],
+            [*ip, ns("router"), "addr", "add", f"{t.router_lan}/24", "dev", "br-lan"],
+            [*ip, ns("router"), "link", "set", "br-lan", "up"],
+            ["ip", "link", "add", t.laptop_link, "type", "veth", "peer", "name", "lan-laptop",
+             "netns", ns("router")],
+            [*ip, ns("router"), "link", "set", "lan-laptop", "master", "br-lan", "up"],
+            ["ip", "addr", "add", f"{t.laptop_lan}/24", "dev", t.laptop_link],
+            ["ip", "link", "set", t.laptop_link, "up"],
+            ["ip", "route", "add", f"{t.vps_public}/32", "via", t.router_lan, "dev", t.laptop_link],
+            [*ip, ns("home"), "link", "add", "eth0", "type", "veth", "peer", "name", "lan-home",
+             "netns", ns("router")],
+            [*ip, ns("router"), "link", "set", "lan-home", "master", "br-lan", "up"],
+            [*ip, ns("home"), "addr", "add", f"{t.home_lan}/24", "dev", "eth0"],
+            [*ip, ns("home"), "link", "set", "eth0", "up"],
+            [*ip, ns("home"), "route", "add", "default", "via", t.router_lan],
+            # the router's uplink to the internet, with NAT
+            [*ip, ns("router"), "link", "add", "wan", "type", "veth", "peer", "name", "i-home",
+             "netns", ns("inet")],
+            [*ip, ns("router"), "addr", "add", f"{t.router_wan}/24", "dev", "wan"],
+            [*ip, ns("router"), "link", "set", "wan", "up"],
+            [*ip, ns("inet"), "addr", "add", f"{t.inet_router_side}/24", "dev", "i-home"],
+            [*ip, ns("inet"), "link", "set", "i-home", "up"],
+            [*ip, ns("router"), "route", "add", "default", "via", t.inet_router_side],
+        ]
+        for c in cmds:
+            _run(c)
+        for r in ("router", "inet"):
+            self.exec(r, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        self.exec("router", ["nft", "-f", "-"], input=(
+            b"table ip lab_nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"
+            b'  oifname "wan" masquerade\n }\n}\n'))
+        # the VPS's uplink: a veth, or a delaying relay when WAN latency is asked for
+        if rtt_ms > 0:
+            self._spawn_in_netns("inet", [sys.executable, "-m", "tunnelops.lab.relay",
+                                          str(rtt_ms / 2), "i-vps",
+                                          str(self._netns_path("vps")), "eth0"], "relay")
+        else:
+            _run([*ip, ns("inet"), "link", "add", "i-vps", "type", "veth", "peer", "name",
+                  "eth0", "netns", ns("vps")])
+        for c in (
+            [*ip, ns("inet"), "addr", "add", f"{t.inet_vps_side}/24", "dev", "i-vps"],
+            [*ip, ns("inet"), "link", "set", "i-vps", "up"],
+            [*ip, ns("vps"), "addr", "add", f"{t.vps_public}/24", "dev", "eth0"],
+            [*ip, ns("vps"), "link", "set", "eth0", "up"],
+            [*ip, ns("vps"), "route", "add", "default", "via", t.inet_vps_side],
+        ):
+            _run(c)
+
+    def _start_host(self, role: str) -> None:
+        d = self._host_dir(role)
+        d.mkdir(parents=True, exist_ok=True)
+        log = d / "init.log"
+        argv = ["nsenter", f"--net={self._netns_path(role)}", "unshare", "--mount", "--uts",
+                "--ipc", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+                "/bin/bash", str(HERE / "hostinit.sh"), self.topo.alias(role), str(d),
+                f"{self.key}.pub", SUDO_USER, str(root_netns_inode()),
+                PODMAN_USER if role == "home" else ""]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        (d / "unshare.pid").write_text(str(proc.pid))
+        self._wait_for(lambda: b"TUNNELOPS-READY" in log.read_bytes(),
+                       f"lab host {role} did not start", proc=proc, log=log)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        (d / "holder.pid").write_text(children[0])
+
+    def _services_home(self) -> None:
+        out = self.exec("home", ["/bin/bash", str(HERE / "services.sh"),
+                                 str(root_netns_inode())], timeout=30)
+        if b"running" not in out.stdout:
+            raise LabError(f"NetworkManager/firewalld did not start in lab-home: {out.stdout!r}")
+
+    def _import_image(self, tar: Path) -> None:
+        self.exec("home", ["podman", "import", "-q", *image.import_changes(), "-", image.IMAGE],
+                  user=PODMAN_USER, input=tar.read_bytes(), timeout=60)
+
+    def host_public_key(self, role: str) -> str:
+        pub = self._host_dir(role) / "upper/etc/ssh/ssh_host_ed25519_key.pub"
+        return " ".join(pub.read_text().split()[:2])
+
+    def _write_client_files(self) -> None:
+        t = self.topo
+        lines, cfg = [], [f"# tunnelops lab '{t.name}': written by `inv lab.up`, removed by"
+                          " `inv lab.down`.\n"]
+        for role in HOSTS:
+            alias, addr = t.alias(role), t.address(role)
+            lines.append(f"{alias},{addr} {self.host_public_key(role)}\n")
+            cfg.append(
+                f"Host {alias}\n    HostName {addr}\n    User root\n"
+                f"    IdentityFile {self.key}\n    IdentitiesOnly yes\n"
+                f"    UserKnownHostsFile {self.known_hosts}\n    StrictHostKeyChecking yes\n"
+                f"    ConnectTimeout 5\n\n")
+        self.known_hosts.write_text("".join(lines))
+        self.ssh_config.write_text("".join(cfg))
+        self.inventory_dir.mkdir(exist_ok=True)
+        self.inventory.write_text(self._inventory_text())
+
+    def _inventory_text(self) -> str:
+        t = self.topo
+        return f"""# The lab site: written by `inv lab.up`, removed by `inv lab.down`.
+[site]
+name = "{t.name}"
+ssh_config = "{self.ssh_config}"
+known_hosts = "{self.known_hosts}"
+whoami_url = "{t.whoami_url}"
+
+[vps]
+host = "{t.alias("vps")}"
+
+[home]
+host = "{t.alias("home")}"
+
+[tunnel]
+
+# The lab's echo image answers on 12345-12349 and 27015-27020, TCP and UDP.
+[[services]]
+name = "game"
+image = "{image.IMAGE}"
+user = "{PODMAN_USER}"
+ports = ["12345/udp", "12346/tcp"]
+"""
+
+    def _wait_ssh(self, timeout: float = 15) -> None:
+        def banner(addr: str) -> bool:
+            try:
+                with socket.create_connection((addr, 22), timeout=1) as s:
+                    return s.recv(4).startswith(b"SSH-")
+            except OSError:
+                return False
+        for addr in (self.topo.address(r) for r in HOSTS):
+            self._wait_for(lambda a=addr: banner(a), f"sshd at {addr} does not answer",
+                           timeout=timeout)
+
+    # ---------------------------------------------------------------- down
+    def down(self) -> None:
+        """Remove every namespace, link, process and file of this instance."""
+        inodes = {ino for r in ROLES
+                  if (ino := _ns_inode_path(self._netns_path(r))) is not None}
+        for role in HOSTS:  # SIGKILL to a PID namespace's init kills everything in it
+            pid = self.holder_pid(role)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while inodes and time.monotonic() < deadline:
+            stray = [p for p in _pids() if _ns_inode(p, "net") in inodes and _alive(p)]
+            if not stray:
+                break
+            for p in stray:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+            time.sleep(0.05)
+        for r in ROLES:
+            if self._netns_path(r).exists():
+                _run(["ip", "netns", "del", self.topo.netns(r)], check=False)
+        if Path(f"/sys/class/net/{self.topo.laptop_link}").exists():
+            _run(["ip", "link", "del", self.topo.laptop_link], check=False)
+        shutil.rmtree(self.state, ignore_errors=True)
+        self.inventory.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- status
+    def status(self) -> list[HostStatus]:
+        rows = []
+        procs = [(p, _ns_inode(p, "pid"), _comm(p)) for p in _pids()]
+        for role in ROLES:
+            row = HostStatus(role, self.topo.netns(role), self.topo.address(role),
+                             self._netns_path(role).exists())
+            if role in HOSTS and (pid := self.holder_pid(role)):
+                pidns = _ns_inode(pid, "pid")
+                row.daemons = sorted({c for _, n, c in procs if n == pidns and c in DAEMONS})
+            elif role == "inet" and (self.state / "whoami.pid").exists():
+                row.daemons = ["whoami"] if _alive(int((self.state / "whoami.pid")
+                                                       .read_text())) else []
+            rows.append(row)
+        with ThreadPoolExecutor(2) as pool:
+            answers = dict(zip(HOSTS, pool.map(self._ssh_answers, HOSTS), strict=True))
+        for row in rows:
+            if row.role in HOSTS:
+                row.ssh = answers[row.role]
+        return rows
+
+    def _ssh_answers(self, role: str) -> str:
+        if not self.ssh_config.exists():
+            return "no"
+        t0 = time.monotonic()
+        proc = self.ssh(role, ["true"], check=False, timeout=10)
+        return f"yes ({(time.monotonic() - t0) * 1000:.0f} ms)" if proc.returncode == 0 else "no"
+
+    def ssh(self, role: str, argv: Sequence[str], *, user: str | None = None,
+            check: bool = True, timeout: float = 30,
+            input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Run a command on a lab host through real SSH, with the lab's ssh_config."""
+        dest = self.topo.alias(role) if user is None else f"{user}@{self.topo.alias(role)}"
+        return _run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", dest, "--",
+                     *argv], check=check, timeout=timeout, input=input)
+
+
+def _ns_inode_path(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None

@@ -1,0 +1,95 @@
+"""Invoke tasks for the lab: `inv lab.up`, `lab.down`, `lab.status`, `lab.ssh HOST`."""
+
+from __future__ import annotations
+
+import os
+
+from invoke import Collection, Exit, task
+from rich.console import Console
+from rich.table import Table
+
+from tunnelops.lab.instance import HOSTS, Lab, LabError
+from tunnelops.lab.topology import Topology
+
+_NAME_HELP = {"name": "lab instance name (default: $TUNNELOPS_LAB or 'lab')",
+              "index": "instance number 0-99, picks its address range (default 0)"}
+
+
+def _lab(name: str | None, index: int | None) -> Lab:
+    try:
+        return Lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
+                            index if index is not None
+                            else int(os.environ.get("TUNNELOPS_LAB_INDEX", "0"))))
+    except ValueError as e:
+        raise Exit(f"lab: {e}", code=2) from e
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise Exit("lab: needs root (namespaces, mounts, links): run it with sudo or as root",
+                   code=2)
+
+
+@task(help={"rtt_ms": "add this much WAN round-trip latency between the internet and the VPS",
+            **_NAME_HELP})
+def up(c, rtt_ms=0, name=None, index=None):
+    """Bring the lab up: lab-vps, lab-home behind NAT, and the internet, on this machine."""
+    _need_root()
+    lab = _lab(name, index)
+    try:
+        times = lab.up(rtt_ms=int(rtt_ms))
+    except LabError as e:
+        raise Exit(f"lab.up: {e}", code=1) from e
+    console = Console()
+    if "already_up" in times:
+        console.print(f"lab '{lab.topo.name}' is already up: nothing to do")
+    else:
+        console.print(f"lab '{lab.topo.name}' up in {times['total']:.1f}s "
+                      f"(ssh_config: {lab.ssh_config}, inventory: {lab.inventory})")
+    _table(console, lab)
+
+
+@task(help=_NAME_HELP)
+def down(c, name=None, index=None):
+    """Remove every namespace, link, process and file the lab made (also after a crash)."""
+    _need_root()
+    lab = _lab(name, index)
+    lab.down()
+    Console().print(f"lab '{lab.topo.name}' is down")
+
+
+@task(help=_NAME_HELP)
+def status(c, name=None, index=None):
+    """Show each lab host: its address, its daemons and whether SSH answers."""
+    _table(Console(), _lab(name, index))
+
+
+@task(help={"host": "vps or home (or the alias: lab-vps, lab-home)",
+            "user": "log in as this user instead of root (e.g. ops, the sudo user)", **_NAME_HELP})
+def ssh(c, host, user=None, name=None, index=None):
+    """Open a shell on a lab host through real SSH with the lab's ssh_config."""
+    lab = _lab(name, index)
+    role = host.removeprefix(f"{lab.topo.name}-")
+    if role not in HOSTS:
+        raise Exit(f"lab.ssh: unknown host {host!r}: use one of "
+                   f"{', '.join(lab.topo.alias(r) for r in HOSTS)}", code=2)
+    dest = lab.topo.alias(role) if not user else f"{user}@{lab.topo.alias(role)}"
+    os.execvp("ssh", ["ssh", "-F", str(lab.ssh_config), dest])
+
+
+def _table(console: Console, lab: Lab) -> None:
+    table = Table(title=f"lab '{lab.topo.name}'")
+    for col in ("host", "namespace", "address", "daemons", "ssh"):
+        table.add_column(col)
+    for row in lab.status():
+        ssh_ = row.ssh
+        style = "green" if ssh_.startswith("yes") else ("red" if ssh_ == "no" else "")
+        table.add_row(lab.topo.alias(row.role) if row.role in HOSTS else row.role, row.netns,
+                      row.address, ", ".join(row.daemons) or "-",
+                      f"[{style}]{ssh_}[/]" if style else ssh_)
+        if not row.present:
+            table.rows[-1].style = "dim"
+    console.print(table)
+
+
+ns = Collection("lab", up, down, status, ssh)
