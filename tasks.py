@@ -1,7 +1,44 @@
-"""tunnelops tasks: `inv --list` is the manual. Thin: parse, call tunnelops, print."""
+"""tunnelops tasks: `inv --list` and `inv --help TASK` are the manual.
 
-from invoke import Collection
+Thin on purpose: parse arguments, call tunnelops.commands, turn errors into one line and an
+exit code. Everything else lives in the tunnelops package."""
 
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+from tunnelops import commands
 from tunnelops.lab.tasks import ns as lab
 
-ns = Collection(lab)
+HERE = Path(__file__).resolve().parent
+COMMON = {
+    "site": "site name, i.e. inventory/NAME.toml (default: the one matching the hosts)",
+    "dry_run": "show every change (with diffs) and stop; change nothing",
+    "trust_new_host": "accept and record an unknown SSH host key (check its fingerprint first)",
+}
+
+
+def _opts(site=None, dry_run=False, trust_new_host=False) -> commands.Options:
+    inv_dir = commands.default_inventory_dir()
+    if not inv_dir.is_dir():
+        inv_dir = HERE / "inventory"
+    return commands.Options(inventory_dir=inv_dir, site=site, dry_run=dry_run,
+                            trust_new_host=trust_new_host)
+
+
+def _exit(report) -> None:
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(help={"vps": "the VPS: an ssh_config alias, host, user@host or user@host:port",
+            "home": "the home server, the same way", **COMMON})
+def bootstrap(c, vps=None, home=None, site=None, dry_run=False, trust_new_host=False):
+    """Provision both hosts, from nothing to serving: tunnel, firewall, forwarding, services."""
+    try:
+        _exit(commands.bootstrap(_opts(site, dry_run, trust_new_host), vps, home))
+    except commands.UsageError as e:
+        raise Exit(f"error: {e}", code=2) from None
+
+
+ns = Collection(bootstrap, lab)

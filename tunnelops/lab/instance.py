@@ -61,6 +61,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _pidfile_alive(path: Path) -> bool:
+    try:
+        return _alive(int(path.read_text()))
+    except (OSError, ValueError):
+        return False
+
+
 def _ns_inode(pid: int | str, kind: str) -> int | None:
     try:
         return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
@@ -176,9 +183,12 @@ class Lab:
 
     # ---------------------------------------------------------------- up
     def is_up(self) -> bool:
+        # The lab's own processes count too (whoami, the latency relay): if one died, the lab
+        # is broken and `up` must rebuild it rather than report "already up".
         return (self.state / "up.json").exists() and all(
             self.holder_pid(r) for r in HOSTS) and all(
-            self._netns_path(r).exists() for r in ROLES)
+            self._netns_path(r).exists() for r in ROLES) and all(
+            _pidfile_alive(f) for f in self.state.glob("*.pid"))
 
     def leftovers(self) -> bool:
         names = {self.topo.netns(r) for r in ROLES}

@@ -1,0 +1,1 @@
+"""Pure renderers: model values in, exact configuration text (or argv) out."""

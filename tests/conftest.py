@@ -1,0 +1,113 @@
+"""Shared fixtures for the test suite.
+
+Lab tests (end-to-end, need root) run against their OWN lab instance, never the default
+instance "lab" that people use by hand:
+
+    TUNNELOPS_TEST_LAB        instance name   (default "labt")
+    TUNNELOPS_TEST_LAB_INDEX  instance index  (default 7: LAN 10.77.7.0/24, VPS 198.51.100.17)
+
+Fixtures:
+
+- `lab` (session): the test instance, brought up once for the whole session and taken down at
+  the end. Any leftover of an earlier session that died is removed first, so every session
+  starts from a fresh lab. If `up` fails, every test using it FAILS (errors) -- it never
+  skips. Tests share this instance: each test must leave it as it found it (remove the
+  containers it started, close the firewall ports it opened, delete the files it wrote...),
+  because later tests (bootstrap, tunnel, ...) build on it.
+
+- `lab_factory` (function): `lab_factory(name, index)` returns a `Lab` for a SEPARATE, extra
+  instance (for tests that need to bring a lab up and down themselves, e.g. down/crash tests,
+  latency). Any leftover of that instance is removed first; it is NOT brought up; it is taken
+  down when the test ends, whatever happened. Names and indexes must differ from the session
+  instance's (and the name can never be "lab").
+
+- `lab_report` (function): `lab_report("up took 1.2 s")` adds a line to a "lab report" section
+  printed at the end of the run (measurements worth seeing even when tests pass).
+
+Mark lab test modules with `pytestmark = pytest.mark.lab` (the marker is declared in
+pyproject.toml), so `pytest -m "not lab"` runs the rest without root.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tunnelops.lab import Lab, LabError, Topology
+
+RESERVED_NAMES = {"lab"}  # the default instance: somebody else's, never touched by tests
+_REPORT_KEY = pytest.StashKey[list[str]]()
+
+
+def session_lab_topology() -> Topology:
+    """The session test instance's topology, from the environment."""
+    name = os.environ.get("TUNNELOPS_TEST_LAB", "labt")
+    index = int(os.environ.get("TUNNELOPS_TEST_LAB_INDEX", "7"))
+    if name in RESERVED_NAMES:
+        raise pytest.UsageError(
+            f"TUNNELOPS_TEST_LAB={name!r} is the default, hand-used lab instance: tests bring "
+            "their instance down, so pick another name (default: labt)")
+    return Topology(name, index)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The session's lab instance, up. Fails (never skips) if it cannot be brought up."""
+    instance = Lab(session_lab_topology())
+    instance.down()  # a crashed earlier session may have left a dirty instance: start fresh
+    try:
+        instance.up()
+    except LabError as e:
+        pytest.fail(f"cannot bring the test lab {instance.topo.name!r} up: {e}", pytrace=False)
+    try:
+        yield instance
+    finally:
+        instance.down()
+
+
+@pytest.fixture
+def lab_factory() -> Iterator[Callable[[str, int], Lab]]:
+    """Make separate lab instances (not up); all of them are taken down after the test."""
+    made: list[Lab] = []
+    session = session_lab_topology()
+
+    def make(name: str, index: int) -> Lab:
+        if name in RESERVED_NAMES or name == session.name or index == session.index:
+            raise pytest.UsageError(
+                f"separate lab instance {name!r}/{index} collides with the default instance "
+                f"or the session test instance {session.name!r}/{session.index}")
+        instance = Lab(Topology(name, index))
+        instance.down()  # leftovers of an earlier run that died
+        made.append(instance)
+        return instance
+
+    yield make
+    errors = []
+    for instance in made:
+        try:
+            instance.down()
+        except Exception as e:
+            errors.append(f"{instance.topo.name}: {e}")
+    if errors:
+        pytest.fail(f"lab down failed: {'; '.join(errors)}", pytrace=False)
+
+
+@pytest.fixture
+def lab_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Add a line to the "lab report" printed at the end of the run."""
+    lines = request.config.stash.setdefault(_REPORT_KEY, [])
+
+    def report(line: str) -> None:
+        lines.append(f"{request.node.name}: {line}")
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    lines = config.stash.get(_REPORT_KEY, [])
+    if lines:
+        terminalreporter.section("lab report")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,382 @@
+"""Inventory files: loading, located one-line errors, comment-preserving saves, finding."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from tunnelops import inventory
+from tunnelops.inventory import InventoryError
+from tunnelops.model import HomeSpec, HostRef, ModelError, PortSpec, Service, Site, Tunnel, VpsSpec
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.toml"
+
+SEED_SITE = Site(
+    name="home",
+    vps=VpsSpec(HostRef("myvps"), IPv4Address("203.0.113.7"), "eth0"),
+    home=HomeSpec(HostRef("homeserver")),
+    tunnel=Tunnel(),
+    services=(
+        Service(
+            name="game",
+            image="docker.io/example/game:latest",
+            ports=(PortSpec("udp", 12345, 12345), PortSpec("tcp", 12346, 12346)),
+            user="gamer",
+            env=(("MAX_PLAYERS", "8"),),
+            volumes=("/srv/game:/data:Z",),
+        ),
+    ),
+)
+
+# Line numbers in the error tests below refer to this text.
+BASE = """\
+# lab site
+[site]
+name = "lab"
+
+[vps]
+host = "root@10.0.0.1"   # the VPS
+
+[home]
+host = "home"
+
+[tunnel]
+listen_port = 51821
+
+[[services]]
+name = "game"
+image = "docker.io/example/game:latest"
+user = "gamer"
+ports = [
+    "12345/udp",   # game traffic
+    "12346/tcp",
+]
+
+[[services]]
+name = "web"
+image = "docker.io/library/nginx:1.25"
+user = "www"
+ports = ["8080/tcp"]
+env = { TZ = "UTC" }
+"""
+
+
+def error(text: str, source: str = "inventory/lab.toml") -> str:
+    with pytest.raises(InventoryError) as err:
+        inventory.loads(text, source, "lab")
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_example_is_the_seed() -> None:
+    assert inventory.load(EXAMPLE) == SEED_SITE
+
+
+def test_load_base() -> None:
+    site = inventory.loads(BASE, "x", "lab")
+    assert site.name == "lab"
+    assert site.vps.host.user == "root"
+    assert [s.name for s in site.services] == ["game", "web"]
+    assert site.service("web").env == (("TZ", "UTC"),)
+
+
+def test_site_name_defaults_to_the_file_stem() -> None:
+    text = BASE.replace('[site]\nname = "lab"\n', "")
+    assert inventory.loads(text, "inventory/lab.toml", "lab").name == "lab"
+
+
+def test_bad_file_stem_without_site_name() -> None:
+    text = BASE.replace('[site]\nname = "lab"\n', "")
+    with pytest.raises(InventoryError) as err:
+        inventory.loads(text, "inventory/My Site.toml", "My Site")
+    assert str(err.value) == ("inventory/My Site.toml:1: [site] has no name and the file name "
+                              "'My Site' is not a valid site name: add [site] name = \"home\"")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # TOML syntax error
+        ('listen_port = 51821', 'listen_port = 51821 51822',
+         "inventory/lab.toml:12: Expected newline or end of document after a statement "
+         "(at line 12, column 21); fix the TOML syntax"),
+        # bad port, inside a multi-line array: the element's own line
+        ('"12346/tcp",', '"70000/tcp",',
+         "inventory/lab.toml:20: [services] 'ports': port 70000 in '70000/tcp' is out of "
+         "range: use 1-65535"),
+        # bad port in a one-line array of the second service
+        ('ports = ["8080/tcp"]', 'ports = ["8080/tcp", "8081"]',
+         "inventory/lab.toml:27: [services] 'ports': '8081' has no protocol: use PORT/PROTO, "
+         "e.g. 12345/udp or 27015-27020/tcp"),
+        # unknown key
+        ('host = "home"', 'host = "home"\nhots = "x"',
+         "inventory/lab.toml:10: [home] unknown key 'hots': use one of host, lan_interface"),
+        # unknown key in the second [[services]]
+        ('user = "www"', 'user = "www"\nport = 1',
+         "inventory/lab.toml:27: [services] unknown key 'port': use one of name, image, user, "
+         "ports, env, volumes, command"),
+        # duplicate service name: the second one's name line
+        ('name = "web"', 'name = "game"',
+         "inventory/lab.toml:24: [services] 'name': service name 'game' is used twice: give "
+         "each [[services]] entry its own name"),
+        # a port overlapping another service's: the later service's element
+        ('ports = ["8080/tcp"]', 'ports = ["8080/tcp", "12340-12349/UDP"]',
+         "inventory/lab.toml:27: [services] 'ports': port 12340-12349/udp of service 'web' "
+         "overlaps 12345/udp of service 'game': give each port to one service"),
+        # service port == the tunnel's listen port
+        ('"12345/udp",   # game traffic', '"12345/udp",   # game traffic\n    "51821/udp",',
+         "inventory/lab.toml:20: [services] 'ports': port 51821/udp of service 'game' includes "
+         "the WireGuard listen port 51821/udp: pick another port or change [tunnel] "
+         "listen_port"),
+        # overlapping ports within one service
+        ('"12346/tcp",', '"12346/tcp", "12345/udp",',
+         "inventory/lab.toml:19: [services] 'ports': ports 12345/udp and 12345/udp of service "
+         "'game' overlap: list each port once"),
+        # wrong type
+        ('listen_port = 51821', 'listen_port = "51821"',
+         "inventory/lab.toml:12: [tunnel] 'listen_port': expected an integer, got a string: "
+         "write e.g. listen_port = 51821"),
+        # model error in [tunnel]
+        ('listen_port = 51821', 'listen_port = 51821\nroute_table = 254',
+         "inventory/lab.toml:13: [tunnel] 'route_table': route_table 254 is a kernel table "
+         "(default/main/local): use another number, e.g. 201"),
+        # bad host
+        ('host = "root@10.0.0.1"', 'host = "root@10.0.0.1;x"',
+         "inventory/lab.toml:6: [vps] 'host': host 'root@10.0.0.1;x' contains shell "
+         "metacharacters ';': use an ssh_config alias for anything unusual"),
+        # missing required key: the table header
+        ('image = "docker.io/library/nginx:1.25"\n', "",
+         "inventory/lab.toml:23: [[services]] is missing 'image': add image = \"text\""),
+        # unknown table
+        ("[tunnel]", "[tunel]",
+         "inventory/lab.toml:11: unknown table [tunel]: use [site], [vps], [home], [tunnel] "
+         "and [[services]]"),
+        # env with a non-string value
+        ('env = { TZ = "UTC" }', "env = { TZ = 1 }",
+         "inventory/lab.toml:28: [services] 'env': expected a table of strings, got a table: "
+         "write e.g. env = { KEY = \"value\" }"),
+        # site-level value
+        ('name = "lab"', 'name = "lab"\nwhoami_url = "ftp://x"',
+         "inventory/lab.toml:4: [site] 'whoami_url': whoami_url 'ftp://x' is not an http(s) "
+         "URL: use e.g. \"https://ifconfig.me/ip\""),
+    ],
+)
+def test_error_lines(old: str, new: str, message: str) -> None:
+    assert old in BASE
+    assert error(BASE.replace(old, new, 1)) == message
+
+
+def test_missing_table() -> None:
+    text = BASE.replace('[home]\nhost = "home"\n', "")
+    assert error(text) == ("inventory/lab.toml:1: [home] table is missing: add [home] with "
+                           "host = \"...\"")
+
+
+def test_syntax_error_duplicate_key() -> None:
+    text = BASE.replace('name = "lab"', 'name = "lab"\nname = "lab2"')
+    assert error(text).startswith("inventory/lab.toml:4: Cannot overwrite a value")
+
+
+def test_services_must_be_tables() -> None:
+    text = 'services = 3\n[vps]\nhost = "v"\n[home]\nhost = "h"\n'
+    assert error(text) == ("inventory/lab.toml:1: 'services' must be an array of tables: "
+                           "write each service as a [[services]] table")
+
+
+def test_load_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError) as err:
+        inventory.load(tmp_path / "none.toml")
+    assert str(err.value) == (f"{tmp_path / 'none.toml'}: cannot read it (No such file or "
+                              "directory): check the path or create it with bootstrap")
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'[vps]\nhost = "\xff"\n')
+    with pytest.raises(InventoryError) as err:
+        inventory.load(bad)
+    assert str(err.value) == f"{bad}:2: the file is not UTF-8: save it as UTF-8"
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def test_save_keeps_comments_and_order(tmp_path: Path) -> None:
+    path = tmp_path / "home.toml"
+    original = EXAMPLE.read_text()
+    path.write_text(original)
+    site = inventory.load(path).with_port_added("27015-27020/udp")
+    inventory.save(path, site)
+    expected = original.replace(
+        'ports = ["12345/udp", "12346/tcp"]  #',
+        'ports = ["12345/udp", "12346/tcp", "27015-27020/udp"]  #',
+    )
+    assert expected != original
+    assert path.read_text() == expected
+    assert inventory.load(path) == site
+    # Nothing changed: nothing rewritten.
+    inventory.save(path, site)
+    assert path.read_text() == expected
+
+
+def test_save_removes_a_port_from_a_multiline_array(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(BASE)
+    site = inventory.load(path).with_port_removed("12346/tcp")
+    inventory.save(path, site)
+    assert path.read_text() == BASE.replace('    "12346/tcp",\n', "")
+    assert inventory.load(path) == site
+
+
+def test_save_discovered_and_tunnel_changes(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(BASE)
+    site = inventory.update_discovered(path, "198.51.100.4", "ens3")
+    assert (site.vps.public_ip, site.vps.wan_interface) == (IPv4Address("198.51.100.4"), "ens3")
+    text = path.read_text()
+    assert text == BASE.replace(
+        'host = "root@10.0.0.1"   # the VPS\n',
+        'host = "root@10.0.0.1"   # the VPS\npublic_ip = "198.51.100.4"\nwan_interface = "ens3"\n',
+    )
+    changed = dataclasses.replace(site, tunnel=dataclasses.replace(site.tunnel, mtu=1380))
+    inventory.save(path, changed)
+    assert path.read_text() == text.replace("listen_port = 51821\n",
+                                            "listen_port = 51821\nmtu = 1380\n")
+    assert inventory.load(path) == changed
+
+
+def test_save_adds_and_removes_services(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(BASE)
+    site = inventory.load(path)
+    mail = Service("mail", "docker.io/example/mail:1", (PortSpec("tcp", 25, 25),), "mail",
+                   env=(("A", "x y"),), command=("--verbose",))
+    new = dataclasses.replace(site, services=(site.services[1], mail))
+    inventory.save(path, new)
+    assert path.read_text() == BASE.replace(
+        BASE[BASE.index("[[services]]"):BASE.index('[[services]]\nname = "web"')], ""
+    ) + (
+        "\n"
+        "[[services]]\n"
+        'name = "mail"\n'
+        'image = "docker.io/example/mail:1"\n'
+        'user = "mail"\n'
+        'ports = ["25/tcp"]\n'
+        'env = {A = "x y"}\n'
+        'command = ["--verbose"]\n'
+    )
+    loaded = inventory.load(path)
+    assert [s.name for s in loaded.services] == ["web", "mail"]
+    assert loaded == new
+
+
+def test_save_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "home.toml"
+    inventory.save(path, SEED_SITE)
+    assert path.read_text() == (
+        "# tunnelops site inventory: inventory/example.toml explains every key.\n"
+        "\n"
+        "[site]\n"
+        'name = "home"\n'
+        "\n"
+        "[vps]\n"
+        'host = "myvps"\n'
+        'public_ip = "203.0.113.7"\n'
+        'wan_interface = "eth0"\n'
+        "\n"
+        "[home]\n"
+        'host = "homeserver"\n'
+        "\n"
+        "[tunnel]\n"
+        'interface = "wg0"\n'
+        'subnet = "192.168.2.0/24"\n'
+        'vps_address = "192.168.2.1"\n'
+        'home_address = "192.168.2.2"\n'
+        "listen_port = 51821\n"
+        "keepalive = 25\n"
+        "route_table = 201\n"
+        "rule_priority = 100\n"
+        "\n"
+        "[[services]]\n"
+        'name = "game"\n'
+        'image = "docker.io/example/game:latest"\n'
+        'user = "gamer"\n'
+        'ports = ["12345/udp", "12346/tcp"]\n'
+        'env = {MAX_PLAYERS = "8"}\n'
+        'volumes = ["/srv/game:/data:Z"]\n'
+    )
+    assert inventory.load(path) == SEED_SITE
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in path.parent.iterdir()] == ["home.toml"]  # no temp file left
+
+
+def test_save_refuses_to_overwrite_an_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text("[vps\n")
+    with pytest.raises(InventoryError, match="fix the TOML syntax"):
+        inventory.save(path, SEED_SITE)
+    assert path.read_text() == "[vps\n"
+
+
+def test_save_keeps_file_mode(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(BASE)
+    os.chmod(path, 0o600)
+    inventory.save(path, inventory.load(path).with_port_added("9000/udp", "web"))
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def write_site(directory: Path, name: str, vps: str, home: str) -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(f'[vps]\nhost = "{vps}"\n[home]\nhost = "{home}"\n')
+    return path
+
+
+def test_find_site(tmp_path: Path) -> None:
+    (tmp_path / "example.toml").write_text(EXAMPLE.read_text())
+    assert inventory.find_site(tmp_path) is None
+    lab = write_site(tmp_path, "lab", "root@10.0.0.1", "home")
+    assert inventory.find_site(tmp_path) == lab
+    prod = write_site(tmp_path, "prod", "myvps", "homeserver")
+    with pytest.raises(InventoryError) as err:
+        inventory.find_site(tmp_path)
+    assert str(err.value) == f"several sites in {tmp_path} (lab, prod): pass --site NAME"
+    assert inventory.find_site(tmp_path, site="prod") == prod
+    assert inventory.find_site(tmp_path, site="nope") is None
+    assert inventory.find_site(tmp_path, vps="myvps") == prod
+    assert inventory.find_site(tmp_path, vps="myvps", home="homeserver") == prod
+    assert inventory.find_site(tmp_path, vps="myvps", home="other") is None
+    write_site(tmp_path, "prod2", "myvps", "home2")
+    with pytest.raises(InventoryError) as err:
+        inventory.find_site(tmp_path, vps="myvps")
+    assert str(err.value) == (f"several sites in {tmp_path} match these hosts (prod.toml, "
+                              "prod2.toml): pass --site NAME")
+    with pytest.raises(InventoryError) as err:
+        inventory.find_site(tmp_path, site="../etc")
+    assert str(err.value).startswith("--site: site name '../etc' is not valid")
+    assert inventory.find_site(tmp_path / "missing") is None
+
+
+def test_find_site_reports_syntax_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text("[vps\n")
+    with pytest.raises(InventoryError) as err:
+        inventory.find_site(tmp_path, vps="x")
+    assert str(err.value).startswith(f"{tmp_path / 'a.toml'}:1: ")
+
+
+def test_new_site() -> None:
+    site = inventory.new_site("lab", "root@10.0.0.1", HostRef("home"), listen_port=51999,
+                              public_ip="203.0.113.9", whoami_url="http://10.0.0.9/ip")
+    assert site.tunnel == Tunnel(listen_port=51999)
+    assert site.vps == VpsSpec(HostRef("root@10.0.0.1"), IPv4Address("203.0.113.9"))
+    assert site.whoami_url == "http://10.0.0.9/ip"
+    with pytest.raises(ModelError, match="unknown setting 'colour'"):
+        inventory.new_site("lab", "v", "h", colour="blue")

@@ -1,0 +1,164 @@
+"""awall policies: valid JSON, the seed's structure, awall's real attribute names."""
+
+from __future__ import annotations
+
+import json
+
+from tunnelops.model import PortSpec, Service, Tunnel
+from tunnelops.render import awall
+
+GAME = Service("game", "docker.io/example/game:latest",
+               (PortSpec.parse("12345/udp"), PortSpec.parse("12346/tcp")), "gamer")
+RANGE = Service("srcds", "docker.io/example/srcds:1",
+                (PortSpec.parse("27015-27020/udp"), PortSpec.parse("27015/tcp")), "steam")
+def managed(text: str) -> str:
+    """Expected text with MANAGED standing for the notice (keeps lines under 100)."""
+    return text.replace("MANAGED", "Managed by tunnelops: local edits are overwritten.")
+
+
+CUSTOM = Tunnel(interface="wgt", subnet="10.9.8.0/29", vps_address="10.9.8.5",  # type: ignore[arg-type]
+                home_address="10.9.8.6", listen_port=51999)  # type: ignore[arg-type]
+
+
+def test_base_policy_text() -> None:
+    assert awall.dumps(awall.base_policy("eth0", Tunnel())) == """\
+{
+    "description": "Managed by tunnelops: local edits are overwritten. Base zones and policies",
+    "zone": {
+        "inet": {
+            "iface": "eth0"
+        },
+        "vpn": {
+            "iface": "wg0"
+        }
+    },
+    "policy": [
+        {
+            "in": "vpn",
+            "action": "accept"
+        },
+        {
+            "out": "vpn",
+            "action": "accept"
+        },
+        {
+            "out": "inet",
+            "action": "accept"
+        },
+        {
+            "in": "_fw",
+            "action": "accept"
+        },
+        {
+            "in": "inet",
+            "action": "drop"
+        }
+    ],
+    "snat": [
+        {
+            "out": "inet"
+        }
+    ]
+}
+"""
+
+
+def test_base_policy_custom_interfaces() -> None:
+    policy = json.loads(awall.dumps(awall.base_policy("ens3", CUSTOM)))
+    assert policy["zone"] == {"inet": {"iface": "ens3"}, "vpn": {"iface": "wgt"}}
+
+
+def test_ssh_policy_is_the_seed() -> None:
+    assert awall.ssh_policy() == {
+        "description": "Managed by tunnelops: local edits are overwritten. Allow SSH from "
+                       "internet",
+        "filter": [{"in": "inet", "out": "_fw", "service": "ssh", "action": "accept",
+                    "conn-limit": {"count": 3, "interval": 20}}],
+    }
+    other = awall.ssh_policy(2222, count=5, interval=60)
+    assert other["filter"][0]["service"] == {"proto": "tcp", "port": 2222}
+    assert other["filter"][0]["conn-limit"] == {"count": 5, "interval": 60}
+
+
+def test_wireguard_policy_text() -> None:
+    assert awall.dumps(awall.wireguard_policy(CUSTOM)) == managed("""\
+{
+    "description": "MANAGED Allow WireGuard from internet",
+    "filter": [
+        {
+            "in": "inet",
+            "out": "_fw",
+            "service": {
+                "proto": "udp",
+                "port": 51999
+            },
+            "action": "accept"
+        }
+    ]
+}
+""")
+
+
+def test_service_policy_text() -> None:
+    assert awall.dumps(awall.service_policy(RANGE, CUSTOM)) == managed("""\
+{
+    "description": "MANAGED Forward srcds traffic to WireGuard peer",
+    "service": {
+        "tunnelops-srcds": [
+            {
+                "proto": "udp",
+                "port": "27015-27020"
+            },
+            {
+                "proto": "tcp",
+                "port": 27015
+            }
+        ]
+    },
+    "filter": [
+        {
+            "in": "inet",
+            "out": "vpn",
+            "service": "tunnelops-srcds",
+            "action": "accept"
+        }
+    ],
+    "dnat": [
+        {
+            "in": "inet",
+            "service": "tunnelops-srcds",
+            "to-addr": "10.9.8.6"
+        }
+    ],
+    "snat": [
+        {
+            "out": "vpn",
+            "service": "tunnelops-srcds",
+            "to-addr": "10.9.8.5"
+        }
+    ]
+}
+""")
+
+
+def test_service_policy_has_the_seed_structure() -> None:
+    policy = json.loads(awall.dumps(awall.service_policy(GAME, Tunnel())))
+    # The seed's game.json, with its JSON fixed, a prefixed service name and "to-addr".
+    assert policy == {
+        "description": "Managed by tunnelops: local edits are overwritten. Forward game "
+                       "traffic to WireGuard peer",
+        "service": {"tunnelops-game": [{"proto": "udp", "port": 12345},
+                                       {"proto": "tcp", "port": 12346}]},
+        "filter": [{"in": "inet", "out": "vpn", "service": "tunnelops-game",
+                    "action": "accept"}],
+        "dnat": [{"in": "inet", "service": "tunnelops-game", "to-addr": "192.168.2.2"}],
+        "snat": [{"out": "vpn", "service": "tunnelops-game", "to-addr": "192.168.2.1"}],
+    }
+
+
+def test_dumps_is_deterministic_json() -> None:
+    for policy in (awall.base_policy("eth0", Tunnel()), awall.ssh_policy(),
+                   awall.wireguard_policy(Tunnel()), awall.service_policy(GAME, Tunnel())):
+        text = awall.dumps(policy)
+        assert json.loads(text) == policy
+        assert text.endswith("}\n") and text == awall.dumps(json.loads(text))

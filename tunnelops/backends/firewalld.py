@@ -1,0 +1,66 @@
+"""firewalld: the tunnel interface in a zone (the seed: public, or whatever zone already holds
+it), and the service ports open there, permanent and runtime.
+
+Ports tunnelops opened are recorded in /etc/tunnelops/firewalld-ports, so a port removed
+from the inventory is closed again without touching ports the user opened themselves."""
+
+from __future__ import annotations
+
+import shlex
+
+from tunnelops.changes import CommandChange, FileChange, Guard, StepPlan
+from tunnelops.model import PortSpec
+from tunnelops.steps.context import Ctx
+
+RECORD = "/etc/tunnelops/firewalld-ports"
+ROLLBACK = "/var/lib/tunnelops/firewalld.rollback"
+
+
+def fw_port(spec: PortSpec) -> str:
+    return f"{spec.first}-{spec.last}/{spec.proto}" if spec.is_range else str(spec)
+
+
+def zone_of(fw: dict, iface: str, kind: str = "runtime") -> str | None:
+    for zone, info in fw.get(kind, {}).items():
+        if iface in info.get("interfaces", []):
+            return zone
+    return None
+
+
+def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
+    p = StepPlan(step)
+    fw, iface = ctx.facts.firewalld, ctx.iface
+    zone = zone_of(fw, iface, "permanent") or zone_of(fw, iface) or fw.get("default", "public")
+    q, z = shlex.quote, shlex.quote(zone)
+    for kind, flag in (("permanent", "--permanent "), ("runtime", "")):
+        if zone_of(fw, iface, kind) != zone:
+            p.changes.append(CommandChange(
+                f"put {iface} in firewalld zone {zone} ({kind})",
+                f"firewall-cmd -q {flag}--zone={z} --change-interface={q(iface)}"))
+    want = [fw_port(s) for s in ports]
+    record = ctx.facts.file(RECORD)
+    ours = record.content.split() if record else []
+    for kind, flag in (("permanent", "--permanent "), ("runtime", "")):
+        have = fw.get(kind, {}).get(zone, {}).get("ports", [])
+        for port in want:
+            if port not in have:
+                p.changes.append(CommandChange(f"open {port} in zone {zone} ({kind})",
+                                               f"firewall-cmd -q {flag}--zone={z} "
+                                               f"--add-port={q(port)}"))
+        for port in ours:
+            if port not in want and port in have:
+                p.changes.append(CommandChange(f"close {port} in zone {zone} ({kind})",
+                                               f"firewall-cmd -q {flag}--zone={z} "
+                                               f"--remove-port={q(port)}"))
+    text = "".join(f"{x}\n" for x in want)
+    if (record.content if record else "") != text:
+        p.changes.append(FileChange(RECORD, text, record.content if record else None))
+    if any(isinstance(c, CommandChange) for c in p.changes):
+        p.guard = Guard(
+            snapshot=f"rm -rf {ROLLBACK}; mkdir -p /var/lib/tunnelops; "
+                     f"cp -a /etc/firewalld {ROLLBACK}",
+            restore=f"rm -rf /etc/firewalld; cp -a {ROLLBACK} /etc/firewalld; "
+                    "firewall-cmd -q --reload",
+            seconds=ctx.guard_seconds)
+    p.notes.append(f"firewalld zone {zone}")
+    return p

@@ -1,0 +1,78 @@
+"""The commands behind `inv ...`: find and validate the site (before any SSH), run the engine,
+record what it discovered, print. tasks.py only parses arguments and calls these."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from tunnelops import inventory, ui
+from tunnelops.engine import Run, RunReport
+from tunnelops.model import ModelError, Site
+from tunnelops.remote import Transcript
+
+
+class UsageError(RuntimeError):
+    """Bad input: one line naming the problem and the fix; nothing on any host changed."""
+
+
+@dataclass
+class Options:
+    inventory_dir: Path
+    site: str | None = None
+    dry_run: bool = False
+    trust_new_host: bool = False
+    guard_seconds: int = 20
+    console: Console = field(default_factory=Console)
+    transcript: Transcript | None = None
+
+
+def default_inventory_dir() -> Path:
+    return Path(os.environ.get("TUNNELOPS_INVENTORY", Path.cwd() / "inventory"))
+
+
+def resolve_site(opts: Options, vps: str | None = None,
+                 home: str | None = None) -> tuple[Path, Site]:
+    """The site file and its Site; a new file from --vps/--home when there is none yet."""
+    try:
+        path = inventory.find_site(opts.inventory_dir, vps=vps, home=home, site=opts.site)
+        if path is not None:
+            site = inventory.load(path)
+            if (vps and str(site.vps.host) != vps) or (home and str(site.home.host) != home):
+                raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
+                                 f"not {vps}/{home}: pass --site NAME for another site")
+            return path, site
+        if not (vps and home):
+            raise UsageError(f"no site in {opts.inventory_dir}: run `inv bootstrap --vps HOST "
+                             "--home HOST` first")
+        name = opts.site or "site"
+        site = inventory.new_site(name, vps, home)
+        return opts.inventory_dir / f"{name}.toml", site
+    except (inventory.InventoryError, ModelError) as e:
+        raise UsageError(str(e)) from None
+
+
+def run(site: Site, path: Path, opts: Options) -> RunReport:
+    labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
+    with ui.LiveUi(opts.console, labels) as live:
+        engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
+                     transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
+                     inventory_path=str(path))
+        report = engine.execute()
+    ui.show(opts.console, report)
+    return report
+
+
+def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
+    path, site = resolve_site(opts, vps, home)
+    report = run(site, path, opts)
+    if not opts.dry_run and report.discovered:
+        if not path.exists():
+            inventory.save(path, site)
+            opts.console.print(f"recorded the site in {path}")
+        inventory.update_discovered(path, report.discovered["public_ip"],
+                                    report.discovered["wan_interface"] or None)
+    return report

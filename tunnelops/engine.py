@@ -1,0 +1,299 @@
+"""The run: facts → plan → apply → check, on both hosts, in parallel wherever they don't
+depend on each other. The key exchange is the one join.
+
+Round trips per host, counted by Remote:
+  lock (1) + facts (1)                        a converged site: nothing else (changed=0)
+  + prepare (1: packages, keys)               only when something is missing
+  + apply (1) + guard confirm (1, fresh conn) only when something differs
+  + check (1: facts again, plan must be empty) only after changes
+Steps know nothing about the CLI; `ui` (any object with the Ui methods) shows progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from tunnelops import facts as facts_mod
+from tunnelops.changes import StepPlan, apply_script, guard_marker, step_outcomes
+from tunnelops.facts import MARK, HostFacts
+from tunnelops.model import Site
+from tunnelops.remote import Remote, RemoteError, Transcript
+from tunnelops.steps import home as home_steps
+from tunnelops.steps import vps as vps_steps
+from tunnelops.steps.context import Ctx, PlanError, managed_files
+
+ROLES = ("vps", "home")
+HANDSHAKE_MAX_AGE = 180
+CLEANUP_DIRS = ("/etc/wireguard", "/etc/tunnelops", "/etc/sysctl.d", "/etc", "/etc/awall",
+                "/etc/awall/optional", "/etc/network/interfaces.d")
+
+
+class Ui:
+    """What the engine tells whoever watches. The default says nothing."""
+
+    def phase(self, role: str, text: str) -> None: ...
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str  # ok | changed | failed | would change
+    changes: list[str] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HostReport:
+    role: str
+    dest: str
+    steps: list[StepResult] = field(default_factory=list)
+    error: str | None = None
+    round_trips: int = 0
+    connects: int = 0
+    seconds: float = 0.0
+    facts: HostFacts | None = None
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.steps if s.status == status)
+
+    @property
+    def notes(self) -> list[str]:
+        return [n for s in self.steps for n in s.notes]
+
+
+@dataclass
+class RunReport:
+    hosts: dict[str, HostReport]
+    dry_run: bool
+    discovered: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(h.error is None and h.count("failed") == 0 for h in self.hosts.values())
+
+
+class _HostFailed(Exception):
+    pass
+
+
+class Run:
+    def __init__(self, site: Site, *, dry_run: bool = False, trust_new: bool = False,
+                 transcript: Transcript | None = None, ui: Ui | None = None,
+                 guard_seconds: int = 20, inventory_path: str = "the inventory",
+                 ask_password: Callable[[str], str] | None = None,
+                 remotes: dict[str, Remote] | None = None) -> None:
+        self.site, self.dry_run, self.ui = site, dry_run, ui or Ui()
+        self.guard_seconds, self.src = guard_seconds, inventory_path
+        self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
+                                 trust_new=trust_new, transcript=transcript,
+                                 ask_password=ask_password)
+        self.remotes = remotes or {
+            "vps": Remote(str(site.vps.host), **self._remote_args),
+            "home": Remote(str(site.home.host), **self._remote_args)}
+        self.reports = {r: HostReport(r, self.remotes[r].dest) for r in ROLES}
+        self.ctx: dict[str, Ctx] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _both(self, fn: Callable[[str], None], roles: tuple[str, ...] = ROLES) -> None:
+        """Run fn(role) for each live host in parallel; a failure stops only that host."""
+        live = [r for r in roles if self.reports[r].error is None]
+        with ThreadPoolExecutor(len(ROLES)) as pool:
+            futures = {r: pool.submit(self._guarded, fn, r) for r in live}
+            for f in futures.values():
+                f.result()
+
+    def _guarded(self, fn: Callable[[str], None], role: str) -> None:
+        try:
+            fn(role)
+        except _HostFailed:  # the step results and rep.error already say what failed
+            self.ui.phase(role, "[red]failed")
+        except (RemoteError, PlanError, facts_mod.FactsError) as e:
+            rep = self.reports[role]
+            msg = str(e)
+            rep.error = msg if msg.startswith(rep.dest) else f"{rep.dest}: {msg}"
+            self.ui.phase(role, "[red]failed")
+
+    def _facts_script(self, role: str, probes: str = "") -> str:
+        files, secret = managed_files(self.site)
+        t = self.site.tunnel
+        users = sorted({s.user for s in self.site.services}) if role == "home" else []
+        return facts_mod.script(
+            interface=t.interface, route_table=t.route_table,
+            key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
+            users=users, nm_connection=t.interface if role == "home" else None) + probes
+
+    def _gather(self, role: str, probes: str = "") -> HostFacts:
+        res = self.remotes[role].run(self._facts_script(role, probes), what="gathering facts")
+        f = facts_mod.parse(res.stdout)
+        if f.uid != 0:
+            raise PlanError("commands do not run as root: log in as root or give the user "
+                            "passwordless sudo (or a sudo password)")
+        return f
+
+    # ------------------------------------------------------------------ phases
+    def _facts(self, role: str) -> None:
+        self.ui.phase(role, "connecting")
+        remote = self.remotes[role]
+        remote.connect()
+        self.ui.phase(role, "taking the host lock")
+        remote.acquire_lock()
+        self.ui.phase(role, "gathering facts")
+        f = self._gather(role)
+        self.reports[role].facts = f
+        self.ctx[role] = Ctx(self.site, role, f, guard_seconds=self.guard_seconds)
+
+    def _prepare(self, role: str) -> None:
+        ctx = self.ctx[role]
+        if role == "vps":
+            ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
+        plans = (vps_steps if role == "vps" else home_steps).prepare(ctx)
+        self._apply(role, plans, tail=(
+            f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
+            f"printf '\\n{MARK} commands\\n'; for c in {' '.join(facts_mod.COMMANDS)}; do "
+            "command -v $c >/dev/null 2>&1 && echo $c; done"))
+
+    def _configure(self, role: str) -> None:
+        ctx = self.ctx[role]
+        plans = (vps_steps if role == "vps" else home_steps).configure(ctx)
+        self._apply(role, plans)
+
+    def _apply(self, role: str, plans: list[StepPlan], tail: str = "") -> None:
+        rep, remote = self.reports[role], self.remotes[role]
+        pending = [p for p in plans if p.changed]
+        for p in plans:
+            status = "ok" if not p.changed else ("would change" if self.dry_run else "changed")
+            rep.steps.append(StepResult(p.step, status, [c.summary for c in p.changes],
+                                        [d for c in p.changes if (d := c.diff())], p.notes))
+        if self.dry_run or not pending:
+            return
+        self.ui.phase(role, "applying " + ", ".join(p.step for p in pending))
+        res = remote.run(apply_script(pending, cleanup_dirs=CLEANUP_DIRS) + tail + "\n",
+                         what="applying " + ", ".join(p.step for p in pending))
+        outcomes = step_outcomes(res.stdout)
+        failed = False
+        for p in pending:
+            result = next(s for s in reversed(rep.steps) if s.step == p.step)
+            if outcomes.get(p.step) != "ok":
+                result.status = "failed"
+                err = [x for x in res.stderr.strip().splitlines() if x.strip()]
+                hint = err[-1] if err else f"exit status {res.exit}"
+                if p.step not in outcomes:
+                    hint = "not run: an earlier step failed"
+                result.notes.append(hint)
+                if not failed:
+                    rep.error = f"{rep.dest}: step {p.step} failed: {hint}"
+                failed = True
+        if failed:
+            raise _HostFailed
+        guarded = [p for p in pending if p.guard]
+        if guarded:
+            self._confirm_guards(role, guarded)
+        if tail:
+            sec = facts_mod._sections(res.stdout)
+            ctx = self.ctx[role]
+            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
+            ctx.facts.key_exists = True
+            ctx.facts.commands = frozenset(sec.get("commands", "").split())
+
+    def _confirm_guards(self, role: str, guarded: list[StepPlan]) -> None:
+        """Prove a fresh SSH connection still works, then disarm the host's watchdogs."""
+        self.ui.phase(role, "checking SSH still works after the firewall change")
+        fresh = Remote(self.remotes[role].dest, **self._remote_args, connect_timeout=8)
+        markers = " ".join(guard_marker(p.step) for p in guarded)
+        try:
+            fresh.run(f"rm -f {markers}", what="confirming the firewall change", timeout=15)
+        except RemoteError as e:
+            secs = max(p.guard.seconds for p in guarded if p.guard)
+            raise RemoteError(
+                f"SSH stopped working after the firewall change ({e}); the host restores its "
+                f"previous rules by itself within {secs}s: fix the rules, then re-run") from None
+        finally:
+            self.remotes[role].round_trips += fresh.round_trips
+            self.remotes[role].connects += fresh.connects
+            fresh.close()
+
+    def _check(self, role: str) -> None:
+        """After changes: facts again; the plan must now be empty and the tunnel alive."""
+        self.ui.phase(role, "checking")
+        ctx = self.ctx[role]
+        t = self.site.tunnel
+        probe = ""
+        if role == "home":
+            probe = (f"printf '\\n{MARK} ping\\n'; ping -c 3 -i 0.3 -W 2 -q "
+                     f"{t.vps_address} >/dev/null 2>&1 && echo ok\n")
+        f = self._gather(role, probe)
+        new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
+                  guard_seconds=self.guard_seconds)
+        left = [p for p in (vps_steps if role == "vps" else home_steps).configure(new)
+                if p.changed]
+        rep = self.reports[role]
+        for p in left:
+            for s in rep.steps:
+                if s.step == p.step:
+                    s.status = "failed"
+                    s.notes.append("check: still differs after apply: "
+                                   + "; ".join(c.summary for c in p.changes))
+            rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
+        if role == "home" and f.raw.get("ping", "").strip() != "ok":
+            self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
+                            "tunnel: run `inv verify` to find the broken link")
+        self.reports[role].facts = f
+
+    def _liveness(self, role: str) -> None:
+        """On a run that changed nothing, the facts already gathered are the check."""
+        f = self.reports[role].facts
+        if role != "home" or f is None:
+            return
+        now = int(f.raw.get("now", "0") or 0)
+        peers = f.wg.get("peers", [])
+        hs = max((p["latest_handshake"] for p in peers), default=0)
+        if not peers or not hs or (now and now - hs > HANDSHAKE_MAX_AGE):
+            self._fail_step(role, "wireguard", "no WireGuard handshake with the VPS in the last "
+                            f"{HANDSHAKE_MAX_AGE}s: run `inv verify` to find the broken link")
+
+    def _fail_step(self, role: str, step: str, why: str) -> None:
+        rep = self.reports[role]
+        for s in rep.steps:
+            if s.step == step:
+                s.status = "failed"
+                s.notes.append(why)
+        rep.error = rep.error or f"{rep.dest}: step {step}: {why}"
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> RunReport:
+        t0 = time.monotonic()
+        starts = {r: time.monotonic() for r in ROLES}
+        try:
+            self._both(self._facts)
+            self._both(self._prepare)
+            if all(self.reports[r].error is None for r in ROLES):
+                self._join()
+                self._both(self._configure)
+                changed = any(s.status == "changed" for r in ROLES
+                              for s in self.reports[r].steps)
+                if not self.dry_run and all(self.reports[r].error is None for r in ROLES):
+                    self._both(self._check if changed else self._liveness)
+        finally:
+            for r in ROLES:
+                rep, remote = self.reports[r], self.remotes[r]
+                remote.close()
+                rep.round_trips, rep.connects = remote.round_trips, remote.connects
+                rep.seconds = time.monotonic() - starts[r]
+                self.ui.phase(r, "[red]failed" if rep.error else "done")
+        discovered = {}
+        if "vps" in self.ctx and self.ctx["vps"].vps_public_ip:
+            discovered = {"public_ip": self.ctx["vps"].vps_public_ip,
+                          "wan_interface": self.ctx["vps"].wan_interface or ""}
+        return RunReport(self.reports, self.dry_run, discovered, time.monotonic() - t0)
+
+    def _join(self) -> None:
+        """The key exchange: each side's public key into the other's peer entry."""
+        vps, home = self.ctx["vps"], self.ctx["home"]
+        vps.peer_public_key = home.facts.public_key
+        home.peer_public_key = vps.facts.public_key
+        home.vps_public_ip, home.wan_interface = vps.vps_public_ip, vps.wan_interface

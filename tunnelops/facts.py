@@ -1,0 +1,295 @@
+"""What a host is and has, gathered in ONE batched command per host.
+
+`script()` renders the shell script (pure), the host runs it, `parse()` turns its output into
+`HostFacts` (pure). Plans are computed from HostFacts alone, so plan tests are data: recorded
+facts of Alpine, Fedora and Debian hosts in, changes out.
+
+Private keys never leave the host: wherever a managed file embeds one, the host replaces it by
+the placeholder before sending the file (or by a mismatch marker if it is not the host's key).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.render.networkmanager import home_settings
+
+MARK = "::tunnelops::"
+FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
+COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall-cmd", "podman",
+            "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "flock", "ping", "sudo",
+            "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
+
+# the NetworkManager properties tunnelops manages, read back with one `nmcli -g`
+NM_PROPS = ("connection.interface-name", *home_settings(Tunnel()))
+
+
+class FactsError(RuntimeError):
+    pass
+
+
+@dataclass
+class FileFact:
+    path: str
+    mode: str  # octal, e.g. "600"
+    owner: str
+    content: str
+
+
+@dataclass
+class HostFacts:
+    os_id: str = ""
+    os_like: tuple[str, ...] = ()
+    os_version: str = ""
+    os_pretty: str = ""
+    uid: int = -1
+    pid1: str = ""
+    kernel_wireguard: bool = False
+    commands: frozenset[str] = frozenset()
+    files: dict[str, FileFact] = field(default_factory=dict)
+    key_exists: bool = False
+    public_key: str | None = None
+    wg: dict = field(default_factory=dict)  # interface state, see _parse_wg
+    addrs: list = field(default_factory=list)  # ip -j addr
+    rules: list = field(default_factory=list)  # ip -j rule
+    table_routes: list = field(default_factory=list)  # ip -j route show table T
+    main_default: list = field(default_factory=list)  # ip -j route show default (main)
+    uplink: dict = field(default_factory=dict)  # ip -j route get 198.51.100.255-ish target
+    ip_forward: str = ""
+    nft_table: str | None = None  # `nft list table inet tunnelops` or None
+    nft_applied: str | None = None  # what tunnelops recorded after its last apply
+    firewalld: dict = field(default_factory=dict)
+    nm: dict = field(default_factory=dict)
+    awall_enabled: tuple[str, ...] = ()
+    awall_active: str | None = None
+    podman: dict = field(default_factory=dict)  # user -> {"version":..., "containers":[...]}
+    users: dict = field(default_factory=dict)  # user -> {"uid":..,"home":..,"linger":bool}
+    raw: dict[str, str] = field(default_factory=dict)
+
+    # ---- derived
+    @property
+    def family(self) -> str:
+        ids = {self.os_id, *self.os_like}
+        if "alpine" in ids:
+            return "alpine"
+        if ids & {"fedora", "rhel", "centos", "rocky", "almalinux"}:
+            return "fedora"
+        if ids & {"debian", "ubuntu"}:
+            return "debian"
+        return "unknown"
+
+    @property
+    def systemd(self) -> bool:
+        return self.pid1 == "systemd" and "systemctl" in self.commands
+
+    @property
+    def openrc(self) -> bool:
+        return "rc-update" in self.commands and self.pid1 in ("init", "openrc-init")
+
+    def has(self, cmd: str) -> bool:
+        return cmd in self.commands
+
+    def file(self, path: str) -> FileFact | None:
+        return self.files.get(path)
+
+
+def _redacting_cat(path: str, keyfile: str) -> str:
+    """Shell that prints PATH with its PrivateKey line replaced by a placeholder. Only shell
+    builtins see the key (read, case, printf): it is never on a command line."""
+    p, k = shlex.quote(path), shlex.quote(keyfile)
+    return (
+        f"k=; [ -r {k} ] && read -r k < {k}; "
+        "while IFS= read -r l || [ -n \"$l\" ]; do case $l in "
+        "PrivateKey*) v=${l#*=}; v=${v# }; "
+        f"if [ -n \"$k\" ] && [ \"$v\" = \"$k\" ]; then "
+        f"printf '%s\\n' 'PrivateKey = {PRIVATE_KEY_PLACEHOLDER}'; "
+        f"else printf '%s\\n' 'PrivateKey = {FOREIGN_KEY}'; fi;; "
+        f"*) printf '%s\\n' \"$l\";; esac; done < {p}"
+    )
+
+
+def script(*, interface: str, route_table: int, key_path: str, files: Iterable[str],
+           secret_files: Iterable[str] = (), users: Iterable[str] = (),
+           nm_connection: str | None = None, uplink_probe: str = "1.1.1.1") -> str:
+    """The one facts command. Sections are `::tunnelops:: NAME` lines; files travel base64."""
+    q = shlex.quote
+    iface = q(interface)
+    secret = set(secret_files)
+    lines = [
+        "set +e; export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        f"m() {{ printf '\\n{MARK} %s\\n' \"$*\"; }}",
+        "m os; cat /etc/os-release 2>/dev/null",
+        "m uid; id -u",
+        "m now; date +%s",
+        "m pid1; cat /proc/1/comm 2>/dev/null",
+        "m kernel_wg; if [ -d /sys/module/wireguard ] || modprobe -n -q wireguard 2>/dev/null;"
+        " then echo yes; else echo no; fi",
+        "m commands; for c in " + " ".join(COMMANDS) +
+        "; do command -v $c >/dev/null 2>&1 && echo $c; done",
+        f"m key; [ -s {q(key_path)} ] && echo exists",
+        f"m pubkey; cat {q(key_path.removesuffix('.key') + '.pub')} 2>/dev/null",
+    ]
+    for path in files:
+        cat = _redacting_cat(path, key_path) if path in secret else f"cat {q(path)}"
+        lines.append(
+            f"if [ -f {q(path)} ]; then m file {q(path)} $(stat -c '%a %U' {q(path)}); "
+            f"( {cat} ) | base64 | tr -d '\\n'; fi")
+    lines += [
+        f"m wg; wg show {iface} dump 2>/dev/null | awk -F'\\t' 'NR==1{{$1=\"-\"}}1' OFS='\\t'",
+        f"m wg_link; ip -j link show {iface} 2>/dev/null",
+        "m addrs; ip -4 -j addr 2>/dev/null",
+        "m rules; ip -4 -j rule 2>/dev/null",
+        f"m table_routes; ip -4 -j route show table {int(route_table)} 2>/dev/null",
+        "m main_default; ip -4 -j route show default 2>/dev/null",
+        f"m uplink; ip -4 -j route get {q(uplink_probe)} 2>/dev/null",
+        "m ip_forward; cat /proc/sys/net/ipv4/ip_forward",
+        "m nft_table; command -v nft >/dev/null && nft -st list table inet tunnelops 2>/dev/null",
+        "m nft_applied; cat /var/lib/tunnelops/nft.applied 2>/dev/null",
+        # Two firewall-cmd calls in all (each costs ~0.2 s): every zone, runtime and permanent.
+        "m firewalld; if command -v firewall-cmd >/dev/null && firewall-cmd --state"
+        " >/dev/null 2>&1; then echo running; sed -n 's/^DefaultZone=/default=/p'"
+        " /etc/firewalld/firewalld.conf; echo @runtime; firewall-cmd --list-all-zones;"
+        " echo @permanent; firewall-cmd --permanent --list-all-zones; fi",
+        "m awall; command -v awall >/dev/null && awall list 2>/dev/null",
+    ]
+    if nm_connection:
+        props = ",".join(NM_PROPS)
+        lines += [
+            "m nm; command -v nmcli >/dev/null && nmcli -t -f RUNNING general status 2>/dev/null"
+            f" && nmcli -g {props} connection show {q(nm_connection)} 2>/dev/null",
+            # peers as the keyfile stores them (the private key is in [wireguard], not here)
+            f"m nm_peers; f=/etc/NetworkManager/system-connections/{q(nm_connection)}"
+            ".nmconnection; [ -f \"$f\" ] && grep -E '^\\[wireguard-peer|^(endpoint|"
+            "allowed-ips|persistent-keepalive)=' \"$f\"",
+        ]
+    for user in users:
+        u = q(user)
+        lines.append(
+            f"m user {u}; if id {u} >/dev/null 2>&1; then uid=$(id -u {u}); "
+            f"echo \"uid=$uid\"; echo \"home=$(getent passwd {u} | cut -d: -f6)\"; "
+            f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
+            f"echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"; "
+            "if command -v podman >/dev/null; then "
+            f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd {u} "
+            "| cut -d: -f6) sh -c 'cd; podman version --format \"version={{.Client.Version}}\";"
+            " podman ps -a --filter label=tunnelops.service --format json' 2>/dev/null; fi; fi")
+    return "\n".join(lines) + "\n"
+
+
+def _sections(output: str) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    cur = None
+    for line in output.splitlines():
+        if line.startswith(MARK + " "):
+            cur = line[len(MARK) + 1:]
+            out[cur] = []
+        elif cur is not None:
+            out[cur].append(line)
+    return {k: "\n".join(v).strip("\n") for k, v in out.items()}
+
+
+def _json(text: str, default):
+    try:
+        return json.loads(text) if text.strip() else default
+    except json.JSONDecodeError:
+        return default
+
+
+def _parse_wg(text: str) -> dict:
+    """`wg show IF dump` with the private key already replaced by '-' on the host."""
+    rows = [r.split("\t") for r in text.splitlines() if r.strip()]
+    if not rows:
+        return {}
+    head = rows[0]
+    state = {"public_key": head[1] if len(head) > 1 else "",
+             "listen_port": int(head[2]) if len(head) > 2 and head[2].isdigit() else 0,
+             "peers": []}
+    for r in rows[1:]:
+        if len(r) >= 8:
+            state["peers"].append({
+                "public_key": r[0], "endpoint": None if r[2] == "(none)" else r[2],
+                "allowed_ips": [] if r[3] == "(none)" else r[3].split(","),
+                "latest_handshake": int(r[4] or 0), "rx": int(r[5] or 0), "tx": int(r[6] or 0),
+                "keepalive": 0 if r[7] == "off" else int(r[7])})
+    return state
+
+
+def _parse_firewalld(text: str) -> dict:
+    """{"running", "default", "runtime": {zone: {key: [values]}}, "permanent": {...}}"""
+    if not text.startswith("running"):
+        return {}
+    out: dict = {"running": True, "default": "public", "runtime": {}, "permanent": {}}
+    where, zone = None, None
+    for line in text.splitlines()[1:]:
+        if line.startswith("default="):
+            out["default"] = line.split("=", 1)[1].strip()
+        elif line in ("@runtime", "@permanent"):
+            where = out[line[1:]]
+        elif where is not None and line and not line[0].isspace():
+            zone = where.setdefault(line.split()[0], {})
+        elif where is not None and zone is not None and ":" in line:
+            k, _, v = line.strip().partition(":")
+            zone[k] = v.split()
+    return out
+
+
+def parse(output: str) -> HostFacts:
+    s = _sections(output)
+    if "os" not in s:
+        raise FactsError("the facts command printed nothing recognisable")
+    osr = dict(line.split("=", 1) for line in s["os"].splitlines() if "=" in line)
+    osr = {k: v.strip().strip('"') for k, v in osr.items()}
+    f = HostFacts(
+        os_id=osr.get("ID", ""), os_like=tuple(osr.get("ID_LIKE", "").split()),
+        os_version=osr.get("VERSION_ID", ""), os_pretty=osr.get("PRETTY_NAME", ""),
+        uid=int(s.get("uid", "-1").strip() or -1), pid1=s.get("pid1", "").strip(),
+        kernel_wireguard=s.get("kernel_wg", "").strip() == "yes",
+        commands=frozenset(s.get("commands", "").split()),
+        key_exists=s.get("key", "").strip() == "exists",
+        public_key=s.get("pubkey", "").strip() or None,
+        wg=_parse_wg(s.get("wg", "")),
+        addrs=_json(s.get("addrs", ""), []), rules=_json(s.get("rules", ""), []),
+        table_routes=_json(s.get("table_routes", ""), []),
+        main_default=_json(s.get("main_default", ""), []),
+        uplink=(_json(s.get("uplink", ""), []) or [{}])[0],
+        ip_forward=s.get("ip_forward", "").strip(),
+        nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,
+        raw=s,
+    )
+    link = _json(s.get("wg_link", ""), [])
+    if link:
+        f.wg["link"] = link[0]
+    for name, body in s.items():
+        if name.startswith("file "):
+            parts = name.split(" ")
+            path, mode, owner = parts[1], parts[2] if len(parts) > 2 else "", \
+                parts[3] if len(parts) > 3 else ""
+            f.files[path] = FileFact(path, mode, owner,
+                                     base64.b64decode(body.strip() or b"").decode())
+        elif name.startswith("user "):
+            user = name.split(" ", 1)[1]
+            info: dict = {"containers": []}
+            for line in body.splitlines():
+                if line.startswith("[") or line.startswith("{") or info.get("_json"):
+                    info["_json"] = info.get("_json", "") + line + "\n"
+                elif "=" in line:
+                    k, v = line.split("=", 1)
+                    info[k] = v
+            info["containers"] = _json(info.pop("_json", ""), [])
+            f.users[user] = info
+    f.firewalld = _parse_firewalld(s.get("firewalld", ""))
+    if "nm" in s:
+        vals = s["nm"].splitlines()
+        f.nm = {"running": bool(vals) and vals[0] == "running",
+                "exists": len(vals) > 1,
+                "values": dict(zip(NM_PROPS, vals[1:], strict=False)),
+                "peers": s.get("nm_peers", "")}
+    aw = s.get("awall", "")
+    f.awall_enabled = tuple(line.split()[0] for line in aw.splitlines()
+                            if line.split()[1:2] == ["enabled"])
+    return f

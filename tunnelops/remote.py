@@ -1,0 +1,283 @@
+"""One SSH connection per host, reused for the whole run: the only way tunnelops talks to hosts.
+
+Built on fabric.Connection for what ssh users expect (ssh_config aliases with HostName, User,
+Port, IdentityFile, ProxyJump; user@host:port shorthand), with the policies a provisioning
+tool needs on top:
+- host keys: known_hosts is honoured; an unknown key is refused unless the user asked to trust
+  it (then recorded); a changed key is always refused, with the line to remove.
+- every command is a shell script sent on stdin to a fixed command line (`sh -s`, under
+  `sudo -n` when not root): nothing we send is ever visible in a process list, and quoting
+  is one concern (shlex.quote) instead of two.
+- a transcript of every byte sent and received, and a count of round trips.
+- a host-side lock held by an open channel: if the laptop dies, the connection drops and the
+  lock is released by itself.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from paramiko.ssh_exception import (
+    AuthenticationException,
+    BadHostKeyException,
+    NoValidConnectionsError,
+    SSHException,
+)
+
+LOCK_PATH = "/run/tunnelops.lock"
+LOCK_WAIT_S = 5
+
+
+class RemoteError(RuntimeError):
+    """One line: the host, what failed, and what to do."""
+
+
+@dataclass
+class Result:
+    stdout: str
+    stderr: str
+    exit: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit == 0
+
+
+@dataclass
+class Transcript:
+    """Every byte sent to and received from hosts, in order (for audits and secret tests)."""
+
+    entries: list[tuple[str, str, str]] = field(default_factory=list)  # (host, dir, text)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, host: str, direction: str, text: str) -> None:
+        with self._lock:
+            self.entries.append((host, direction, text))
+
+    def text(self) -> str:
+        return "".join(f"--- {h} {d}\n{t}\n" for h, d, t in self.entries)
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown keys unless asked to trust them; then record them."""
+
+    def __init__(self, dest: str, known_hosts: Path, trust_new: bool) -> None:
+        self.dest, self.known_hosts, self.trust_new = dest, known_hosts, trust_new
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        if not self.trust_new:
+            raise RemoteError(
+                f"{self.dest}: unknown host key {key.get_name()} {key.fingerprint}: check it, "
+                f"then re-run with --trust-new-host to record it in {self.known_hosts}")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.known_hosts, "a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+class Remote:
+    """An SSH destination (anything ssh accepts) and its one reused connection."""
+
+    def __init__(self, dest: str, *, ssh_config: str | None = None,
+                 known_hosts: str | None = None, trust_new: bool = False,
+                 connect_timeout: float = 10, command_timeout: float = 300,
+                 transcript: Transcript | None = None,
+                 ask_password: Callable[[str], str] | None = None) -> None:
+        self.dest = dest
+        self.command_timeout = command_timeout
+        self.transcript = transcript
+        self.round_trips = 0
+        self.connects = 0
+        self._ask_password = ask_password or (lambda prompt: getpass.getpass(prompt))
+        self._sudo_password: str | None = None
+        self._lock_chan: paramiko.Channel | None = None
+        config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
+        self.conn = Connection(dest, config=config, connect_timeout=int(connect_timeout))
+        kh = known_hosts or self.conn.ssh_config.get("userknownhostsfile", "~/.ssh/known_hosts")
+        self.known_hosts = Path(str(kh).split()[0]).expanduser()
+        self._trust_new = trust_new
+        self.is_root = False
+
+    @property
+    def label(self) -> str:
+        return self.dest
+
+    # ---------------------------------------------------------------- connection
+    def _prepare(self, conn: Connection) -> None:
+        client = conn.client
+        client.get_host_keys().clear()
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(_HostKeyPolicy(self.dest, self.known_hosts,
+                                                          self._trust_new))
+        if isinstance(conn.gateway, Connection):  # ProxyJump hops get the same policy
+            self._prepare(conn.gateway)
+
+    def connect(self) -> None:
+        if self.conn.is_connected:
+            return
+        self._prepare(self.conn)
+        host = f"{self.conn.user}@{self.conn.host}:{self.conn.port}"
+        try:
+            self.conn.open()
+        except BadHostKeyException as e:
+            raise RemoteError(
+                f"{self.dest}: host key of {e.hostname} CHANGED (now {e.key.get_name()} "
+                f"{e.key.fingerprint}); if the change is legitimate remove the old key with "
+                f"`ssh-keygen -R {e.hostname} -f {self.known_hosts}`") from None
+        except AuthenticationException as e:
+            raise RemoteError(f"{self.dest}: SSH refused our key for {host} ({e}): add your "
+                              "public key to the user's authorized_keys or set IdentityFile")\
+                from None
+        except (NoValidConnectionsError, TimeoutError, OSError) as e:
+            raise RemoteError(f"{self.dest}: cannot reach {host} ({e}): check the host name, "
+                              "its ssh_config entry and that sshd runs") from None
+        except SSHException as e:
+            raise RemoteError(f"{self.dest}: SSH failed for {host}: {e}") from None
+        self.connects += 1
+        transport = self.conn.transport
+        assert transport is not None
+        transport.set_keepalive(5)
+        self.is_root = self.conn.user == "root"
+
+    def close(self) -> None:
+        if self._lock_chan is not None:
+            self._lock_chan.close()
+            self._lock_chan = None
+        self.conn.close()
+
+    # ---------------------------------------------------------------- commands
+    def _command_line(self, sudo: bool) -> str:
+        if not sudo or self.is_root:
+            return "sh -s"
+        if self._sudo_password is not None:
+            return "sudo -S -p '' sh -s"
+        return "sudo -n sh -s"
+
+    def _exec(self, command: str, stdin: str, timeout: float) -> Result:
+        assert self.conn.transport is not None
+        chan = self.conn.transport.open_session(timeout=timeout)
+        chan.settimeout(timeout)
+        chan.exec_command(command)
+        chan.sendall(stdin.encode())
+        chan.shutdown_write()
+        out, err = io.BytesIO(), io.BytesIO()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if chan.recv_ready():
+                    out.write(chan.recv(65536))
+                elif chan.recv_stderr_ready():
+                    err.write(chan.recv_stderr(65536))
+                elif chan.exit_status_ready() and not chan.recv_ready() \
+                        and not chan.recv_stderr_ready():
+                    break
+                else:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+                    chan.status_event.wait(0.01)
+            status = chan.recv_exit_status()
+        except TimeoutError:
+            chan.close()
+            raise RemoteError(f"{self.dest}: a remote command did not finish within "
+                              f"{timeout:.0f}s: check the host's load and link") from None
+        finally:
+            chan.close()
+        return Result(out.getvalue().decode(errors="replace"),
+                      err.getvalue().decode(errors="replace"), status)
+
+    def run(self, script: str, *, sudo: bool = True, timeout: float | None = None,
+            check: bool = False, what: str = "command") -> Result:
+        """Run a shell script on the host (one round trip). The script travels on stdin."""
+        self.connect()
+        timeout = timeout or self.command_timeout
+        body = script if script.endswith("\n") else script + "\n"
+        stdin = body if self._sudo_password is None or self.is_root or not sudo \
+            else self._sudo_password + "\n" + body
+        if self.transcript:
+            self.transcript.add(self.dest, "sent", body)  # the sudo password is never recorded
+        self.round_trips += 1
+        try:
+            res = self._exec(self._command_line(sudo), stdin, timeout)
+        except (SSHException, EOFError, OSError) as e:
+            raise RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
+                              "check the link, then re-run (every step is idempotent)") from None
+        if self.transcript:
+            self.transcript.add(self.dest, "received", res.stdout + res.stderr)
+        if sudo and not self.is_root and "a password is required" in res.stderr \
+                and self._sudo_password is None:
+            self._sudo_password = self._ask_password(f"[sudo] password for {self.dest}: ")
+            return self.run(script, sudo=sudo, timeout=timeout, check=check, what=what)
+        if sudo and not self.is_root and res.exit != 0 and (
+                "is not in the sudoers" in res.stderr or "not allowed to" in res.stderr):
+            raise RemoteError(f"{self.dest}: user {self.conn.user} may not use sudo: log in "
+                              "as root or grant sudo (e.g. add the user to the sudo/wheel group)")
+        if check and not res.ok:
+            last = (res.stderr or res.stdout).strip().splitlines()
+            raise RemoteError(f"{self.dest}: {what} failed: {last[-1] if last else res.exit}")
+        return res
+
+    # ---------------------------------------------------------------- host-side lock
+    def acquire_lock(self, wait: float = LOCK_WAIT_S) -> None:
+        """Hold the host's tunnelops lock until close(): one round trip.
+
+        flock on an open channel: the lock dies with the connection, so a run that died
+        never leaves a lock behind; a live one is reported with its pid and start time."""
+        self.connect()
+        info = shlex.quote(LOCK_PATH + ".info")
+        script = (
+            f"exec 9>>{shlex.quote(LOCK_PATH)}\n"
+            f"if ! flock -w {int(wait)} 9; then echo BUSY; cat {info} 2>/dev/null; exit 75; fi\n"
+            f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > {info}\n"
+            "echo LOCKED\n"
+            "read -r _ || true\n"   # hold until the laptop closes the channel
+            f"rm -f {info}\n"
+        )
+        assert self.conn.transport is not None
+        chan = self.conn.transport.open_session(timeout=10)
+        chan.exec_command(self._command_line(True))
+        prefix = "" if self._sudo_password is None or self.is_root \
+            else self._sudo_password + "\n"
+        chan.sendall((prefix + script).encode())
+        if self.transcript:
+            self.transcript.add(self.dest, "sent", script)
+        self.round_trips += 1
+        buf = b""
+        chan.settimeout(wait + 10)
+        while b"LOCKED" not in buf and b"BUSY" not in buf:
+            try:
+                data = chan.recv(4096)
+            except TimeoutError:
+                data = b""
+            if not data:
+                err = chan.recv_stderr(4096).decode(errors="replace").strip()
+                if "a password is required" in err and self._sudo_password is None:
+                    chan.close()
+                    self._sudo_password = self._ask_password(f"[sudo] password for {self.dest}: ")
+                    return self.acquire_lock(wait)
+                raise RemoteError(f"{self.dest}: could not take the tunnelops lock: "
+                                  f"{err or 'no answer'}")
+            buf += data
+        if b"BUSY" in buf:
+            time.sleep(0.05)
+            rest = buf.decode(errors="replace").split("BUSY", 1)[1]
+            while not chan.exit_status_ready() or chan.recv_ready():
+                chunk = chan.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk.decode(errors="replace")
+            chan.close()
+            holder = " ".join(rest.split()) or "unknown holder"
+            raise RemoteError(f"another tunnelops run holds the lock on {self.dest} ({holder}): "
+                              "wait for it to finish, then re-run")
+        self._lock_chan = chan

@@ -1,0 +1,100 @@
+"""awall (Alpine Wall) policy files for the VPS: /etc/awall/... JSON.
+
+The structure is the seed's (base.json, optional/ssh.json, optional/wireguard.json,
+optional/game.json) made valid JSON and checked against awall's user guide (MANUAL.md in
+alpinelinux/awall) and its sources:
+- JSON has no comments, so the "managed" notice goes in the top-level "description",
+  which `awall list` prints.
+- A service definition is {"proto": ..., "port": ...}; "port" is a number or a
+  "first-last" string (awall/model.lua rewrites '-' to ':' for iptables).
+- NAT rules take "to-addr" for both directions: for snat it is the new source address.
+  The seed's "from-addr" is not an awall attribute (it only worked because awall's
+  default SNAT address is the egress interface's own, 192.168.2.1).
+- Limits are {"count": N, "interval": seconds}; on filters they apply per source address.
+Service names get a "tunnelops-" prefix so they cannot collide with awall's built-in
+services ("ssh", "http", ...) or with the user's own policies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tunnelops.model import Service, Tunnel
+
+MANAGED = "Managed by tunnelops: local edits are overwritten."
+
+Policy = dict[str, Any]
+
+
+def service_key(svc: Service) -> str:
+    return f"tunnelops-{svc.name}"
+
+
+def base_policy(wan_iface: str, t: Tunnel) -> Policy:
+    return {
+        "description": f"{MANAGED} Base zones and policies",
+        "zone": {
+            "inet": {"iface": wan_iface},
+            "vpn": {"iface": t.interface},
+        },
+        "policy": [
+            {"in": "vpn", "action": "accept"},
+            {"out": "vpn", "action": "accept"},
+            {"out": "inet", "action": "accept"},
+            {"in": "_fw", "action": "accept"},
+            {"in": "inet", "action": "drop"},
+        ],
+        # Masquerade what leaves through the WAN: the home server's egress via the VPS.
+        "snat": [{"out": "inet"}],
+    }
+
+
+def ssh_policy(port: int = 22, count: int = 3, interval: int = 20) -> Policy:
+    # "ssh" is awall's built-in service (tcp/22); another port needs its own definition.
+    service: str | dict[str, Any] = "ssh" if port == 22 else {"proto": "tcp", "port": port}
+    return {
+        "description": f"{MANAGED} Allow SSH from internet",
+        "filter": [
+            {
+                "in": "inet",
+                "out": "_fw",
+                "service": service,
+                "action": "accept",
+                "conn-limit": {"count": count, "interval": interval},
+            }
+        ],
+    }
+
+
+def wireguard_policy(t: Tunnel) -> Policy:
+    return {
+        "description": f"{MANAGED} Allow WireGuard from internet",
+        "filter": [
+            {
+                "in": "inet",
+                # Only to the VPS itself; the seed's rule (no "out") also allowed forwarding.
+                "out": "_fw",
+                "service": {"proto": "udp", "port": t.listen_port},
+                "action": "accept",
+            }
+        ],
+    }
+
+
+def service_policy(svc: Service, t: Tunnel) -> Policy:
+    key = service_key(svc)
+    return {
+        "description": f"{MANAGED} Forward {svc.name} traffic to WireGuard peer",
+        "service": {key: [{"proto": p.proto, "port": p.awall} for p in svc.ports]},
+        "filter": [{"in": "inet", "out": "vpn", "service": key, "action": "accept"}],
+        "dnat": [{"in": "inet", "service": key, "to-addr": str(t.home_address)}],
+        # Replies must come back through the tunnel: the home server sees the VPS's
+        # tunnel address as the source, and answers it over wg0.
+        "snat": [{"out": "vpn", "service": key, "to-addr": str(t.vps_address)}],
+    }
+
+
+def dumps(policy: Policy) -> str:
+    """Deterministic JSON text for a policy file."""
+    return json.dumps(policy, indent=4, ensure_ascii=False) + "\n"

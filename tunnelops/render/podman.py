@@ -1,0 +1,117 @@
+"""The rootless Podman container of a service, as `podman run` argv or a Quadlet unit.
+
+The container's network makes its outbound traffic leave through the tunnel:
+- slirp4netns: `slirp4netns:outbound_addr=wg0`, the seed's option (podman-run(1)).
+- pasta: options follow "pasta:" comma-separated (podman-run(1) --network). We pass
+  `--outbound,HOME_ADDRESS` (passt(1) -o/--outbound: bind outbound sockets to an address):
+  the source address selects the tunnel's policy-routing rule. pasta's --outbound-if4 is
+  avoided on purpose: it also makes wg0 the template interface for the container's
+  addresses and routes, and wg0's routes live in table 201, not in main.
+Argument lists are never joined into shell text here; the engine quotes them.
+Quadlet key names are those of podman-systemd.unit(5) ([Container] section).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from tunnelops.model import ModelError, Service, Tunnel
+
+MANAGED = "# Managed by tunnelops: local edits are overwritten."
+NETWORK_KINDS = ("slirp4netns", "pasta")
+SPEC_LABEL = "tunnelops.spec"
+SERVICE_LABEL = "tunnelops.service"
+
+
+def network_option(kind: str, t: Tunnel) -> str:
+    if kind == "slirp4netns":
+        return f"slirp4netns:outbound_addr={t.interface}"
+    if kind == "pasta":
+        return f"pasta:--outbound,{t.home_address}"
+    raise ModelError(f"unknown network kind {kind!r}: use slirp4netns or pasta")
+
+
+def spec_hash(svc: Service, t: Tunnel, network: str) -> str:
+    """16 hex digits identifying everything that defines the container, stored as a label
+    so a changed service is recreated and an unchanged one left alone."""
+    spec = {
+        "version": 1,
+        "name": svc.container_name,
+        "image": svc.image,
+        "user": svc.user,
+        "network": network,
+        "publish": publish_args(svc, t),
+        "env": [list(pair) for pair in svc.env],
+        "volumes": list(svc.volumes),
+        "command": list(svc.command),
+    }
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _publish(port_nft: str, proto: str) -> str:
+    return f"{port_nft}:{port_nft}/{proto}"
+
+
+def publish_args(svc: Service, t: Tunnel) -> list[str]:
+    """One `-p` per port spec, same port inside and out (the VPS forwards it unchanged).
+    `t` is part of the signature so a later version may bind to the tunnel address."""
+    args: list[str] = []
+    for port in svc.ports:
+        args += ["-p", _publish(port.nft, port.proto)]
+    return args
+
+
+def run_args(svc: Service, t: Tunnel, network_kind: str, spec: str) -> list[str]:
+    """argv after `podman` that creates and starts the service's container."""
+    args = [
+        "run", "-d",
+        "--name", svc.container_name,
+        "--label", f"{SPEC_LABEL}={spec}",
+        "--label", f"{SERVICE_LABEL}={svc.name}",
+        "--network", network_option(network_kind, t),
+        *publish_args(svc, t),
+    ]
+    for key, value in svc.env:
+        args += ["-e", f"{key}={value}"]
+    for volume in svc.volumes:
+        args += ["-v", volume]
+    return [*args, "--restart", "unless-stopped", svc.image, *svc.command]
+
+
+def _unit_value(value: str) -> str:
+    """A value in a unit file: '%' is a systemd specifier, so it is doubled."""
+    return value.replace("%", "%%")
+
+
+def _unit_word(value: str) -> str:
+    """One word of a space-separated unit value (Environment=, Exec=), systemd-quoted."""
+    escaped = _unit_value(value)
+    if escaped and not any(ch in escaped for ch in " \t\"'\\"):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quadlet_unit(svc: Service, t: Tunnel, network_kind: str, spec: str) -> str:
+    """A Quadlet .container unit for the service's user (~/.config/containers/systemd/)."""
+    container = [
+        "[Container]",
+        f"ContainerName={svc.container_name}",
+        f"Image={_unit_value(svc.image)}",
+        f"Network={network_option(network_kind, t)}",
+        *(f"PublishPort={_publish(p.nft, p.proto)}" for p in svc.ports),
+        *(f"Environment={_unit_word(f'{k}={v}')}" for k, v in svc.env),
+        *(f"Volume={_unit_value(v)}" for v in svc.volumes),
+        f"Label={SPEC_LABEL}={spec}",
+        f"Label={SERVICE_LABEL}={svc.name}",
+    ]
+    if svc.command:
+        container.append("Exec=" + " ".join(_unit_word(arg) for arg in svc.command))
+    sections = [
+        [MANAGED, "[Unit]", f"Description=tunnelops service {svc.name}"],
+        container,
+        ["[Service]", "Restart=always"],
+        ["[Install]", "WantedBy=default.target"],
+    ]
+    return "\n\n".join("\n".join(s) for s in sections) + "\n"

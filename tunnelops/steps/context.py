@@ -1,0 +1,60 @@
+"""What a step needs to compute its plan: the site, the host's facts, what the other host
+told us (its public key, the VPS public address), and where tunnelops keeps its files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tunnelops.facts import HostFacts
+from tunnelops.model import Site
+
+
+class PlanError(RuntimeError):
+    """The host cannot be brought to the wanted state: one line, with the fix."""
+
+
+@dataclass
+class Ctx:
+    site: Site
+    role: str  # "vps" or "home"
+    facts: HostFacts
+    peer_public_key: str | None = None  # None on a dry run before keys exist
+    vps_public_ip: str | None = None
+    wan_interface: str | None = None
+    guard_seconds: int = 20
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tunnel(self):
+        return self.site.tunnel
+
+    @property
+    def iface(self) -> str:
+        return self.site.tunnel.interface
+
+    @property
+    def key_path(self) -> str:
+        return f"/etc/wireguard/{self.iface}.key"
+
+    @property
+    def pub_path(self) -> str:
+        return f"/etc/wireguard/{self.iface}.pub"
+
+    @property
+    def wg_conf(self) -> str:
+        return f"/etc/wireguard/{self.iface}.conf"
+
+
+def managed_files(site: Site) -> tuple[list[str], list[str]]:
+    """(every file tunnelops may manage on either host, those that embed a private key).
+    Read by the one facts command before the distribution is known: cheap to over-ask."""
+    i = site.tunnel.interface
+    files = [
+        f"/etc/wireguard/{i}.conf", "/etc/sysctl.d/90-tunnelops.conf",
+        "/etc/tunnelops/tunnelops.nft", "/etc/nftables.conf", "/etc/sysconfig/nftables.conf",
+        f"/etc/network/interfaces.d/{i}", "/etc/network/interfaces",
+        "/etc/awall/base.json", "/etc/awall/optional/ssh.json",
+        "/etc/awall/optional/wireguard.json", "/etc/tunnelops/firewalld-ports",
+        *(f"/etc/awall/optional/{s.name}.json" for s in site.services),
+    ]
+    return files, [f"/etc/wireguard/{i}.conf"]

@@ -1,0 +1,89 @@
+"""The VPS end: packages, keys, forwarding, the WireGuard interface, the firewall (inbound
+SSH rate-limited and WireGuard allowed, all else dropped; DNAT/SNAT for the services)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from tunnelops.backends import (
+    awall,
+    firewalld_vps,
+    ifupdown,
+    keys,
+    nftables,
+    packages,
+    sysctl,
+    wgquick,
+)
+from tunnelops.changes import StepPlan
+from tunnelops.render import nftables as nft_render
+from tunnelops.render.wireguard import vps_wg_quick
+from tunnelops.steps.context import Ctx, PlanError
+
+# addresses that are never a VPS's public one (RFC 1918, CGNAT, loopback, link-local)
+_NOT_PUBLIC = [ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+    "169.254.0.0/16", "0.0.0.0/8")]
+
+
+def supported(ctx: Ctx) -> None:
+    if ctx.facts.family == "unknown":
+        raise PlanError(f"{ctx.facts.os_pretty or 'this distribution'} is not supported on the "
+                        "VPS: use Alpine, Debian/Ubuntu or Fedora/RHEL")
+
+
+def discover(ctx: Ctx, src: str) -> tuple[str, str]:
+    """(public IPv4, WAN interface) from the inventory, else from the host's default route."""
+    up = ctx.facts.uplink
+    wan = ctx.site.vps.wan_interface or up.get("dev")
+    if ctx.site.vps.public_ip:
+        return str(ctx.site.vps.public_ip), wan or "eth0"
+    addr = up.get("prefsrc")
+    if not addr or not wan:
+        raise PlanError(f"no IPv4 default route, so no public IPv4: give the VPS one, or set "
+                        f"[vps] public_ip and wan_interface in {src}")
+    if any(ipaddress.ip_address(addr) in n for n in _NOT_PUBLIC):
+        raise PlanError(f"no public IPv4 (its uplink {wan} has {addr}): if it is NATed 1:1, "
+                        f"set [vps] public_ip in {src}")
+    return addr, wan
+
+
+def wg_backend(ctx: Ctx) -> str:
+    f = ctx.facts
+    if f.family == "alpine" and f.kernel_wireguard and f.has("ifup"):
+        return "ifupdown"
+    return "wg-quick"
+
+
+def prepare(ctx: Ctx) -> list[StepPlan]:
+    supported(ctx)
+    f = ctx.facts
+    need = ["wg"]
+    if wg_backend(ctx) == "wg-quick":
+        need.append("wg-quick")
+        if not f.kernel_wireguard:
+            need.append("wireguard-go")
+    if f.family == "alpine":
+        need.append("awall")
+    elif f.family == "debian":
+        need.append("nft")
+    return [packages.plan(f, need), keys.plan(ctx)]
+
+
+def configure(ctx: Ctx) -> list[StepPlan]:
+    site, f = ctx.site, ctx.facts
+    wan = ctx.wan_interface or "eth0"
+    plans = [sysctl.plan(ctx)]
+    if wg_backend(ctx) == "ifupdown":
+        plans.append(ifupdown.plan(ctx, wan, ctx.peer_public_key))
+    else:
+        plans.append(wgquick.plan(ctx, vps_wg_quick(site.tunnel, ctx.peer_public_key),
+                                  policy_routing=False))
+    if f.family == "alpine":
+        plans.append(awall.plan(ctx, wan, site.services))
+    elif f.family == "fedora" and f.firewalld.get("running"):
+        plans.append(firewalld_vps.plan(ctx, wan, site.services))
+    else:
+        plans.append(nftables.plan(ctx, nft_render.vps_ruleset(
+            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port)))
+    return plans
