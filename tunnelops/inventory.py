@@ -239,6 +239,14 @@ class _Reader:
 
     def read(self, data: dict[str, Any], stem: str) -> Site:
         for name, value in data.items():
+            is_table = isinstance(value, dict) or (
+                isinstance(value, list) and bool(value)
+                and all(isinstance(v, dict) for v in value))
+            if name not in SCHEMA and not is_table:
+                owner = next((t for t, keys in SCHEMA.items() if name in keys), "site")
+                table = "[[services]]" if owner == "services" else f"[{owner}]"
+                raise self.fail(_Loc("", key=name), f"unknown top-level key {name!r}: keys "
+                                f"belong in a table, e.g. under {table}")
             if name not in SCHEMA:
                 raise self.fail(_Loc(name), f"unknown table [{name}]: use [site], [vps], "
                                 "[home], [tunnel] and [[services]]")

@@ -56,5 +56,8 @@ def managed_files(site: Site) -> tuple[list[str], list[str]]:
         "/etc/awall/base.json", "/etc/awall/optional/ssh.json",
         "/etc/awall/optional/wireguard.json", "/etc/tunnelops/firewalld-ports",
         *(f"/etc/awall/optional/{s.name}.json" for s in site.services),
+        # Quadlet units, where the service user's home is the usual /home/USER
+        *(f"/home/{s.user}/.config/containers/systemd/{s.container_name}.container"
+          for s in site.services),
     ]
     return files, [f"/etc/wireguard/{i}.conf"]

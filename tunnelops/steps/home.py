@@ -3,7 +3,7 @@ address or to the VPS uses table 201; the main default route never moves), the f
 
 from __future__ import annotations
 
-from tunnelops.backends import firewalld, keys, networkmanager, nftables, packages, wgquick
+from tunnelops.backends import firewalld, keys, networkmanager, nftables, packages, podman, wgquick
 from tunnelops.changes import StepPlan
 from tunnelops.render import nftables as nft_render
 from tunnelops.render.wireguard import home_wg_quick
@@ -55,4 +55,5 @@ def configure(ctx: Ctx) -> list[StepPlan]:
         fw = firewalld.plan(ctx, ports)
     else:
         fw = nftables.plan(ctx, nft_render.home_ruleset(site.tunnel, site.services))
-    return [wg, fw]
+    services = [podman.plan_service(ctx, svc) for svc in site.services]
+    return [wg, fw, *services, podman.plan_removed(ctx)]

@@ -1,0 +1,140 @@
+"""A service's rootless container at home, the seed's way: run by the service's user, with
+`--network slirp4netns:outbound_addr=wg0` (pasta's equivalent on Podman 5, where pasta is the
+default) and one `-p` per port, so players' traffic lands in it and its own egress leaves
+through the VPS.
+
+- The container carries a hash of its specification as a label: it is replaced only when the
+  specification changed; otherwise a re-run leaves it running (same id, same start time).
+- It survives a reboot: a Quadlet unit (Podman >= 4.4) or a `podman generate systemd` user
+  unit, with lingering for the user. Without systemd as PID 1 (the lab) it is started
+  directly, and the recap says so.
+- UDP replies: the VPS SNATs forwarded packets to its tunnel address, so every reply (from
+  rootlessport, slirp4netns or pasta alike) is addressed to 192.168.2.1 and policy routing
+  (`to 192.168.2.1 table 201`) sends it back through wg0.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
+from tunnelops.model import Service
+from tunnelops.render import podman as render
+from tunnelops.steps.context import Ctx
+
+
+def _version(info: dict) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in info.get("version", "0").split("-")[0].split(".")[:2])
+    except ValueError:
+        return (0,)
+
+
+def network_kind(ctx: Ctx, info: dict) -> str:
+    """pasta where Podman 5 made it the default (or slirp4netns is absent), else slirp4netns."""
+    has_slirp, has_pasta = ctx.facts.has("slirp4netns"), ctx.facts.has("pasta")
+    if _version(info) >= (5, 0):
+        return "pasta" if has_pasta or not has_slirp else "slirp4netns"
+    if not has_slirp and has_pasta and _version(info) >= (4, 4):
+        return "pasta"
+    return "slirp4netns"
+
+
+def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
+    """Shell running a command as USER with the environment rootless podman needs."""
+    u = shlex.quote(user)
+    uid_expr = uid if uid else f"$(id -u {u})"
+    inner = shlex.quote("cd; " + argv_or_script)
+    return (f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
+            f"HOME=\"$(getent passwd {u} | cut -d: -f6)\" sh -c {inner}")
+
+
+def _unit_dir(home: str) -> str:
+    return f"{home}/.config/containers/systemd"
+
+
+def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
+    p = StepPlan(f"service:{svc.name}")
+    f, t = ctx.facts, ctx.tunnel
+    info = f.users.get(svc.user, {})
+    u = shlex.quote(svc.user)
+    if not info.get("uid"):
+        p.changes.append(CommandChange(
+            f"create user {svc.user} for rootless podman",
+            f"useradd -m {u} 2>/dev/null || adduser -D {u}\n"
+            f"grep -q '^{svc.user}:' /etc/subuid || usermod --add-subuids 200000-265535 {u}\n"
+            f"grep -q '^{svc.user}:' /etc/subgid || usermod --add-subgids 200000-265535 {u}"))
+    if f.systemd:
+        if info.get("linger") != "yes":
+            p.changes.append(CommandChange(f"enable lingering for {svc.user}",
+                                           f"loginctl enable-linger {u}"))
+    elif info.get("runtime") != "yes":
+        p.changes.append(CommandChange(
+            f"create /run/user/UID for {svc.user} (what logind would do)",
+            f"install -d -m 700 -o {u} -g {u} /run/user/$(id -u {u})"))
+    kind = network_kind(ctx, info)
+    spec = render.spec_hash(svc, t, render.network_option(kind, t))
+    current = next((c for c in info.get("containers", [])
+                    if c.get("Labels", {}).get(render.SERVICE_LABEL) == svc.name), None)
+    run = "podman " + shlex.join(render.run_args(svc, t, kind, spec))
+    rm = f"podman rm -f -t 5 {shlex.quote(svc.container_name)} >/dev/null 2>&1 || true"
+    quadlet = f.systemd and _version(info) >= (4, 4)
+    home = info.get("home") or f"/home/{svc.user}"
+    if quadlet:
+        unit_path = f"{_unit_dir(home)}/{svc.container_name}.container"
+        unit = render.quadlet_unit(svc, t, kind, spec)
+        old = f.file(unit_path)
+        if old is None or old.content != unit:
+            p.changes.append(FileChange(unit_path, unit, old.content if old else None,
+                                        owner=f"{svc.user}:{svc.user}"))
+    same = current is not None and current.get("Labels", {}).get(render.SPEC_LABEL) == spec
+    running = current is not None and current.get("State") == "running"
+    service_unit = f"{svc.container_name}.service"
+    if not same:
+        why = "create" if current is None else "replace (its specification changed)"
+        if quadlet:
+            script = as_user(svc.user, f"{rm}; systemctl --user daemon-reload && "
+                                       f"systemctl --user restart {service_unit}")
+        else:
+            script = as_user(svc.user, f"{rm}; {run} >/dev/null")
+        p.changes.append(CommandChange(f"{why} container {svc.container_name} ({kind})",
+                                       script, "+ " + run))
+    elif not running:
+        start = (f"systemctl --user start {service_unit}" if quadlet
+                 else f"podman start {shlex.quote(svc.container_name)} >/dev/null")
+        p.changes.append(CommandChange(f"start container {svc.container_name}",
+                                       as_user(svc.user, start)))
+    if not f.systemd:
+        p.notes.append(f"no systemd (PID 1 is {f.pid1 or '?'}): {svc.container_name} runs "
+                       "directly and will not come back after a reboot")
+    elif not quadlet:
+        p.notes.append(f"Podman {info.get('version')} has no Quadlet: "
+                       "a generated systemd user unit")
+        if not same:
+            p.changes.append(CommandChange(
+                f"install a systemd user unit for {svc.container_name}",
+                as_user(svc.user, f"mkdir -p ~/.config/systemd/user && cd ~/.config/systemd/user"
+                                  f" && podman generate systemd --new --name --files "
+                                  f"{shlex.quote(svc.container_name)} >/dev/null && "
+                                  f"systemctl --user daemon-reload && systemctl --user enable "
+                                  f"container-{svc.container_name}.service")))
+    p.notes.append(f"{svc.container_name}: {render.network_option(kind, t)}")
+    return p
+
+
+def plan_removed(ctx: Ctx) -> StepPlan:
+    """Containers tunnelops made for services no longer in the inventory."""
+    p = StepPlan("services-removed")
+    wanted = {s.name for s in ctx.site.services}
+    for user, info in ctx.facts.users.items():
+        for c in info.get("containers", []):
+            name = c.get("Labels", {}).get(render.SERVICE_LABEL)
+            if name and name not in wanted:
+                cname = (c.get("Names") or [f"tunnelops-{name}"])[0]
+                p.changes.append(CommandChange(
+                    f"remove container {cname} (service {name} is gone)",
+                    as_user(user, f"podman rm -f -t 5 {shlex.quote(cname)} >/dev/null")))
+                unit = f"{info.get('home', '')}/.config/containers/systemd/{cname}.container"
+                if ctx.facts.file(unit):
+                    p.changes.append(RemoveFile(unit, ctx.facts.file(unit).content))
+    return p
