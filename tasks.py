@@ -41,4 +41,40 @@ def bootstrap(c, vps=None, home=None, site=None, dry_run=False, trust_new_host=F
         raise Exit(f"error: {e}", code=2) from None
 
 
-ns = Collection(bootstrap, lab)
+PORT_HELP = {"port": "PORT/PROTO or FIRST-LAST/PROTO, e.g. 12347/udp or 27015-27020/udp",
+             "service": "the service it belongs to (required when the site has several)",
+             **COMMON}
+
+
+@task(help=PORT_HELP)
+def add_port(c, port, service=None, site=None, dry_run=False, trust_new_host=False):
+    """Expose one more port end to end: VPS filter and DNAT, home firewall, container."""
+    try:
+        _exit(commands.change_port(_opts(site, dry_run, trust_new_host), port, service,
+                                   add=True))
+    except commands.UsageError as e:
+        raise Exit(f"error: {e}", code=2) from None
+
+
+@task(help=PORT_HELP)
+def remove_port(c, port, service=None, site=None, dry_run=False, trust_new_host=False):
+    """Undo add-port: the port leaves the inventory and every rule made for it goes."""
+    try:
+        _exit(commands.change_port(_opts(site, dry_run, trust_new_host), port, service,
+                                   add=False))
+    except commands.UsageError as e:
+        raise Exit(f"error: {e}", code=2) from None
+
+
+@task
+def demo(c):
+    """The whole story on this machine: lab up, bootstrap, a player's probe, verify."""
+    from tunnelops.lab.demo import run  # the lab needs root; import it only here
+    from tunnelops.lab.instance import Lab
+
+    opts = _opts()
+    if not run(Lab(), opts.console, opts):
+        raise Exit("demo: something failed (see above)", code=1)
+
+
+ns = Collection(bootstrap, add_port, remove_port, demo, lab)

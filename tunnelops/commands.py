@@ -11,7 +11,7 @@ from rich.console import Console
 
 from tunnelops import inventory, ui
 from tunnelops.engine import Run, RunReport
-from tunnelops.model import ModelError, Site
+from tunnelops.model import ModelError, PortSpec, Site
 from tunnelops.remote import Transcript
 
 
@@ -76,3 +76,35 @@ def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
         inventory.update_discovered(path, report.discovered["public_ip"],
                                     report.discovered["wan_interface"] or None)
     return report
+
+
+def _has_port(site: Site, spec: PortSpec, service: str | None) -> bool:
+    return any(spec in s.ports for s in site.services if service in (None, s.name))
+
+
+def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool) -> RunReport:
+    """add-port / remove-port: record it in the inventory, then converge both hosts, which
+    touches exactly what the port needs (VPS filter+DNAT+SNAT, home firewall, the container's
+    port mapping). Bad input fails here, before any SSH connection."""
+    try:
+        spec = PortSpec.parse(spec_text)
+    except ModelError as e:
+        raise UsageError(str(e)) from None
+    path, site = resolve_site(opts)
+    try:
+        if add:
+            new = site if _has_port(site, spec, service) else site.with_port_added(spec, service)
+        else:
+            new = site.with_port_removed(spec, service) if _has_port(site, spec, service) \
+                else site
+            if service is not None:
+                site.service(service)  # an unknown service is an error even when idle
+    except ModelError as e:
+        raise UsageError(str(e)) from None
+    if new is site:
+        opts.console.print(f"{spec} is {'already' if add else 'not'} in {path.name}: "
+                           "converging the hosts only")
+    elif not opts.dry_run:
+        inventory.save(path, new)
+        opts.console.print(f"{'added' if add else 'removed'} {spec} in {path}")
+    return run(new, path, opts)

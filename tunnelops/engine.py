@@ -4,7 +4,8 @@ depend on each other. The key exchange is the one join.
 Round trips per host, counted by Remote:
   lock (1) + facts (1)                        a converged site: nothing else (changed=0)
   + prepare (1: packages, keys)               only when something is missing
-  + apply (1) + guard confirm (1, fresh conn) only when something differs
+  + apply (1) + guard confirm (1)            only when something differs (the guard first
+                                              proves a NEW connection still gets an SSH banner)
   + check (1: facts again, plan must be empty) only after changes
 Steps know nothing about the CLI; `ui` (any object with the Ui methods) shows progress.
 """
@@ -201,21 +202,18 @@ class Run:
             ctx.facts.commands = frozenset(sec.get("commands", "").split())
 
     def _confirm_guards(self, role: str, guarded: list[StepPlan]) -> None:
-        """Prove a fresh SSH connection still works, then disarm the host's watchdogs."""
+        """Prove new SSH connections still get through, then disarm the host's watchdogs."""
         self.ui.phase(role, "checking SSH still works after the firewall change")
-        fresh = Remote(self.remotes[role].dest, **self._remote_args, connect_timeout=8)
-        markers = " ".join(guard_marker(p.step) for p in guarded)
+        remote = self.remotes[role]
+        secs = max(p.guard.seconds for p in guarded if p.guard)
         try:
-            fresh.run(f"rm -f {markers}", what="confirming the firewall change", timeout=15)
+            remote.probe_new_connection()
         except RemoteError as e:
-            secs = max(p.guard.seconds for p in guarded if p.guard)
             raise RemoteError(
                 f"SSH stopped working after the firewall change ({e}); the host restores its "
                 f"previous rules by itself within {secs}s: fix the rules, then re-run") from None
-        finally:
-            self.remotes[role].round_trips += fresh.round_trips
-            self.remotes[role].connects += fresh.connects
-            fresh.close()
+        markers = " ".join(guard_marker(p.step) for p in guarded)
+        remote.run(f"rm -f {markers}", what="confirming the firewall change", timeout=15)
 
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""

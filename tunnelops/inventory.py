@@ -154,6 +154,7 @@ def _locate(text: str, loc: _Loc) -> int:
     Lines are counted on '\\n' only, as tomllib counts them."""
     lines = text.split("\n")
     key_re = _key_re(loc.key) if loc.key else None
+    table_re = _key_re(loc.table) if loc.table else None
     current: tuple[str, int | None] = ("", None)
     seen_aot: dict[str, int] = {}
     table_line: int | None = None
@@ -171,8 +172,6 @@ def _locate(text: str, loc: _Loc) -> int:
                     return number
             continue
         in_target = current[0] == loc.table and loc.index in (None, current[1])
-        if not in_target and not loc.table and current == ("", None):
-            in_target = True
         if in_target and key_re is not None and key_re.match(line):
             if loc.needle is not None:
                 found = _find_needle(lines, number, loc.needle)
@@ -180,9 +179,7 @@ def _locate(text: str, loc: _Loc) -> int:
                     return found
             return number
         # A table written as a top-level inline table or dotted key: `vps = {...}`.
-        if current == ("", None) and loc.table and table_line is None and (
-            _key_re(loc.table).match(line)
-        ):
+        if table_re and current == ("", None) and table_line is None and table_re.match(line):
             table_line = number
     return table_line or 1
 
@@ -506,6 +503,11 @@ def _update_services(doc: Any, services: tuple[Service, ...]) -> None:
             doc.append("services", aot)
         return
     aot = doc["services"]
+    if not isinstance(aot, tomlkit.items.AoT):
+        # Written as an inline array of tables: rewrite it as [[services]] tables.
+        del doc["services"]
+        _update_services(doc, services)
+        return
     wanted = {svc.name: svc for svc in services}
     for i in reversed(range(len(aot))):
         if _unwrap(aot[i].get("name")) not in wanted:
@@ -589,10 +591,16 @@ def save(path: str | os.PathLike[str], site: Site) -> None:
 
 def update_discovered(path: str | os.PathLike[str], public_ip: IPv4Address | str | None,
                       wan_interface: str | None) -> Site:
-    """Record what bootstrap discovered about the VPS; returns the updated site."""
+    """Record what bootstrap discovered about the VPS (None: not discovered, keep what the
+    file says); rewrites the file only if something changed. Returns the updated site."""
     site = load(path)
+    changes: dict[str, object] = {}
+    if public_ip is not None:
+        changes["public_ip"] = public_ip
+    if wan_interface is not None:
+        changes["wan_interface"] = wan_interface
     try:
-        vps = dataclasses.replace(site.vps, public_ip=public_ip, wan_interface=wan_interface)
+        vps = dataclasses.replace(site.vps, **changes)  # type: ignore[arg-type]
     except ModelError as err:
         raise InventoryError(f"{path}: discovered value rejected: {err}") from None
     new = dataclasses.replace(site, vps=vps)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import io
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -149,6 +150,28 @@ class Remote:
         assert transport is not None
         transport.set_keepalive(5)
         self.is_root = self.conn.user == "root"
+
+    def probe_new_connection(self, timeout: float = 5) -> None:
+        """Prove that the host still accepts NEW SSH connections: a fresh TCP connection
+        (through the ProxyJump gateway if there is one) must get an SSH banner. Our own
+        connection would survive a lock-out rule (it is established); a new one would not.
+        No login: `add-port` keeps its promise of one SSH connection per host."""
+        host, port = self.conn.host, int(self.conn.port)
+        try:
+            if isinstance(self.conn.gateway, Connection) and self.conn.gateway.transport:
+                sock = self.conn.gateway.transport.open_channel(
+                    "direct-tcpip", (host, port), ("", 0), timeout=timeout)
+            else:
+                sock = socket.create_connection((host, port), timeout=timeout)
+            with sock:
+                sock.settimeout(timeout)
+                banner = sock.recv(64)
+        except (OSError, SSHException) as e:
+            raise RemoteError(f"{self.dest}: a new SSH connection to {host}:{port} fails "
+                              f"({e or 'timed out'})") from None
+        if not banner.startswith(b"SSH-"):
+            raise RemoteError(f"{self.dest}: a new connection to {host}:{port} got no SSH "
+                              "banner")
 
     def close(self) -> None:
         if self._lock_chan is not None:
