@@ -66,6 +66,16 @@ def remove_port(c, port, service=None, site=None, dry_run=False, trust_new_host=
         raise Exit(f"error: {e}", code=2) from None
 
 
+@task(help={"purge_keys": "also delete the WireGuard keys (a new bootstrap makes new ones)",
+            **COMMON})
+def teardown(c, site=None, purge_keys=False, dry_run=False, trust_new_host=False):
+    """Remove everything tunnelops made on both hosts; put back the files it edited."""
+    try:
+        _exit(commands.teardown(_opts(site, dry_run, trust_new_host), purge_keys))
+    except commands.UsageError as e:
+        raise Exit(f"error: {e}", code=2) from None
+
+
 @task
 def demo(c):
     """The whole story on this machine: lab up, bootstrap, a player's probe, verify."""
@@ -77,4 +87,4 @@ def demo(c):
         raise Exit("demo: something failed (see above)", code=1)
 
 
-ns = Collection(bootstrap, add_port, remove_port, demo, lab)
+ns = Collection(bootstrap, add_port, remove_port, teardown, demo, lab)

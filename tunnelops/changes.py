@@ -13,6 +13,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 
+from tunnelops.backends.originals import backup_shell
 from tunnelops.facts import MARK
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER
 
@@ -27,6 +28,7 @@ class FileChange:
     mode: int = 0o644
     owner: str = "root"
     key_path: str | None = None  # the host's private key replaces the placeholder
+    backup: bool = False  # not ours (e.g. /etc/nftables.conf): keep the original for teardown
 
     @property
     def summary(self) -> str:
@@ -42,7 +44,8 @@ class FileChange:
         eof = f"TUNNELOPS_EOF_{hashlib.sha256(self.content.encode()).hexdigest()[:12]}"
         d = q(self.path.rsplit("/", 1)[0] or "/")
         content = self.content if self.content.endswith("\n") else self.content + "\n"
-        lines = [
+        lines = [backup_shell(self.path)] if self.backup else []
+        lines += [
             f"mkdir -p {d}",
             f"t=$(mktemp {d}/{TMP_PREFIX}XXXXXX)",
             f"cat > \"$t\" <<'{eof}'\n{content}{eof}",

@@ -55,12 +55,12 @@ def resolve_site(opts: Options, vps: str | None = None,
         raise UsageError(str(e)) from None
 
 
-def run(site: Site, path: Path, opts: Options) -> RunReport:
+def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
     labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
-                     inventory_path=str(path))
+                     inventory_path=str(path), **mode)
         report = engine.execute()
     ui.show(opts.console, report)
     return report
@@ -108,3 +108,9 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
         inventory.save(path, new)
         opts.console.print(f"{'added' if add else 'removed'} {spec} in {path}")
     return run(new, path, opts)
+
+
+def teardown(opts: Options, purge_keys: bool = False) -> RunReport:
+    """Remove everything tunnelops made on both hosts; keys too with purge_keys."""
+    path, site = resolve_site(opts)
+    return run(site, path, opts, teardown=True, purge_keys=purge_keys)

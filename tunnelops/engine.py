@@ -23,6 +23,7 @@ from tunnelops.facts import MARK, HostFacts
 from tunnelops.model import Site
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.steps import home as home_steps
+from tunnelops.steps import teardown as teardown_steps
 from tunnelops.steps import vps as vps_steps
 from tunnelops.steps.context import Ctx, PlanError, managed_files
 
@@ -87,8 +88,10 @@ class Run:
                  transcript: Transcript | None = None, ui: Ui | None = None,
                  guard_seconds: int = 20, inventory_path: str = "the inventory",
                  ask_password: Callable[[str], str] | None = None,
-                 remotes: dict[str, Remote] | None = None) -> None:
+                 remotes: dict[str, Remote] | None = None, teardown: bool = False,
+                 purge_keys: bool = False) -> None:
         self.site, self.dry_run, self.ui = site, dry_run, ui or Ui()
+        self.teardown, self.purge_keys = teardown, purge_keys
         self.guard_seconds, self.src = guard_seconds, inventory_path
         self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                                  trust_new=trust_new, transcript=transcript,
@@ -158,10 +161,13 @@ class Run:
             f"printf '\\n{MARK} commands\\n'; for c in {' '.join(facts_mod.COMMANDS)}; do "
             "command -v $c >/dev/null 2>&1 && echo $c; done"))
 
+    def _plans(self, ctx: Ctx) -> list[StepPlan]:
+        if self.teardown:
+            return teardown_steps.plan(ctx, self.purge_keys)
+        return (vps_steps if ctx.role == "vps" else home_steps).configure(ctx)
+
     def _configure(self, role: str) -> None:
-        ctx = self.ctx[role]
-        plans = (vps_steps if role == "vps" else home_steps).configure(ctx)
-        self._apply(role, plans)
+        self._apply(role, self._plans(self.ctx[role]))
 
     def _apply(self, role: str, plans: list[StepPlan], tail: str = "") -> None:
         rep, remote = self.reports[role], self.remotes[role]
@@ -221,14 +227,13 @@ class Run:
         ctx = self.ctx[role]
         t = self.site.tunnel
         probe = ""
-        if role == "home":
+        if role == "home" and not self.teardown:
             probe = (f"printf '\\n{MARK} ping\\n'; ping -c 3 -i 0.3 -W 2 -q "
                      f"{t.vps_address} >/dev/null 2>&1 && echo ok\n")
         f = self._gather(role, probe)
         new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
                   guard_seconds=self.guard_seconds)
-        left = [p for p in (vps_steps if role == "vps" else home_steps).configure(new)
-                if p.changed]
+        left = [p for p in self._plans(new) if p.changed]
         rep = self.reports[role]
         for p in left:
             for s in rep.steps:
@@ -237,7 +242,7 @@ class Run:
                     s.notes.append("check: still differs after apply: "
                                    + "; ".join(c.summary for c in p.changes))
             rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
-        if role == "home" and f.raw.get("ping", "").strip() != "ok":
+        if role == "home" and not self.teardown and f.raw.get("ping", "").strip() != "ok":
             self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
                             "tunnel: run `inv verify` to find the broken link")
         self.reports[role].facts = f
@@ -245,7 +250,7 @@ class Run:
     def _liveness(self, role: str) -> None:
         """On a run that changed nothing, the facts already gathered are the check."""
         f = self.reports[role].facts
-        if role != "home" or f is None:
+        if role != "home" or f is None or self.teardown:
             return
         now = int(f.raw.get("now", "0") or 0)
         peers = f.wg.get("peers", [])
@@ -268,9 +273,11 @@ class Run:
         starts = {r: time.monotonic() for r in ROLES}
         try:
             self._both(self._facts)
-            self._both(self._prepare)
+            if not self.teardown:
+                self._both(self._prepare)
             if all(self.reports[r].error is None for r in ROLES):
-                self._join()
+                if not self.teardown:
+                    self._join()
                 self._both(self._configure)
                 changed = any(s.status == "changed" for r in ROLES
                               for s in self.reports[r].steps)

@@ -26,7 +26,7 @@ COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall
             "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
 
 # the NetworkManager properties tunnelops manages, read back with one `nmcli -g`
-NM_PROPS = ("connection.interface-name", *home_settings(Tunnel()))
+NM_PROPS = ("connection.type", "connection.interface-name", *home_settings(Tunnel()))
 
 
 class FactsError(RuntimeError):
@@ -70,6 +70,9 @@ class HostFacts:
     podman: dict = field(default_factory=dict)  # user -> {"version":..., "containers":[...]}
     users: dict = field(default_factory=dict)  # user -> {"uid":..,"home":..,"linger":bool}
     raw: dict[str, str] = field(default_factory=dict)
+
+    def lines(self, section: str) -> list[str]:
+        return [x for x in self.raw.get(section, "").splitlines() if x.strip()]
 
     # ---- derived
     @property
@@ -155,6 +158,10 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         " >/dev/null 2>&1; then echo running; sed -n 's/^DefaultZone=/default=/p'"
         " /etc/firewalld/firewalld.conf; echo @runtime; firewall-cmd --list-all-zones;"
         " echo @permanent; firewall-cmd --permanent --list-all-zones; fi",
+        "m orig; [ -d /var/lib/tunnelops/orig ] && (cd /var/lib/tunnelops/orig && find . -type f)",
+        "m created; cat /var/lib/tunnelops/created 2>/dev/null",
+        "m state_dirs; for d in /etc/tunnelops /var/lib/tunnelops /run/tunnelops; do"
+        " [ -e $d ] && echo $d; done",
         "m awall; command -v awall >/dev/null && awall list 2>/dev/null",
     ]
     if nm_connection:
@@ -286,7 +293,8 @@ def parse(output: str) -> HostFacts:
     if "nm" in s:
         vals = s["nm"].splitlines()
         f.nm = {"running": bool(vals) and vals[0] == "running",
-                "exists": len(vals) > 1,
+                # NM also shows an external "tun" connection for a wireguard-go wg0: not ours
+                "exists": len(vals) > 1 and vals[1] == "wireguard",
                 "values": dict(zip(NM_PROPS, vals[1:], strict=False)),
                 "peers": s.get("nm_peers", "")}
     aw = s.get("awall", "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends.originals import backup_shell
 from tunnelops.changes import CommandChange, FileChange, Guard, StepPlan
 from tunnelops.model import PortSpec
 from tunnelops.steps.context import Ctx
@@ -18,6 +19,12 @@ ROLLBACK = "/var/lib/tunnelops/firewalld.rollback"
 
 def fw_port(spec: PortSpec) -> str:
     return f"{spec.first}-{spec.last}/{spec.proto}" if spec.is_range else str(spec)
+
+
+def zone_backup(*zones: str) -> str:
+    """firewalld writes ZONE.xml (and ZONE.xml.old) under /etc on the first permanent change."""
+    return backup_shell(*(f"/etc/firewalld/zones/{z}.xml{suffix}" for z in zones
+                          for suffix in ("", ".old")))
 
 
 def zone_of(fw: dict, iface: str, kind: str = "runtime") -> str | None:
@@ -56,6 +63,8 @@ def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
     if (record.content if record else "") != text:
         p.changes.append(FileChange(RECORD, text, record.content if record else None))
     if any(isinstance(c, CommandChange) for c in p.changes):
+        p.changes.insert(0, CommandChange(f"save the original zone {zone} for teardown",
+                                          zone_backup(zone)))
         p.guard = Guard(
             snapshot=f"rm -rf {ROLLBACK}; mkdir -p /var/lib/tunnelops; "
                      f"cp -a /etc/firewalld {ROLLBACK}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from tunnelops.backends.firewalld import ROLLBACK, fw_port, zone_of
+from tunnelops.backends.firewalld import ROLLBACK, fw_port, zone_backup, zone_of
 from tunnelops.changes import CommandChange, Guard, StepPlan
 from tunnelops.model import Service
 from tunnelops.steps.context import Ctx
@@ -44,6 +44,8 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
                         f"forward {spec} to {t.home_address} ({svc.name}, {kind})",
                         f"firewall-cmd -q {flag}--zone={q(zone)} --add-forward-port={q(fp)}"))
     if p.changes:
+        p.changes.insert(0, CommandChange("save the original zones for teardown",
+                                          zone_backup(zone, "trusted")))
         p.guard = Guard(snapshot=f"rm -rf {ROLLBACK}; mkdir -p /var/lib/tunnelops; "
                                  f"cp -a /etc/firewalld {ROLLBACK}",
                         restore=f"rm -rf /etc/firewalld; cp -a {ROLLBACK} /etc/firewalld; "

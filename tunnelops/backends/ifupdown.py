@@ -34,7 +34,7 @@ def plan(ctx: Ctx, wan: str, home_public_key: str | None) -> StepPlan:
         base = interfaces.content if interfaces else ""
         p.changes.append(FileChange(INTERFACES, base + ("" if not base or base.endswith("\n")
                                                         else "\n") + SOURCE + "\n",
-                                    interfaces.content if interfaces else None))
+                                    interfaces.content if interfaces else None, backup=True))
     if not f.wg:
         p.changes.append(CommandChange(f"ifup {ctx.iface}", f"ifup {iface}"))
     elif stanza_changed:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, StepPlan
 from tunnelops.steps.context import Ctx
 
@@ -17,7 +18,8 @@ def plan(ctx: Ctx) -> StepPlan:
     if not ctx.facts.key_exists:
         p.changes.append(CommandChange(
             f"generate a WireGuard key pair in {ctx.key_path}",
-            f"mkdir -p /etc/wireguard; chmod 700 /etc/wireguard\n"
+            "[ -d /etc/wireguard ] || { install -d -m 700 /etc/wireguard; "
+            f"{record_shell('dir /etc/wireguard')}; }}\n"
             f"(umask 077; wg genkey > {k}.new && mv -f {k}.new {k})\n"
             f"wg pubkey < {k} > {pub}.new && chmod 644 {pub}.new && mv -f {pub}.new {pub}"))
     elif not ctx.facts.public_key:

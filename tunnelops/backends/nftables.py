@@ -13,6 +13,8 @@ RULES = "/etc/tunnelops/tunnelops.nft"
 APPLIED = "/var/lib/tunnelops/nft.applied"
 ROLLBACK = "/var/lib/tunnelops/nft.rollback"
 LIST = "nft -st list table inet tunnelops"
+# what tunnelops appends to the distribution's nftables config
+OUR_LINES = ("# tunnelops: its own table, loaded after everything else", f'include "{RULES}"')
 
 
 def conf_path(ctx: Ctx) -> str:
@@ -38,13 +40,12 @@ def plan(ctx: Ctx, ruleset: str, step: str = "firewall") -> StepPlan:
                     f"nft -f {ROLLBACK}; rm -f {APPLIED}",
             seconds=ctx.guard_seconds)
     conf = f.file(conf_path(ctx))
-    include = f'include "{RULES}"'
-    if conf is None or include not in conf.content:
+    if conf is None or OUR_LINES[1] not in conf.content:
         base = conf.content if conf else "#!/usr/sbin/nft -f\n"
-        new = base + ("" if base.endswith("\n") else "\n") + \
-            f"# tunnelops: its own table, loaded after everything else\n{include}\n"
+        new = base + ("" if base.endswith("\n") else "\n") + "\n".join(OUR_LINES) + "\n"
         p.changes.append(FileChange(conf_path(ctx), new, conf.content if conf else None,
-                                    mode=0o755 if conf is None else int(conf.mode or "644", 8)))
+                                    mode=0o755 if conf is None else int(conf.mode or "644", 8),
+                                    backup=True))
     if f.systemd and p.changes:
         p.post.append("systemctl enable nftables >/dev/null 2>&1 || true")
     return p

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.model import Service
 from tunnelops.render import podman as render
@@ -62,16 +63,19 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
         p.changes.append(CommandChange(
             f"create user {svc.user} for rootless podman",
             f"useradd -m {u} 2>/dev/null || adduser -D {u}\n"
+            f"{record_shell(f'user {svc.user}')}\n"
             f"grep -q '^{svc.user}:' /etc/subuid || usermod --add-subuids 200000-265535 {u}\n"
             f"grep -q '^{svc.user}:' /etc/subgid || usermod --add-subgids 200000-265535 {u}"))
     if f.systemd:
         if info.get("linger") != "yes":
             p.changes.append(CommandChange(f"enable lingering for {svc.user}",
-                                           f"loginctl enable-linger {u}"))
+                                           f"loginctl enable-linger {u}; "
+                                           + record_shell(f"linger {svc.user}")))
     elif info.get("runtime") != "yes":
         p.changes.append(CommandChange(
             f"create /run/user/UID for {svc.user} (what logind would do)",
-            f"install -d -m 700 -o {u} -g {u} /run/user/$(id -u {u})"))
+            f"install -d -m 700 -o {u} -g {u} /run/user/$(id -u {u}); "
+            + record_shell(f"runtime-dir {svc.user}")))
     kind = network_kind(ctx, info)
     spec = render.spec_hash(svc, t, render.network_option(kind, t))
     current = next((c for c in info.get("containers", [])

@@ -45,14 +45,22 @@ class Ctx:
         return f"/etc/wireguard/{self.iface}.conf"
 
 
+# Files tunnelops edits but does not own: a line or two of ours in someone else's file.
+EDITED = ("/etc/nftables.conf", "/etc/sysconfig/nftables.conf", "/etc/network/interfaces")
+
+
 def managed_files(site: Site) -> tuple[list[str], list[str]]:
     """(every file tunnelops may manage on either host, those that embed a private key).
     Read by the one facts command before the distribution is known: cheap to over-ask."""
+    return [*owned_files(site), *EDITED], [f"/etc/wireguard/{site.tunnel.interface}.conf"]
+
+
+def owned_files(site: Site) -> list[str]:
+    """Files that are tunnelops' own: teardown removes them."""
     i = site.tunnel.interface
-    files = [
+    return [
         f"/etc/wireguard/{i}.conf", "/etc/sysctl.d/90-tunnelops.conf",
-        "/etc/tunnelops/tunnelops.nft", "/etc/nftables.conf", "/etc/sysconfig/nftables.conf",
-        f"/etc/network/interfaces.d/{i}", "/etc/network/interfaces",
+        "/etc/tunnelops/tunnelops.nft", f"/etc/network/interfaces.d/{i}",
         "/etc/awall/base.json", "/etc/awall/optional/ssh.json",
         "/etc/awall/optional/wireguard.json", "/etc/tunnelops/firewalld-ports",
         *(f"/etc/awall/optional/{s.name}.json" for s in site.services),
@@ -60,4 +68,3 @@ def managed_files(site: Site) -> tuple[list[str], list[str]]:
         *(f"/home/{s.user}/.config/containers/systemd/{s.container_name}.container"
           for s in site.services),
     ]
-    return files, [f"/etc/wireguard/{i}.conf"]

@@ -1,0 +1,137 @@
+"""`inv teardown`: remove everything tunnelops made on a host and put back what it edited,
+from the host's facts like any other plan (so --dry-run shows it and a second run is a no-op).
+Keys stay unless --purge-keys: a later bootstrap then keeps the same identity."""
+
+from __future__ import annotations
+
+import shlex
+
+from tunnelops.backends import firewalld, podman
+from tunnelops.backends.nftables import OUR_LINES
+from tunnelops.backends.originals import restore_shell
+from tunnelops.backends.sysctl import ORIG_FORWARD
+from tunnelops.backends.wgquick import clear_rules_shell
+from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
+from tunnelops.render import podman as podman_render
+from tunnelops.steps.context import EDITED, Ctx, owned_files
+
+STATE = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
+
+
+def _interface(ctx: Ctx) -> StepPlan:
+    p, f, q = StepPlan("wireguard"), ctx.facts, shlex.quote
+    iface = q(ctx.iface)
+    if f.nm.get("exists"):
+        p.changes.append(CommandChange(f"delete the NetworkManager profile {ctx.iface}",
+                                       f"nmcli connection delete {iface} >/dev/null"))
+    if f.wg:
+        p.changes.append(CommandChange(
+            f"take {ctx.iface} down",
+            f"wg-quick down {iface} 2>/dev/null || ifdown {iface} 2>/dev/null || "
+            f"ip link del {iface}"))
+    if ctx.role == "home" and any(str(r.get("table")) == str(ctx.tunnel.route_table)
+                                  for r in f.rules):
+        p.changes.append(CommandChange(f"remove the policy rules to table "
+                                       f"{ctx.tunnel.route_table}", clear_rules_shell(ctx)))
+    return p
+
+
+def _firewall(ctx: Ctx) -> StepPlan:
+    p, f = StepPlan("firewall"), ctx.facts
+    if f.nft_table is not None:
+        p.changes.append(CommandChange("delete table inet tunnelops",
+                                       "nft delete table inet tunnelops"))
+    ours = [n for n in f.awall_enabled if n in ("ssh", "wireguard")
+            or any(n == s.name for s in ctx.site.services)]
+    if ours:
+        p.changes.append(CommandChange(f"awall disable {' '.join(ours)}",
+                                       "awall disable " + " ".join(map(shlex.quote, ours))))
+    if f.firewalld.get("running"):
+        zone = firewalld.zone_of(f.firewalld, ctx.iface, "permanent") \
+            or firewalld.zone_of(f.firewalld, ctx.iface)
+        if zone:
+            z, i = shlex.quote(zone), shlex.quote(ctx.iface)
+            p.changes.append(CommandChange(
+                f"take {ctx.iface} out of firewalld zone {zone}",
+                f"firewall-cmd -q --permanent --zone={z} --remove-interface={i} || true; "
+                f"firewall-cmd -q --zone={z} --remove-interface={i} || true"))
+        record = f.file(firewalld.RECORD)
+        ports = record.content.split() if record else []
+        pzone = zone or f.firewalld.get("default", "public")
+        if ports:
+            z = shlex.quote(pzone)
+            flags = " ".join(f"--remove-port={shlex.quote(x)}" for x in ports)
+            p.changes.append(CommandChange(
+                f"close {' '.join(ports)} in firewalld zone {pzone}",
+                f"firewall-cmd -q --permanent --zone={z} {flags} || true; "
+                f"firewall-cmd -q --zone={z} {flags} || true"))
+    return p
+
+
+def _containers(ctx: Ctx) -> StepPlan:
+    p = StepPlan("services")
+    for user, info in ctx.facts.users.items():
+        for c in info.get("containers", []):
+            if podman_render.SERVICE_LABEL in c.get("Labels", {}):
+                name = (c.get("Names") or ["?"])[0]
+                p.changes.append(CommandChange(
+                    f"remove container {name}",
+                    podman.as_user(user, f"podman rm -f -t 5 {shlex.quote(name)} >/dev/null")))
+    return p
+
+
+def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
+    p, f = StepPlan("files"), ctx.facts
+    originals = {"/" + x.removeprefix("./").removesuffix(".absent") for x in f.lines("orig")}
+    for path in owned_files(ctx.site):
+        ff = f.file(path)
+        if ff is not None and not path.startswith("/etc/tunnelops/"):
+            p.changes.append(RemoveFile(path, ff.content))
+    for path in EDITED:  # no original saved (an older tunnelops): take out our lines only
+        ff = f.file(path)
+        if ff is not None and path not in originals and OUR_LINES[0] in ff.content:
+            kept = "".join(x for x in ff.content.splitlines(keepends=True)
+                           if x.rstrip("\n") not in OUR_LINES)
+            p.changes.append(FileChange(path, kept, ff.content, mode=int(ff.mode or "644", 8)))
+    if originals:
+        p.changes.append(CommandChange(
+            "put back the original " + ", ".join(sorted(originals)), restore_shell()))
+    if any(o.startswith("/etc/firewalld/") for o in originals) and f.firewalld.get("running"):
+        p.post.append("firewall-cmd -q --reload")
+    if (f.raw.get("ip_forward") or "").strip() == "1":
+        p.changes.append(CommandChange(
+            "restore net.ipv4.ip_forward to its value before tunnelops",
+            f"[ -s {ORIG_FORWARD} ] && sysctl -q -w net.ipv4.ip_forward=$(cat {ORIG_FORWARD}) "
+            "|| true"))
+    for rec in f.lines("created"):
+        kind, _, what = rec.partition(" ")
+        w = shlex.quote(what)
+        if kind == "user":
+            p.changes.append(CommandChange(f"remove user {what} (tunnelops created it)",
+                                           f"userdel -r {w} 2>/dev/null || deluser --remove-home"
+                                           f" {w}"))
+        elif kind == "linger":
+            p.changes.append(CommandChange(f"disable lingering for {what}",
+                                           f"loginctl disable-linger {w}"))
+        elif kind == "runtime-dir":
+            p.changes.append(CommandChange(f"remove /run/user of {what}",
+                                           f"rm -rf /run/user/$(id -u {w})"))
+        elif kind == "dir" and purge_keys:
+            p.changes.append(CommandChange(f"remove {what}", f"rm -rf {w}"))
+    if purge_keys and f.key_exists:
+        p.changes.append(CommandChange(f"remove the WireGuard keys {ctx.key_path}",
+                                       f"rm -f {shlex.quote(ctx.key_path)} "
+                                       f"{shlex.quote(ctx.pub_path)}"))
+    present = f.lines("state_dirs")
+    if present:
+        p.changes.append(CommandChange(f"remove {' '.join(present)}",
+                                       "rm -rf " + " ".join(present)))
+    return p
+
+
+def plan(ctx: Ctx, purge_keys: bool = False) -> list[StepPlan]:
+    steps = [_containers(ctx)] if ctx.role == "home" else []
+    steps += [_interface(ctx), _firewall(ctx), _files(ctx, purge_keys)]
+    if ctx.facts.family == "alpine" and any(s.changed for s in steps):
+        steps[-1].post.append("awall activate --force")
+    return steps
