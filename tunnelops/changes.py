@@ -133,8 +133,13 @@ class StepPlan:
         return bool(self.changes)
 
 
-def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = ()) -> str:
-    """One script for all the changes of one host. Prints `MARK step NAME ok|failed`."""
+def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
+                 interrupt: str | None = None) -> str:
+    """One script for all the changes of one host. Prints `MARK step NAME ok|failed`.
+
+    `interrupt` is for tests of interrupted runs: "STEP" kills the remote shell right after
+    that step, "STEP:mid" while it is writing its first file (temp file written, not renamed).
+    """
     q = shlex.quote
     out = [
         "umask 077",
@@ -147,6 +152,12 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = ()) -
         if not plan.changes:
             continue
         parts = [c.shell() for c in plan.changes] + plan.post
+        if interrupt == f"{plan.step}:mid":
+            first = next((i for i, c in enumerate(plan.changes)
+                          if isinstance(c, FileChange)), None)
+            if first is not None:
+                shell = plan.changes[first].shell()
+                parts[first] = shell[:shell.rindex("mv -f")] + "kill -KILL $$"
         if plan.guard:
             g, marker = plan.guard, q(guard_marker(plan.step))
             watchdog = (f"sleep {g.seconds}; [ -e {marker} ] || exit 0; rm -f {marker}; "
@@ -159,6 +170,8 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = ()) -
         body = "\n".join(parts)
         out.append(f"(\nset -e\n{body}\n) && r {q(plan.step)} ok || "
                    f"{{ r {q(plan.step)} failed; exit 1; }}")
+        if interrupt == plan.step:
+            out.append("kill -KILL $$")
     return "\n".join(out) + "\n"
 
 

@@ -12,6 +12,8 @@ Steps know nothing about the CLI; `ui` (any object with the Ui methods) shows pr
 
 from __future__ import annotations
 
+import os
+import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +83,19 @@ class RunReport:
 
 class _HostFailed(Exception):
     pass
+
+
+def _rehandshake(iface: str) -> str:
+    """Shell: drop home's sessions with its peers and handshake again at once, by removing and
+    re-adding each peer with its live settings. Needed when the VPS re-created its peer (e.g.
+    a repaired peer key): home would keep sending on its old session, which the VPS no longer
+    knows, for up to ~15 s before retrying a handshake by itself; the VPS cannot start one
+    (home is behind NAT)."""
+    i = shlex.quote(iface)
+    add = f"wg set {i} peer \"$k\" allowed-ips \"${{ips#(none)}}\" persistent-keepalive \"$ka\""
+    return (f"wg show {i} dump | tail -n +2 | while IFS=\"$(printf '\\t')\" read -r k _ ep ips "
+            f"_ _ _ ka; do wg set {i} peer \"$k\" remove; if [ \"$ep\" = '(none)' ]; then "
+            f"{add}; else {add} endpoint \"$ep\"; fi; done")
 
 
 class Run:
@@ -179,7 +194,11 @@ class Run:
         if self.dry_run or not pending:
             return
         self.ui.phase(role, "applying " + ", ".join(p.step for p in pending))
-        res = remote.run(apply_script(pending, cleanup_dirs=CLEANUP_DIRS) + tail + "\n",
+        # TUNNELOPS_INTERRUPT=ROLE:STEP[:mid] kills the remote script there (tests only)
+        role_, _, where = os.environ.get("TUNNELOPS_INTERRUPT", "").partition(":")
+        script = apply_script(pending, cleanup_dirs=CLEANUP_DIRS,
+                              interrupt=where if role_ == role else None)
+        res = remote.run(script + tail + "\n",
                          what="applying " + ", ".join(p.step for p in pending))
         outcomes = step_outcomes(res.stdout)
         failed = False
@@ -228,8 +247,9 @@ class Run:
         t = self.site.tunnel
         probe = ""
         if role == "home" and not self.teardown:
-            probe = (f"printf '\\n{MARK} ping\\n'; ping -c 3 -i 0.3 -W 2 -q "
-                     f"{t.vps_address} >/dev/null 2>&1 && echo ok\n")
+            ping = f"ping -c 3 -i 0.3 -W 2 -q {t.vps_address} >/dev/null 2>&1"
+            probe = (f"printf '\\n{MARK} ping\\n'; {ping} && echo ok || "
+                     f"{{ {_rehandshake(t.interface)}; {ping} && echo ok; }}\n")
         f = self._gather(role, probe)
         new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
                   guard_seconds=self.guard_seconds)
@@ -273,7 +293,9 @@ class Run:
         starts = {r: time.monotonic() for r in ROLES}
         try:
             self._both(self._facts)
-            if not self.teardown:
+            # Both hosts reachable first: a host that cannot be reached (or refuses us) must
+            # leave the other one untouched too (no packages, no keys written).
+            if not self.teardown and all(self.reports[r].error is None for r in ROLES):
                 self._both(self._prepare)
             if all(self.reports[r].error is None for r in ROLES):
                 if not self.teardown:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import getpass
 import io
+import os
 import shlex
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +70,13 @@ class Transcript:
         return "".join(f"--- {h} {d}\n{t}\n" for h, d, t in self.entries)
 
 
+def _terminal_password(prompt: str) -> str:
+    """Ask on the terminal; with none (CI, a pipe) there is nobody to ask: EOFError."""
+    if not sys.stdin.isatty():
+        raise EOFError
+    return getpass.getpass(prompt)
+
+
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """Refuse unknown keys unless asked to trust them; then record them."""
 
@@ -91,15 +100,17 @@ class Remote:
 
     def __init__(self, dest: str, *, ssh_config: str | None = None,
                  known_hosts: str | None = None, trust_new: bool = False,
-                 connect_timeout: float = 10, command_timeout: float = 300,
+                 connect_timeout: float = 10, command_timeout: float | None = None,
                  transcript: Transcript | None = None,
                  ask_password: Callable[[str], str] | None = None) -> None:
         self.dest = dest
-        self.command_timeout = command_timeout
+        # a dead link must fail a run, never hang it (TUNNELOPS_TIMEOUT for slow hosts/tests)
+        self.command_timeout = command_timeout or float(os.environ.get("TUNNELOPS_TIMEOUT",
+                                                                       "180"))
         self.transcript = transcript
         self.round_trips = 0
         self.connects = 0
-        self._ask_password = ask_password or (lambda prompt: getpass.getpass(prompt))
+        self._ask_password = ask_password or _terminal_password
         self._sudo_password: str | None = None
         self._lock_chan: paramiko.Channel | None = None
         config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
@@ -179,6 +190,15 @@ class Remote:
             self._lock_chan = None
         self.conn.close()
 
+    def _prompt_sudo_password(self) -> str:
+        try:
+            return self._ask_password(f"[sudo] password for {self.dest}: ")
+        except (EOFError, KeyboardInterrupt):
+            user = self.conn.user
+            raise RemoteError(f"{self.dest}: sudo wants a password for {user} and there is no "
+                              f"terminal to type it: give {user} passwordless sudo (NOPASSWD) "
+                              "or log in as root") from None
+
     # ---------------------------------------------------------------- commands
     def _command_line(self, sudo: bool) -> str:
         if not sudo or self.is_root:
@@ -239,7 +259,7 @@ class Remote:
             self.transcript.add(self.dest, "received", res.stdout + res.stderr)
         if sudo and not self.is_root and "a password is required" in res.stderr \
                 and self._sudo_password is None:
-            self._sudo_password = self._ask_password(f"[sudo] password for {self.dest}: ")
+            self._sudo_password = self._prompt_sudo_password()
             return self.run(script, sudo=sudo, timeout=timeout, check=check, what=what)
         if sudo and not self.is_root and res.exit != 0 and (
                 "is not in the sudoers" in res.stderr or "not allowed to" in res.stderr):
@@ -286,7 +306,7 @@ class Remote:
                 err = chan.recv_stderr(4096).decode(errors="replace").strip()
                 if "a password is required" in err and self._sudo_password is None:
                     chan.close()
-                    self._sudo_password = self._ask_password(f"[sudo] password for {self.dest}: ")
+                    self._sudo_password = self._prompt_sudo_password()
                     return self.acquire_lock(wait)
                 raise RemoteError(f"{self.dest}: could not take the tunnelops lock: "
                                   f"{err or 'no answer'}")

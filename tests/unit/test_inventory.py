@@ -180,6 +180,12 @@ def test_missing_table() -> None:
                            "host = \"...\"")
 
 
+def test_unknown_top_level_key() -> None:
+    text = "# x\nlisten_port = 1\n" + BASE
+    assert error(text) == ("inventory/lab.toml:2: unknown top-level key 'listen_port': keys "
+                           "belong in a table, e.g. under [tunnel]")
+
+
 def test_syntax_error_duplicate_key() -> None:
     text = BASE.replace('name = "lab"', 'name = "lab"\nname = "lab2"')
     assert error(text).startswith("inventory/lab.toml:4: Cannot overwrite a value")
@@ -243,6 +249,12 @@ def test_save_discovered_and_tunnel_changes(tmp_path: Path) -> None:
         'host = "root@10.0.0.1"   # the VPS\n',
         'host = "root@10.0.0.1"   # the VPS\npublic_ip = "198.51.100.4"\nwan_interface = "ens3"\n',
     )
+    assert inventory.update_discovered(path, None, None) == site  # nothing new: kept
+    assert path.read_text() == text
+    with pytest.raises(InventoryError) as err:
+        inventory.update_discovered(path, "not-an-ip", None)
+    assert str(err.value) == (f"{path}: discovered value rejected: public_ip 'not-an-ip' is "
+                              "not an IPv4 address: use e.g. \"192.168.2.1\"")
     changed = dataclasses.replace(site, tunnel=dataclasses.replace(site.tunnel, mtu=1380))
     inventory.save(path, changed)
     assert path.read_text() == text.replace("listen_port = 51821\n",
@@ -273,6 +285,16 @@ def test_save_adds_and_removes_services(tmp_path: Path) -> None:
     loaded = inventory.load(path)
     assert [s.name for s in loaded.services] == ["web", "mail"]
     assert loaded == new
+
+
+def test_save_rewrites_inline_services(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text('services = [{ name = "a", image = "i", user = "u", ports = ["1/udp"] }]\n'
+                    '[vps]\nhost = "v"\n[home]\nhost = "h"\n')
+    site = inventory.load(path)
+    inventory.save(path, site.with_port_added("2/udp"))
+    assert inventory.load(path) == site.with_port_added("2/udp")
+    assert "[[services]]" in path.read_text()
 
 
 def test_save_new_file(tmp_path: Path) -> None:
