@@ -1,0 +1,101 @@
+"""The seed's NetworkManager path, against the real daemon in lab-home, up to activation.
+
+NetworkManager here cannot create a WireGuard link (no kernel module), so bootstrap uses
+wg-quick in the lab; this test drives the NetworkManager backend itself: the profile is
+imported from a config assembled on the host, patched the seed's way, read back with
+`nmcli -g`, and a second plan finds nothing to do. A separate interface name (wgnm0) keeps
+it clear of the tunnel other tests build."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunnelops import facts as facts_mod
+from tunnelops.backends import keys, networkmanager
+from tunnelops.changes import apply_script, step_outcomes
+from tunnelops.inventory import new_site
+from tunnelops.remote import Remote
+from tunnelops.steps.context import Ctx
+
+pytestmark = pytest.mark.lab
+
+IFACE = "wgnm0"
+VPS_KEY = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="  # any valid public key
+
+
+def _facts(remote: Remote, site) -> facts_mod.HostFacts:
+    t = site.tunnel
+    script = facts_mod.script(interface=IFACE, route_table=t.route_table,
+                              key_path=f"/etc/wireguard/{IFACE}.key",
+                              files=[f"/etc/wireguard/{IFACE}.conf"],
+                              secret_files=[f"/etc/wireguard/{IFACE}.conf"],
+                              nm_connection=IFACE)
+    return facts_mod.parse(remote.run(script).stdout)
+
+
+def _apply(remote: Remote, plans) -> None:
+    res = remote.run(apply_script([p for p in plans if p.changed]))
+    assert all(v == "ok" for v in step_outcomes(res.stdout).values()), res.stderr
+
+
+@pytest.fixture
+def home(lab):
+    site = new_site("nm", lab.topo.alias("vps"), lab.topo.alias("home"), interface=IFACE,
+                    ssh_config=str(lab.ssh_config), known_hosts=str(lab.known_hosts))
+    remote = Remote(lab.topo.alias("home"), ssh_config=site.ssh_config,
+                    known_hosts=site.known_hosts)
+    yield site, remote
+    remote.run(f"nmcli connection delete {IFACE} >/dev/null 2>&1; "
+               f"rm -f /etc/wireguard/{IFACE}.conf /etc/wireguard/{IFACE}.key "
+               f"/etc/wireguard/{IFACE}.pub")
+    remote.close()
+
+
+def test_networkmanager_profile_imported_patched_idempotent(home, lab):
+    site, remote = home
+    ctx = Ctx(site, "home", _facts(remote, site))
+    assert ctx.facts.nm["running"] and not ctx.facts.nm["exists"]
+    _apply(remote, [keys.plan(ctx)])
+
+    ctx = Ctx(site, "home", _facts(remote, site))
+    plan = networkmanager.plan(ctx, VPS_KEY, lab.topo.vps_public, activate=False)
+    summaries = [c.summary for c in plan.changes]
+    assert summaries[0] == f"create /etc/wireguard/{IFACE}.conf"
+    assert summaries[1].startswith(f"import /etc/wireguard/{IFACE}.conf into NetworkManager")
+    assert summaries[2].startswith(f"patch {IFACE}: ")
+    _apply(remote, [plan])
+
+    # read back with nmcli -g, as the seed's patch wants it
+    got = remote.run(
+        f"nmcli -g wireguard.ip4-auto-default-route,ipv4.route-table,ipv4.routing-rules,"
+        f"ipv4.addresses connection show {IFACE}").stdout.splitlines()
+    assert got == ["0", "201",
+                   "priority 100 from 192.168.2.2 table 201, priority 101 to 192.168.2.1 "
+                   "table 201", "192.168.2.2/24"]
+    keyfile = remote.run(
+        f"cat /etc/NetworkManager/system-connections/{IFACE}.nmconnection").stdout
+    assert f"[wireguard-peer.{VPS_KEY}]" in keyfile
+    assert f"endpoint={lab.topo.vps_public}:51821" in keyfile
+    assert "allowed-ips=0.0.0.0/0;" in keyfile
+    assert "persistent-keepalive=25" in keyfile
+    # the private key went into NetworkManager from the host's own key file
+    real_key = lab.exec("home", ["cat", f"/etc/wireguard/{IFACE}.key"]).stdout.decode().strip()
+    assert f"private-key={real_key}" in keyfile
+
+    # idempotent: the same plan from fresh facts is empty
+    again = networkmanager.plan(Ctx(site, "home", _facts(remote, site)), VPS_KEY,
+                                lab.topo.vps_public, activate=False)
+    assert again.changes == []
+
+    # drift in one property: only that property is patched back
+    remote.run(f"nmcli connection modify {IFACE} ipv4.route-table 99")
+    drift = networkmanager.plan(Ctx(site, "home", _facts(remote, site)), VPS_KEY,
+                                lab.topo.vps_public, activate=False)
+    assert [c.summary for c in drift.changes] == [f"patch {IFACE}: ipv4.route-table"]
+    _apply(remote, [drift])
+    assert remote.run(f"nmcli -g ipv4.route-table connection show {IFACE}").stdout.strip() \
+        == "201"
+
+    # activation is where this kernel stops NetworkManager (no WireGuard module)
+    up = remote.run(f"nmcli connection up {IFACE}")
+    assert up.exit != 0
