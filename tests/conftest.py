@@ -21,6 +21,9 @@ Fixtures:
   down when the test ends, whatever happened. Names and indexes must differ from the session
   instance's (and the name can never be "lab").
 
+Both refuse (fail) an index that another, differently named instance already uses on this
+machine (its VPS address would clash), rather than failing obscurely half-way through `up`.
+
 - `lab_report` (function): `lab_report("up took 1.2 s")` adds a line to a "lab report" section
   printed at the end of the run (measurements worth seeing even when tests pass).
 
@@ -31,6 +34,7 @@ pyproject.toml), so `pytest -m "not lab"` runs the rest without root.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -46,16 +50,26 @@ def session_lab_topology() -> Topology:
     name = os.environ.get("TUNNELOPS_TEST_LAB", "labt")
     index = int(os.environ.get("TUNNELOPS_TEST_LAB_INDEX", "7"))
     if name in RESERVED_NAMES:
-        raise pytest.UsageError(
-            f"TUNNELOPS_TEST_LAB={name!r} is the default, hand-used lab instance: tests bring "
-            "their instance down, so pick another name (default: labt)")
+        pytest.fail(f"TUNNELOPS_TEST_LAB={name!r} is the default, hand-used lab instance: tests "
+                    "bring their instance down, so pick another name (default: labt)",
+                    pytrace=False)
     return Topology(name, index)
+
+
+def check_index_free(topo: Topology) -> None:
+    """Fail if another lab instance on this machine already routes this instance's VPS."""
+    route = subprocess.run(["ip", "-o", "route", "show", f"{topo.vps_public}/32"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if route and f"dev {topo.laptop_link} " not in f"{route} ":
+        pytest.fail(f"lab index {topo.index} (VPS {topo.vps_public}) is already used by another "
+                    f"instance ({route}): pick another index for {topo.name!r}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """The session's lab instance, up. Fails (never skips) if it cannot be brought up."""
     instance = Lab(session_lab_topology())
+    check_index_free(instance.topo)
     instance.down()  # a crashed earlier session may have left a dirty instance: start fresh
     try:
         instance.up()
@@ -75,10 +89,11 @@ def lab_factory() -> Iterator[Callable[[str, int], Lab]]:
 
     def make(name: str, index: int) -> Lab:
         if name in RESERVED_NAMES or name == session.name or index == session.index:
-            raise pytest.UsageError(
-                f"separate lab instance {name!r}/{index} collides with the default instance "
-                f"or the session test instance {session.name!r}/{session.index}")
+            pytest.fail(f"separate lab instance {name!r}/{index} collides with the default "
+                        f"instance or the session test instance {session.name!r}/"
+                        f"{session.index}", pytrace=False)
         instance = Lab(Topology(name, index))
+        check_index_free(instance.topo)
         instance.down()  # leftovers of an earlier run that died
         made.append(instance)
         return instance
