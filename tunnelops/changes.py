@@ -168,8 +168,12 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
                 f"setsid sh -c {q(watchdog)} </dev/null >/dev/null 2>&1 &",
             ]
         body = "\n".join(parts)
-        out.append(f"(\nset -e\n{body}\n) && r {q(plan.step)} ok || "
-                   f"{{ r {q(plan.step)} failed; exit 1; }}")
+        # Not `( ... ) && r ok || ...`: a subshell inside an AND-OR list runs with `set -e`
+        # ignored (POSIX; dash, bash and BusyBox alike), so a failing command would not stop
+        # the step and the step's status would be its last command's.
+        out.append(f"(\nset -e\n{body}\n)\n"
+                   f"if [ $? -eq 0 ]; then r {q(plan.step)} ok; "
+                   f"else r {q(plan.step)} failed; exit 1; fi")
         if interrupt == plan.step:
             out.append("kill -KILL $$")
     return "\n".join(out) + "\n"

@@ -11,6 +11,7 @@ the placeholder before sending the file (or by a mismatch marker if it is not th
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import shlex
 from collections.abc import Iterable
@@ -26,7 +27,10 @@ COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall
             "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
 
 # the NetworkManager properties tunnelops manages, read back with one `nmcli -g`
-NM_PROPS = ("connection.type", "connection.interface-name", *home_settings(Tunnel()))
+# (+ connection.zone: `firewall-cmd --permanent --change-interface` of an interface NM manages
+# sets the profile's zone instead of writing the interface into the zone's file)
+NM_PROPS = ("connection.type", "connection.interface-name", *home_settings(Tunnel()),
+            "connection.zone")
 
 
 class FactsError(RuntimeError):
@@ -149,7 +153,9 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         "m rules; ip -4 -j rule 2>/dev/null",
         f"m table_routes; ip -4 -j route show table {int(route_table)} 2>/dev/null",
         "m main_default; ip -4 -j route show default 2>/dev/null",
-        f"m uplink; ip -4 -j route get {q(uplink_probe)} 2>/dev/null",
+        # BusyBox ip (a fresh Alpine) has no -j: its plain line is parsed instead
+        f"m uplink; ip -4 -j route get {q(uplink_probe)} 2>/dev/null"
+        f" || ip -4 route get {q(uplink_probe)} 2>/dev/null",
         "m ip_forward; cat /proc/sys/net/ipv4/ip_forward",
         "m nft_table; command -v nft >/dev/null && nft -st list table inet tunnelops 2>/dev/null",
         "m nft_applied; cat /var/lib/tunnelops/nft.applied 2>/dev/null",
@@ -184,7 +190,10 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
             "if command -v podman >/dev/null; then "
             f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd {u} "
             "| cut -d: -f6) sh -c 'cd; podman version --format \"version={{.Client.Version}}\";"
-            " podman ps -a --filter label=tunnelops.service --format json' 2>/dev/null; fi; fi")
+            " podman ps -a --filter label=tunnelops.service --format json' 2>/dev/null; fi; "
+            # no such user yet: Podman's version still decides the network and Quadlet
+            "elif command -v podman >/dev/null; then "
+            "podman --version 2>/dev/null | sed -n 's/^podman version /version=/p'; fi")
     return "\n".join(lines) + "\n"
 
 
@@ -205,6 +214,14 @@ def _json(text: str, default):
         return json.loads(text) if text.strip() else default
     except json.JSONDecodeError:
         return default
+
+
+def _route_text(text: str) -> dict:
+    """`ip route get` without -j ("1.1.1.1 via GW dev IF  src ADDR") as -j would show it."""
+    words = text.split()
+    keys = {"via": "gateway", "dev": "dev", "src": "prefsrc"}
+    route = {keys[w]: v for w, v in itertools.pairwise(words) if w in keys}
+    return {"dst": words[0], **route} if words and "dev" in route else {}
 
 
 def _parse_wg(text: str) -> dict:
@@ -263,7 +280,7 @@ def parse(output: str) -> HostFacts:
         addrs=_json(s.get("addrs", ""), []), rules=_json(s.get("rules", ""), []),
         table_routes=_json(s.get("table_routes", ""), []),
         main_default=_json(s.get("main_default", ""), []),
-        uplink=(_json(s.get("uplink", ""), []) or [{}])[0],
+        uplink=(_json(s.get("uplink", ""), []) or [_route_text(s.get("uplink", ""))])[0],
         ip_forward=s.get("ip_forward", "").strip(),
         nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,
         raw=s,

@@ -12,6 +12,12 @@ from tunnelops.render import awall as render
 from tunnelops.steps.context import Ctx
 
 ROLLBACK = "/var/lib/tunnelops/awall.rollback"
+# `awall activate --force` refuses ("Firewall not enabled in kernel") while iptables-save lists
+# no table, as on a fresh VPS, and leaves a family without tables unfiltered: give each family
+# an empty filter table first (what loading iptable_filter did), which changes no filtering.
+PRIME = ("for t in iptables ip6tables; do $t-save 2>/dev/null | grep -q '^\\*' || "
+         "{ $t -t filter -N tunnelops-init && $t -t filter -X tunnelops-init; } "
+         ">/dev/null 2>&1 || :; done")
 FIXED = ("ssh", "wireguard")
 
 
@@ -51,13 +57,16 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...],
     if p.changes:
         p.changes.append(CommandChange("awall activate", "awall activate --force"))
         p.post.append("rc-update add iptables >/dev/null 2>&1 || true; "
+                      "rc-update add ip6tables >/dev/null 2>&1 || true; "
                       "rc-update add ipset >/dev/null 2>&1 || true")
         p.guard = Guard(
-            snapshot=f"rm -rf {ROLLBACK}; mkdir -p {ROLLBACK}; cp -a /etc/awall {ROLLBACK}/; "
-                     f"iptables-save > {ROLLBACK}/iptables; ipset save > {ROLLBACK}/ipset "
-                     "2>/dev/null || :",
+            snapshot=f"{PRIME}; rm -rf {ROLLBACK}; mkdir -p {ROLLBACK}; "
+                     f"cp -a /etc/awall {ROLLBACK}/; iptables-save > {ROLLBACK}/iptables; "
+                     f"ip6tables-save > {ROLLBACK}/ip6tables 2>/dev/null || :; "
+                     f"ipset save > {ROLLBACK}/ipset 2>/dev/null || :",
             restore=f"rm -rf /etc/awall; cp -a {ROLLBACK}/awall /etc/awall; "
                     f"ipset restore -exist < {ROLLBACK}/ipset 2>/dev/null; "
-                    f"iptables-restore < {ROLLBACK}/iptables",
+                    f"iptables-restore < {ROLLBACK}/iptables; "
+                    f"[ -s {ROLLBACK}/ip6tables ] && ip6tables-restore < {ROLLBACK}/ip6tables",
             seconds=ctx.guard_seconds)
     return p

@@ -36,11 +36,17 @@ def zone_of(fw: dict, iface: str, kind: str = "runtime") -> str | None:
 
 def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
     p = StepPlan(step)
-    fw, iface = ctx.facts.firewalld, ctx.iface
-    zone = zone_of(fw, iface, "permanent") or zone_of(fw, iface) or fw.get("default", "public")
+    fw, iface, nm = ctx.facts.firewalld, ctx.iface, ctx.facts.nm
+    # An interface of a NetworkManager profile is bound permanently by the profile's
+    # connection.zone (what firewall-cmd --permanent --change-interface sets for it); the
+    # zone's file never lists it.
+    nm_zone = nm.get("values", {}).get("connection.zone") if nm.get("exists") else None
+    bound = {"permanent": zone_of(fw, iface, "permanent") or nm_zone or None,
+             "runtime": zone_of(fw, iface)}
+    zone = bound["permanent"] or bound["runtime"] or fw.get("default", "public")
     q, z = shlex.quote, shlex.quote(zone)
     for kind, flag in (("permanent", "--permanent "), ("runtime", "")):
-        if zone_of(fw, iface, kind) != zone:
+        if bound[kind] != zone:
             p.changes.append(CommandChange(
                 f"put {iface} in firewalld zone {zone} ({kind})",
                 f"firewall-cmd -q {flag}--zone={z} --change-interface={q(iface)}"))

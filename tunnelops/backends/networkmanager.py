@@ -30,6 +30,9 @@ def plan(ctx: Ctx, vps_public_key: str, endpoint: str, *, activate: bool = True)
     exists = bool(f.nm.get("exists"))
     current = f.nm.get("values", {}) if exists and not conf_changed else {}
     args = render.modify_args(current, desired)
+    zone = f.nm.get("values", {}).get("connection.zone") if exists else None
+    if conf_changed and zone:  # the re-imported profile keeps its firewalld zone binding
+        args += ["connection.zone", zone]
     if conf_changed or not exists:
         p.changes.append(CommandChange(
             f"import {ctx.wg_conf} into NetworkManager as {name}",

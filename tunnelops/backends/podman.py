@@ -88,6 +88,10 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
         unit_path = f"{_unit_dir(home)}/{svc.container_name}.container"
         unit = render.quadlet_unit(svc, t, kind, spec)
         old = f.file(unit_path)
+        if old is None:  # by the user: root's `mkdir -p` would leave ~/.config root's, 0700
+            p.changes.append(CommandChange(
+                f"create ~/.config/containers/systemd of {svc.user}",
+                as_user(svc.user, "mkdir -p .config/containers/systemd")))
         if old is None or old.content != unit:
             p.changes.append(FileChange(unit_path, unit, old.content if old else None,
                                         owner=f"{svc.user}:{svc.user}"))

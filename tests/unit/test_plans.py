@@ -1,0 +1,477 @@
+"""Plans as data, pyinfra-style: recorded facts of a host in, the exact changes out.
+
+The facts are tests/unit/facts/*.txt, what the one facts command printed (or would print) on
+Alpine, Fedora, Debian/Ubuntu and Arch hosts; tests/unit/facts/generate.py writes them. The lab
+runs only Debian, so this is where Alpine's awall + ifupdown-ng and Fedora's NetworkManager +
+firewalld are checked. A converged host must plan nothing at all: that is the idempotency
+contract behind `changed=0`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from tests.unit.facts import generate
+from tests.unit.facts.generate import (
+    ALPINE_INTERFACES,
+    DEBIAN_NFTABLES_CONF,
+    GAME_RANGE,
+    HOME_PUB,
+    INVENTORY,
+    RANGE_SITE,
+    SITE,
+    VPS_IP,
+    VPS_PUB,
+)
+from tunnelops import facts
+from tunnelops.backends import awall as awall_backend
+from tunnelops.changes import CommandChange, FileChange, StepPlan
+from tunnelops.facts import HostFacts
+from tunnelops.inventory import new_site
+from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Site
+from tunnelops.render import awall as awall_render
+from tunnelops.render import ifupdown, nftables, podman
+from tunnelops.render.sysctl import forwarding_conf
+from tunnelops.render.wireguard import (
+    home_import_conf,
+    home_wg_quick,
+    vps_setconf,
+    vps_wg_quick,
+)
+from tunnelops.steps import home, vps
+from tunnelops.steps.context import Ctx, PlanError
+
+T = SITE.tunnel
+KEY = "/etc/wireguard/wg0.key"
+
+
+def recorded(name: str) -> HostFacts:
+    return facts.parse(generate.load(name))
+
+
+def vps_ctx(f: HostFacts, site: Site = SITE) -> Ctx:
+    ctx = Ctx(site, "vps", f, peer_public_key=HOME_PUB)
+    ctx.vps_public_ip, ctx.wan_interface = vps.discover(ctx, INVENTORY)
+    return ctx
+
+
+def home_ctx(f: HostFacts, site: Site = SITE, vps_key: str = VPS_PUB) -> Ctx:
+    return Ctx(site, "home", f, peer_public_key=vps_key, vps_public_ip=VPS_IP,
+               wan_interface="eth0")
+
+
+def vps_plans(ctx: Ctx) -> list[StepPlan]:
+    return vps.prepare(ctx) + vps.configure(ctx)
+
+
+def home_plans(ctx: Ctx) -> list[StepPlan]:
+    return home.prepare(ctx) + home.configure(ctx)
+
+
+def summary(plans: list[StepPlan]) -> list[tuple[str, list[str]]]:
+    return [(p.step, [c.summary for c in p.changes]) for p in plans]
+
+
+def step(plans: list[StepPlan], name: str) -> StepPlan:
+    return next(p for p in plans if p.step == name)
+
+
+def change(plans: list[StepPlan], name: str, what: str):
+    return next(c for c in step(plans, name).changes if c.summary == what)
+
+
+def assert_converged(plans: list[StepPlan]) -> None:
+    assert summary(plans) == [(p.step, []) for p in plans]
+    assert [p.step for p in plans if p.guard or p.post] == []
+
+
+# --------------------------------------------------------------------------- the data itself
+
+@pytest.mark.parametrize("name", sorted(generate.HOSTS))
+def test_recorded_facts_are_what_the_generator_writes(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nft's own listing needs a network namespace: reuse the recorded one
+    listed = recorded(name).raw.get("nft_table", "")
+    monkeypatch.setattr(generate, "nft_list", lambda ruleset: listed + "\n")
+    assert generate.output(generate.HOSTS[name]()) == generate.load(name)
+
+
+# --------------------------------------------------------------------------- Alpine VPS
+
+def test_alpine_fresh_vps() -> None:
+    ctx = vps_ctx(recorded("alpine-vps-fresh"))
+    assert (ctx.vps_public_ip, ctx.wan_interface) == (VPS_IP, "eth0")
+    plans = vps_plans(ctx)
+    assert summary(plans) == [
+        ("packages", ["install awall wireguard-tools"]),
+        ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
+        ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
+                        "enable IPv4 forwarding now"]),
+        ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d/wg0",
+                       "update /etc/network/interfaces", "ifup wg0"]),
+        ("firewall", ["create /etc/awall/base.json", "create /etc/awall/optional/ssh.json",
+                      "create /etc/awall/optional/wireguard.json",
+                      "create /etc/awall/optional/game.json",
+                      "awall enable ssh wireguard game", "awall activate"]),
+    ]
+    assert change(plans, "packages", "install awall wireguard-tools").script == \
+        "apk add --no-cache awall wireguard-tools"
+    assert step(plans, "wireguard").notes == ["ifupdown-ng (use wireguard)"]
+
+    conf = change(plans, "wireguard", "create /etc/wireguard/wg0.conf")
+    assert conf == FileChange("/etc/wireguard/wg0.conf", vps_setconf(T, HOME_PUB), None,
+                              mode=0o600, key_path=KEY)
+    assert f"PrivateKey = {PRIVATE_KEY_PLACEHOLDER}" in conf.content
+    assert change(plans, "wireguard", "create /etc/network/interfaces.d/wg0").content == \
+        ifupdown.wg_stanza(T, "eth0")
+    interfaces = change(plans, "wireguard", "update /etc/network/interfaces")
+    assert (interfaces.old, interfaces.content) == (
+        ALPINE_INTERFACES, ALPINE_INTERFACES + "source-directory /etc/network/interfaces.d\n")
+    assert change(plans, "wireguard", "ifup wg0").script == "ifup wg0"
+    assert change(plans, "forwarding", "create /etc/sysctl.d/90-tunnelops.conf").content == \
+        forwarding_conf()
+
+    fw = step(plans, "firewall")
+    game = change(plans, "firewall", "create /etc/awall/optional/game.json").content
+    assert game == awall_render.dumps(awall_render.service_policy(SITE.services[0], T))
+    assert json.loads(game)["service"] == {"tunnelops-game": [
+        {"proto": "udp", "port": 12345}, {"proto": "tcp", "port": 12346}]}
+    base = json.loads(change(plans, "firewall", "create /etc/awall/base.json").content)
+    assert base["zone"] == {"inet": {"iface": "eth0"}, "vpn": {"iface": "wg0"}}
+    assert change(plans, "firewall", "awall enable ssh wireguard game").script == \
+        "awall enable ssh wireguard game"
+    assert change(plans, "firewall", "awall activate").script == "awall activate --force"
+    assert fw.guard is not None and fw.guard.seconds == ctx.guard_seconds
+    # the kernel firewall is primed before the snapshot, so the rollback restores tables
+    assert fw.guard.snapshot.startswith(awall_backend.PRIME + "; ")
+    assert "iptables-save > /var/lib/tunnelops/awall.rollback/iptables" in fw.guard.snapshot
+    assert "iptables-restore < /var/lib/tunnelops/awall.rollback/iptables" in fw.guard.restore
+    assert fw.post == ["rc-update add iptables >/dev/null 2>&1 || true; "
+                       "rc-update add ip6tables >/dev/null 2>&1 || true; "
+                       "rc-update add ipset >/dev/null 2>&1 || true"]
+
+
+def test_alpine_converged_vps_plans_nothing() -> None:
+    ctx = vps_ctx(recorded("alpine-vps-converged"))
+    assert (ctx.vps_public_ip, ctx.wan_interface) == (VPS_IP, "eth0")
+    assert_converged(vps_plans(ctx))
+
+
+def test_alpine_policy_disabled_by_hand_is_enabled_again() -> None:
+    f = recorded("alpine-vps-converged")
+    f.awall_enabled = ("ssh", "wireguard")
+    assert summary(vps.configure(vps_ctx(f)))[2] == ("firewall",
+                                                      ["awall enable game", "awall activate"])
+
+
+def test_alpine_port_range_added_rewrites_only_the_service_policy() -> None:
+    site = dataclasses.replace(SITE, services=(GAME_RANGE,))
+    plans = vps.configure(vps_ctx(recorded("alpine-vps-converged"), site))
+    assert summary(plans)[1:] == [
+        ("wireguard", []),
+        ("firewall", ["update /etc/awall/optional/game.json", "awall activate"])]
+    game = change(plans, "firewall", "update /etc/awall/optional/game.json")
+    assert json.loads(game.content)["service"]["tunnelops-game"][2] == {
+        "proto": "udp", "port": "27015-27020"}
+    assert '+                "port": "27015-27020"\n' in game.diff()
+
+
+def test_alpine_vps_new_home_key_resyncs_the_interface() -> None:
+    ctx = vps_ctx(recorded("alpine-vps-converged"))
+    ctx.peer_public_key = generate.VPS_PUB  # any other key
+    assert summary(vps.configure(ctx))[1] == (
+        "wireguard", ["update /etc/wireguard/wg0.conf",
+                      "sync wg0 with /etc/wireguard/wg0.conf"])
+
+
+def test_alpine_without_kernel_wireguard_uses_wg_quick() -> None:
+    f = recorded("alpine-vps-fresh")
+    f.kernel_wireguard = False
+    ctx = vps_ctx(f)
+    plans = vps_plans(ctx)
+    assert summary(plans)[0] == (
+        "packages", ["install awall wireguard-go wireguard-tools wireguard-tools-wg-quick"])
+    assert summary(plans)[3] == ("wireguard", ["create /etc/wireguard/wg0.conf",
+                                               "bring wg0 up with wg-quick"])
+    assert change(plans, "wireguard", "create /etc/wireguard/wg0.conf").content == \
+        vps_wg_quick(T, HOME_PUB)
+    assert step(plans, "wireguard").notes == [
+        "kernel has no WireGuard module: userspace wireguard-go (via wg-quick)",
+        "no systemd (PID 1 is init): wg0 is not started at boot"]
+
+
+# --------------------------------------------------------------------------- Fedora home
+
+def test_fedora_fresh_home() -> None:
+    plans = home_plans(home_ctx(recorded("fedora-home-fresh")))
+    assert summary(plans) == [
+        ("packages", ["install slirp4netns wireguard-tools"]),
+        ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
+        ("wireguard", [
+            "create /etc/wireguard/wg0.conf",
+            "import /etc/wireguard/wg0.conf into NetworkManager as wg0",
+            "patch wg0: ipv4.method, ipv4.addresses, ipv4.route-table, ipv4.routing-rules, "
+            "wireguard.ip4-auto-default-route, wireguard.peer-routes, wireguard.mtu",
+            "activate wg0"]),
+        ("firewall", [
+            "save the original zone public for teardown",
+            "put wg0 in firewalld zone public (permanent)",
+            "put wg0 in firewalld zone public (runtime)",
+            "open 12345/udp in zone public (permanent)",
+            "open 12346/tcp in zone public (permanent)",
+            "open 12345/udp in zone public (runtime)",
+            "open 12346/tcp in zone public (runtime)",
+            "create /etc/tunnelops/firewalld-ports"]),
+        ("service:game", [
+            "create user gamer for rootless podman",
+            "enable lingering for gamer",
+            "create ~/.config/containers/systemd of gamer",
+            "create /home/gamer/.config/containers/systemd/tunnelops-game.container",
+            "create container tunnelops-game (pasta)"]),
+        ("services-removed", []),
+    ]
+    assert change(plans, "packages", "install slirp4netns wireguard-tools").script == \
+        "dnf install -y -q slirp4netns wireguard-tools"
+
+    wg = step(plans, "wireguard")
+    assert wg.notes == ["networkmanager: NetworkManager with kernel WireGuard",
+                        "NetworkManager profile (nmcli import + patch)"]
+    assert wg.changes[0] == FileChange("/etc/wireguard/wg0.conf",
+                                       home_import_conf(T, VPS_PUB, VPS_IP), None, mode=0o600,
+                                       key_path=KEY)
+    assert "Endpoint = 203.0.113.7:51821" in wg.changes[0].content
+    assert [c.script for c in wg.changes[1:]] == [
+        "nmcli connection import type wireguard file /etc/wireguard/wg0.conf >/dev/null",
+        "nmcli connection modify wg0 ipv4.method manual ipv4.addresses 192.168.2.2/24 "
+        "ipv4.route-table 201 ipv4.routing-rules 'priority 100 from 192.168.2.2 table 201, "
+        "priority 101 to 192.168.2.1 table 201' wireguard.ip4-auto-default-route 0 "
+        "wireguard.peer-routes yes wireguard.mtu auto",
+        "nmcli connection up wg0"]
+
+    fw = step(plans, "firewall")
+    assert [c.script for c in fw.changes[1:7]] == [
+        "firewall-cmd -q --permanent --zone=public --change-interface=wg0",
+        "firewall-cmd -q --zone=public --change-interface=wg0",
+        "firewall-cmd -q --permanent --zone=public --add-port=12345/udp",
+        "firewall-cmd -q --permanent --zone=public --add-port=12346/tcp",
+        "firewall-cmd -q --zone=public --add-port=12345/udp",
+        "firewall-cmd -q --zone=public --add-port=12346/tcp"]
+    assert fw.changes[7].content == "12345/udp\n12346/tcp\n"
+    assert fw.guard is not None and "cp -a /etc/firewalld" in fw.guard.snapshot
+    assert fw.notes == ["firewalld zone public"]
+
+    svc = step(plans, "service:game")
+    unit = change(plans, "service:game",
+                  "create /home/gamer/.config/containers/systemd/tunnelops-game.container")
+    spec = podman.spec_hash(SITE.services[0], T, "pasta:--outbound,192.168.2.2")
+    assert unit.content == podman.quadlet_unit(SITE.services[0], T, "pasta", spec)
+    assert unit.owner == "gamer:gamer"
+    # the user makes ~/.config before root writes the unit into it
+    mkdir = svc.changes.index(change(plans, "service:game",
+                                     "create ~/.config/containers/systemd of gamer"))
+    assert mkdir == svc.changes.index(unit) - 1
+    assert svc.changes[mkdir].script.startswith("runuser -u gamer -- ")
+
+
+def test_fedora_converged_home_plans_nothing() -> None:
+    assert_converged(home_plans(home_ctx(recorded("fedora-home-converged"))))
+
+
+def test_fedora_tunnel_bound_by_its_nm_profile_zone() -> None:
+    """wg0 is NetworkManager's: `firewall-cmd --permanent --change-interface` sets the
+    profile's connection.zone and public.xml never lists wg0 (the converged facts)."""
+    f = recorded("fedora-home-converged")
+    f.nm["values"]["connection.zone"] = ""  # a profile with no zone: not bound permanently
+    assert summary(home.configure(home_ctx(f)))[1] == (
+        "firewall", ["save the original zone public for teardown",
+                     "put wg0 in firewalld zone public (permanent)"])
+    f = recorded("fedora-home-converged")
+    f.nm = {"running": False}  # no NetworkManager profile: the zone's file must list wg0
+    f.firewalld["permanent"]["public"]["interfaces"] = ["wg0"]
+    assert summary(home.configure(home_ctx(f)))[1] == ("firewall", [])
+
+
+def test_fedora_new_vps_key_reimports_and_keeps_the_zone() -> None:
+    plans = home.configure(home_ctx(recorded("fedora-home-converged"), vps_key=HOME_PUB))
+    wg = step(plans, "wireguard")
+    assert [c.summary for c in wg.changes] == [
+        "update /etc/wireguard/wg0.conf",
+        "import /etc/wireguard/wg0.conf into NetworkManager as wg0",
+        "patch wg0: ipv4.method, ipv4.addresses, ipv4.route-table, ipv4.routing-rules, "
+        "wireguard.ip4-auto-default-route, wireguard.peer-routes, wireguard.mtu, "
+        "connection.zone",
+        "activate wg0"]
+    assert wg.changes[1].script == (
+        "nmcli connection delete wg0 >/dev/null 2>&1 || true\n"
+        "nmcli connection import type wireguard file /etc/wireguard/wg0.conf >/dev/null")
+    assert wg.changes[2].script.endswith(" connection.zone public")
+    assert f"-PublicKey = {VPS_PUB}\n+PublicKey = {HOME_PUB}\n" in wg.changes[0].diff()
+
+
+@pytest.mark.parametrize(("kernel_wg", "nm_running", "why"), [
+    (False, True, "wg-quick: the kernel has no WireGuard module, which NetworkManager needs; "
+                  "wg-quick with wireguard-go instead"),
+    (True, False, "wg-quick: NetworkManager is not running"),
+])
+def test_fedora_home_falls_back_to_wg_quick(kernel_wg: bool, nm_running: bool,
+                                            why: str) -> None:
+    f = recorded("fedora-home-fresh")
+    f.kernel_wireguard, f.nm["running"] = kernel_wg, nm_running
+    plans = home_plans(home_ctx(f))
+    tools = "wireguard-tools" if kernel_wg else "wireguard-go wireguard-tools"
+    assert summary(plans)[0] == ("packages", [f"install slirp4netns {tools}"])
+    wg = step(plans, "wireguard")
+    assert [c.summary for c in wg.changes] == ["create /etc/wireguard/wg0.conf",
+                                               "bring wg0 up with wg-quick"]
+    assert wg.notes[0] == why
+    assert wg.changes[0].content == home_wg_quick(T, VPS_PUB, VPS_IP)
+    assert "Table = 201" in wg.changes[0].content
+    assert wg.changes[1].script == (
+        "while ip -4 rule del priority 100 table 201 2>/dev/null; do :; done; "
+        "while ip -4 rule del priority 101 table 201 2>/dev/null; do :; done; wg-quick up wg0")
+    assert wg.post == ["systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true"]
+
+
+def test_home_wg_quick_repairs_policy_routing() -> None:
+    """A wg-quick home whose interface is up but lost a policy rule and its table's default
+    route (say `ip rule del` by hand): only those come back, the file is left alone."""
+    f = recorded("fedora-home-converged")
+    f.nm = {"running": False}
+    f.files["/etc/wireguard/wg0.conf"] = dataclasses.replace(
+        f.files["/etc/wireguard/wg0.conf"], content=home_wg_quick(T, VPS_PUB, VPS_IP))
+    f.rules = [r for r in f.rules if r["priority"] != 101]
+    f.table_routes = []
+    wg = step(home.configure(home_ctx(f)), "wireguard")
+    assert [(c.summary, c.script) for c in wg.changes] == [
+        ("add policy rule to 192.168.2.1/32 table 201",
+         "ip -4 rule add to 192.168.2.1/32 table 201 priority 101"),
+        ("add default route via wg0 in table 201",
+         "ip -4 route replace default dev wg0 table 201")]
+    f.rules = [*f.rules, {"priority": 101, "src": "all", "dst": "192.168.2.1", "table": "201"}]
+    f.table_routes = [{"dst": "default", "dev": "wg0", "scope": "link", "flags": []}]
+    assert step(home.configure(home_ctx(f)), "wireguard").changes == []
+
+
+def test_fedora_home_with_a_port_range() -> None:
+    plans = home.configure(home_ctx(recorded("fedora-home-converged"), RANGE_SITE))
+    fw = step(plans, "firewall")
+    assert [c.summary for c in fw.changes] == [
+        "save the original zone public for teardown",
+        "open 27015-27020/udp in zone public (permanent)",
+        "open 27015-27020/udp in zone public (runtime)",
+        "update /etc/tunnelops/firewalld-ports"]
+    assert fw.changes[1].script == \
+        "firewall-cmd -q --permanent --zone=public --add-port=27015-27020/udp"
+    assert fw.changes[3].content == "12345/udp\n12346/tcp\n27015-27020/udp\n"
+
+
+# --------------------------------------------------------------------------- Debian VPS
+
+def test_debian_fresh_vps() -> None:
+    ctx = vps_ctx(recorded("debian-vps-fresh"), RANGE_SITE)
+    plans = vps_plans(ctx)
+    assert summary(plans) == [
+        ("packages", ["install wireguard-tools"]),
+        ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
+        ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
+                        "enable IPv4 forwarding now"]),
+        ("wireguard", ["create /etc/wireguard/wg0.conf", "bring wg0 up with wg-quick"]),
+        ("firewall", ["create /etc/tunnelops/tunnelops.nft", "load table inet tunnelops",
+                      "update /etc/nftables.conf"]),
+    ]
+    assert change(plans, "packages", "install wireguard-tools").script.startswith(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+        "wireguard-tools || ")
+    wg = step(plans, "wireguard")
+    assert wg.changes[0] == FileChange("/etc/wireguard/wg0.conf", vps_wg_quick(T, HOME_PUB),
+                                       None, mode=0o600, key_path=KEY)
+    assert wg.changes[1].script == "wg-quick up wg0"
+    assert wg.post == ["systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true"]
+    assert wg.notes == ["kernel has no WireGuard module: userspace wireguard-go (via wg-quick)"]
+
+    fw = step(plans, "firewall")
+    ruleset = nftables.vps_ruleset("eth0", T, RANGE_SITE.services)
+    assert fw.changes[0] == FileChange("/etc/tunnelops/tunnelops.nft", ruleset)
+    assert 'iifname "eth0" udp dport 27015-27020 dnat ip to 192.168.2.2' in ruleset
+    assert fw.changes[1].script == (
+        "nft -f /etc/tunnelops/tunnelops.nft\nmkdir -p /var/lib/tunnelops\n"
+        "nft -st list table inet tunnelops > /var/lib/tunnelops/nft.applied")
+    conf = fw.changes[2]
+    assert (conf.path, conf.old, conf.mode, conf.backup) == (
+        "/etc/nftables.conf", DEBIAN_NFTABLES_CONF, 0o755, True)
+    assert conf.content == DEBIAN_NFTABLES_CONF + (
+        "# tunnelops: its own table, loaded after everything else\n"
+        'include "/etc/tunnelops/tunnelops.nft"\n')
+    assert fw.guard is not None and fw.post == [
+        "systemctl enable nftables >/dev/null 2>&1 || true"]
+
+
+def test_debian_converged_vps_plans_nothing() -> None:
+    assert_converged(vps_plans(vps_ctx(recorded("debian-vps-converged"), RANGE_SITE)))
+
+
+def test_debian_vps_drift_is_repaired() -> None:
+    f = recorded("debian-vps-converged")
+    assert f.nft_table is not None
+    f.nft_table = f.nft_table.replace('\t\tudp dport 51821 accept comment "wireguard"\n', "")
+    f.wg["peers"] = []  # `wg set wg0 peer ... remove` by hand
+    plans = vps.configure(vps_ctx(f, RANGE_SITE))
+    assert summary(plans)[1:] == [
+        ("wireguard", ["sync wg0 peers with its config"]),
+        ("firewall", ["load table inet tunnelops (the live table drifted)"])]
+    assert step(plans, "firewall").guard is not None
+
+
+# --------------------------------------------------------------------------- refusals
+
+def test_vps_with_only_a_private_address() -> None:
+    ctx = Ctx(SITE, "vps", recorded("private-ip-vps"))
+    with pytest.raises(PlanError) as err:
+        vps.discover(ctx, INVENTORY)
+    msg = str(err.value)
+    assert msg == ("no public IPv4 (its uplink ens3 has 10.0.0.5): if it is NATed 1:1, set "
+                   "[vps] public_ip in inventory/home.toml")
+    assert "\n" not in msg
+    # the fix it names works: a public address from the inventory, the WAN from the facts
+    site = new_site("home", "vps.example.net", "homeserver", services=SITE.services,
+                    public_ip="198.51.100.99")
+    assert vps.discover(Ctx(site, "vps", recorded("private-ip-vps")), INVENTORY) == (
+        "198.51.100.99", "ens3")
+
+
+def test_vps_without_any_default_route() -> None:
+    f = recorded("debian-vps-fresh")
+    f.uplink = {}
+    with pytest.raises(PlanError) as err:
+        vps.discover(Ctx(SITE, "vps", f), INVENTORY)
+    assert str(err.value) == ("no IPv4 default route, so no public IPv4: give the VPS one, or "
+                              "set [vps] public_ip and wan_interface in inventory/home.toml")
+
+
+def test_unsupported_distribution() -> None:
+    f = recorded("arch-vps")
+    with pytest.raises(PlanError) as err:
+        vps.prepare(Ctx(SITE, "vps", f))
+    assert str(err.value) == ("Arch Linux is not supported on the VPS: use Alpine, "
+                              "Debian/Ubuntu or Fedora/RHEL")
+    with pytest.raises(PlanError) as err:
+        home.prepare(Ctx(SITE, "home", f))
+    assert str(err.value) == ("Arch Linux is not supported at home: use Fedora/RHEL, "
+                              "Debian/Ubuntu or Alpine")
+
+
+def test_private_keys_only_travel_as_the_placeholder() -> None:
+    """Files that need a private key carry the placeholder and the key's path on the host
+    (FileChange fills it in there); no command mentions a key's value."""
+    all_plans = (vps_plans(vps_ctx(recorded("alpine-vps-fresh")))
+                 + vps_plans(vps_ctx(recorded("debian-vps-fresh"), RANGE_SITE))
+                 + home_plans(home_ctx(recorded("fedora-home-fresh"))))
+    keyed = [c for p in all_plans for c in p.changes
+             if isinstance(c, FileChange) and PRIVATE_KEY_PLACEHOLDER in c.content]
+    assert [(c.path, c.key_path, c.mode) for c in keyed] == [(
+        "/etc/wireguard/wg0.conf", KEY, 0o600)] * 3
+    assert not [c for p in all_plans for c in p.changes
+                if isinstance(c, CommandChange) and "PrivateKey" in c.script]
