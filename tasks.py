@@ -26,8 +26,13 @@ def _opts(site=None, dry_run=False, trust_new_host=False) -> commands.Options:
                             trust_new_host=trust_new_host)
 
 
-def _exit(report) -> None:
-    if not report.ok:
+def _call(fn, *args, **kwargs) -> None:
+    """Run a command: bad input exits 2 with its one line, a failed run exits 1."""
+    try:
+        report = fn(*args, **kwargs)
+    except commands.UsageError as e:
+        raise Exit(f"error: {e}", code=2) from None
+    if not getattr(report, "ok", report):
         raise Exit(code=1)
 
 
@@ -35,10 +40,7 @@ def _exit(report) -> None:
             "home": "the home server, the same way", **COMMON})
 def bootstrap(c, vps=None, home=None, site=None, dry_run=False, trust_new_host=False):
     """Provision both hosts, from nothing to serving: tunnel, firewall, forwarding, services."""
-    try:
-        _exit(commands.bootstrap(_opts(site, dry_run, trust_new_host), vps, home))
-    except commands.UsageError as e:
-        raise Exit(f"error: {e}", code=2) from None
+    _call(commands.bootstrap, _opts(site, dry_run, trust_new_host), vps, home)
 
 
 PORT_HELP = {"port": "PORT/PROTO or FIRST-LAST/PROTO, e.g. 12347/udp or 27015-27020/udp",
@@ -49,31 +51,30 @@ PORT_HELP = {"port": "PORT/PROTO or FIRST-LAST/PROTO, e.g. 12347/udp or 27015-27
 @task(help=PORT_HELP)
 def add_port(c, port, service=None, site=None, dry_run=False, trust_new_host=False):
     """Expose one more port end to end: VPS filter and DNAT, home firewall, container."""
-    try:
-        _exit(commands.change_port(_opts(site, dry_run, trust_new_host), port, service,
-                                   add=True))
-    except commands.UsageError as e:
-        raise Exit(f"error: {e}", code=2) from None
+    _call(commands.change_port, _opts(site, dry_run, trust_new_host), port, service, add=True)
 
 
 @task(help=PORT_HELP)
 def remove_port(c, port, service=None, site=None, dry_run=False, trust_new_host=False):
     """Undo add-port: the port leaves the inventory and every rule made for it goes."""
-    try:
-        _exit(commands.change_port(_opts(site, dry_run, trust_new_host), port, service,
-                                   add=False))
-    except commands.UsageError as e:
-        raise Exit(f"error: {e}", code=2) from None
+    _call(commands.change_port, _opts(site, dry_run, trust_new_host), port, service, add=False)
 
 
 @task(help={"purge_keys": "also delete the WireGuard keys (a new bootstrap makes new ones)",
             **COMMON})
 def teardown(c, site=None, purge_keys=False, dry_run=False, trust_new_host=False):
     """Remove everything tunnelops made on both hosts; put back the files it edited."""
-    try:
-        _exit(commands.teardown(_opts(site, dry_run, trust_new_host), purge_keys))
-    except commands.UsageError as e:
-        raise Exit(f"error: {e}", code=2) from None
+    _call(commands.teardown, _opts(site, dry_run, trust_new_host), purge_keys)
+
+
+@task(help={"site": COMMON["site"],
+            "json": "print the rows as JSON (for scripts and monitoring) instead of a table",
+            "whoami_url": "what-is-my-address URL for the egress check (default: the site's "
+                          "[site] whoami_url, else https://api.ipify.org)",
+            "trust_new_host": COMMON["trust_new_host"]})
+def verify(c, site=None, json=False, whoami_url=None, trust_new_host=False):
+    """Check every link end to end and name the broken one with its fix (exit 1 if any)."""
+    _call(commands.verify, _opts(site, trust_new_host=trust_new_host), whoami_url, json)
 
 
 @task
@@ -87,4 +88,4 @@ def demo(c):
         raise Exit("demo: something failed (see above)", code=1)
 
 
-ns = Collection(bootstrap, add_port, remove_port, teardown, demo, lab)
+ns = Collection(bootstrap, add_port, remove_port, teardown, verify, demo, lab)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tunnelops import inventory, ui
+from tunnelops import inventory, ui, verify_ui
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
 from tunnelops.remote import Transcript
+from tunnelops.verify import VerifyReport
+from tunnelops.verify import run as run_verify
 
 
 class UsageError(RuntimeError):
@@ -114,3 +116,20 @@ def teardown(opts: Options, purge_keys: bool = False) -> RunReport:
     """Remove everything tunnelops made on both hosts; keys too with purge_keys."""
     path, site = resolve_site(opts)
     return run(site, path, opts, teardown=True, purge_keys=purge_keys)
+
+
+def verify(opts: Options, whoami_url: str | None = None,
+           as_json: bool = False) -> VerifyReport:
+    """`inv verify`: check every link of the site end to end; the report is truthy when
+    every row passes. Prints the table (or JSON for scripts and monitoring)."""
+    _, site = resolve_site(opts)
+    if whoami_url is not None and not whoami_url.startswith(("http://", "https://")):
+        raise UsageError(f"--whoami-url {whoami_url!r} is not an http(s) URL: "
+                         "use e.g. https://api.ipify.org")
+    report = run_verify(site, whoami_url=whoami_url, trust_new=opts.trust_new_host,
+                        transcript=opts.transcript)
+    if as_json:
+        opts.console.file.write(report.to_json() + "\n")
+    else:
+        verify_ui.show(opts.console, report)
+    return report

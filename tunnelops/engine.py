@@ -116,6 +116,7 @@ class Run:
             "home": Remote(str(site.home.host), **self._remote_args)}
         self.reports = {r: HostReport(r, self.remotes[r].dest) for r in ROLES}
         self.ctx: dict[str, Ctx] = {}
+        self._prep: dict[str, list[StepPlan]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _both(self, fn: Callable[[str], None], roles: tuple[str, ...] = ROLES) -> None:
@@ -166,12 +167,17 @@ class Run:
         self.reports[role].facts = f
         self.ctx[role] = Ctx(self.site, role, f, guard_seconds=self.guard_seconds)
 
-    def _prepare(self, role: str) -> None:
+    def _plan_prepare(self, role: str) -> None:
+        """Pure: what prepare would do, and whether this host can be served at all (a
+        supported distribution, a VPS public address)."""
         ctx = self.ctx[role]
         if role == "vps":
             ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
-        plans = (vps_steps if role == "vps" else home_steps).prepare(ctx)
-        self._apply(role, plans, tail=(
+        self._prep[role] = (vps_steps if role == "vps" else home_steps).prepare(ctx)
+
+    def _prepare(self, role: str) -> None:
+        ctx = self.ctx[role]
+        self._apply(role, self._prep[role], tail=(
             f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
             f"printf '\\n{MARK} commands\\n'; for c in {' '.join(facts_mod.COMMANDS)}; do "
             "command -v $c >/dev/null 2>&1 && echo $c; done"))
@@ -293,8 +299,11 @@ class Run:
         starts = {r: time.monotonic() for r in ROLES}
         try:
             self._both(self._facts)
-            # Both hosts reachable first: a host that cannot be reached (or refuses us) must
-            # leave the other one untouched too (no packages, no keys written).
+            # Both hosts reachable and servable first: a host that cannot be reached, refuses
+            # us or cannot be served (no public IPv4, unknown distribution) leaves the other
+            # one untouched too (no packages, no keys written).
+            if not self.teardown and all(self.reports[r].error is None for r in ROLES):
+                self._both(self._plan_prepare)
             if not self.teardown and all(self.reports[r].error is None for r in ROLES):
                 self._both(self._prepare)
             if all(self.reports[r].error is None for r in ROLES):

@@ -7,6 +7,7 @@ import threading
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -98,8 +99,11 @@ def show(console: Console, report: RunReport) -> None:
     console.print(recap(report))
     for role, h in report.hosts.items():
         for note in dict.fromkeys(h.notes):
-            console.print(f"  [dim]{role}:[/] {note}", highlight=False)
+            console.print(f"  [dim]{role}:[/] {escape(note)}", highlight=False)
     for h in report.hosts.values():
         if h.error:
-            console.print(f"[red]error[/]: {h.error}", highlight=False)
-    console.print(summary_line(report), highlight=False)
+            # one line each, whatever the width (grep, CI logs), and verbatim: an
+            # error naming `[vps] public_ip` must not lose `[vps]` as markup
+            console.print(f"[red]error[/]: {escape(h.error)}", highlight=False,
+                          soft_wrap=True)
+    console.print(summary_line(report), highlight=False, soft_wrap=True)
