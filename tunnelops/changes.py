@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from tunnelops.backends.originals import backup_shell
 from tunnelops.facts import MARK
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER
+from tunnelops.remote import APPLY_LOCK_PATH
 
 TMP_PREFIX = ".tunnelops."
+APPLY_LOCK = APPLY_LOCK_PATH
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,11 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
     ]
     for d in cleanup_dirs:  # leftovers of an interrupted earlier run
         out.append(f"rm -f {q(d)}/{TMP_PREFIX}* 2>/dev/null")
+    # A shared lock held for as long as this shell lives (by a helper, so that nothing the
+    # steps start inherits it): the next run's lock waits for it, so the script of a run that
+    # lost its connection cannot go on changing the host under the next run (acquire_lock).
+    out.append(f"flock -s {q(APPLY_LOCK)} sh -c \"while kill -0 $$; do sleep 0.2; done\" "
+               "</dev/null >/dev/null 2>&1 &")
     for plan in plans:
         if not plan.changes:
             continue
@@ -157,7 +164,8 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
                           if isinstance(c, FileChange)), None)
             if first is not None:
                 shell = plan.changes[first].shell()
-                parts[first] = shell[:shell.rindex("mv -f")] + "kill -KILL $$"
+                # the whole session dies (as with a dropped connection), not just this shell
+                parts[first] = shell[:shell.rindex("mv -f")] + "kill -KILL 0"
         if plan.guard:
             g, marker = plan.guard, q(guard_marker(plan.step))
             watchdog = (f"sleep {g.seconds}; [ -e {marker} ] || exit 0; rm -f {marker}; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import io
 import os
+import select
 import shlex
 import socket
 import sys
@@ -37,6 +38,7 @@ from paramiko.ssh_exception import (
 )
 
 LOCK_PATH = "/run/tunnelops.lock"
+APPLY_LOCK_PATH = LOCK_PATH + ".apply"  # held (shared) by every apply script while it runs
 LOCK_WAIT_S = 5
 
 
@@ -217,18 +219,19 @@ class Remote:
         out, err = io.BytesIO(), io.BytesIO()
         deadline = time.monotonic() + timeout
         try:
+            # Read until the remote's EOF, not just its exit status: SSH may deliver the
+            # exit status before the last of the output.
             while True:
                 if chan.recv_ready():
                     out.write(chan.recv(65536))
                 elif chan.recv_stderr_ready():
                     err.write(chan.recv_stderr(65536))
-                elif chan.exit_status_ready() and not chan.recv_ready() \
-                        and not chan.recv_stderr_ready():
+                elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
                     break
                 else:
                     if time.monotonic() > deadline:
                         raise TimeoutError
-                    chan.status_event.wait(0.01)
+                    select.select([chan], [], [], 0.05)  # wakes on data, EOF or close
             status = chan.recv_exit_status()
         except TimeoutError:
             chan.close()
@@ -275,12 +278,19 @@ class Remote:
         """Hold the host's tunnelops lock until close(): one round trip.
 
         flock on an open channel: the lock dies with the connection, so a run that died
-        never leaves a lock behind; a live one is reported with its pid and start time."""
+        never leaves a lock behind; a live one is reported with its pid and start time.
+        A run that died may leave its apply script running on the host, though (until its
+        next write to the dead connection): the lock is only taken once it has ended."""
         self.connect()
         info = shlex.quote(LOCK_PATH + ".info")
         script = (
             f"exec 9>>{shlex.quote(LOCK_PATH)}\n"
             f"if ! flock -w {int(wait)} 9; then echo BUSY; cat {info} 2>/dev/null; exit 75; fi\n"
+            # the apply script of a run whose connection died may still be running: wait
+            f"exec 8>>{shlex.quote(APPLY_LOCK_PATH)}\n"
+            f"if ! flock -w {int(wait)} 8; then echo BUSY; echo 'the changes of a run that "
+            "lost its connection are still being applied'; exit 75; fi\n"
+            "exec 8>&-\n"
             f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > {info}\n"
             "echo LOCKED\n"
             "read -r _ || true\n"   # hold until the laptop closes the channel

@@ -119,7 +119,8 @@ class VerifyReport:
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
             "whoami_url": self.whoami_url,
-            "hosts": {r: asdict(h) for r, h in self.hosts.items()},
+            "hosts": {r: {**asdict(h), "seconds": round(h.seconds, 3)}
+                      for r, h in self.hosts.items()},
             "round_trips": sum(h.round_trips for h in self.hosts.values()),
             "first_failure": first.id if first else None,
             "checks": [{"id": c.id, "status": c.status, "check": c.name,
@@ -210,9 +211,17 @@ def _common_sections(site: Site, peer_address: str) -> list[str]:
     ]
 
 
-def _assemble(sections: list[str], head: str = "", tail: str = "") -> str:
-    jobs = [f"( {body} ) > \"$T/{n:02d}\" 2>/dev/null &" for n, body in enumerate(sections)]
-    return _PRELUDE + head + "\n".join(jobs) + "\nwait\ncat \"$T\"/[0-9]*\n" + tail
+def _assemble(sections: list[str], head: str = "") -> str:
+    """Every section a background job writing its own file, renamed when complete; the files
+    are printed once all are there, then an `end` marker with their count (the parser checks
+    it: a cut output is reported as such, never read as a broken host)."""
+    jobs = [f"{{ ( {body} ) > \"$T/{n:02d}.part\" 2>/dev/null; "
+            f"mv \"$T/{n:02d}.part\" \"$T/{n:02d}\"; }} &" for n, body in enumerate(sections)]
+    count = len(sections)
+    return (_PRELUDE + head + "\n".join(jobs) + "\nwait\n"
+            f"n=0; while [ \"$(ls \"$T\" | grep -c '^[0-9][0-9]$')\" -lt {count} ] && "
+            "[ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done\n"
+            f"cat \"$T\"/[0-9][0-9]; m end; ls \"$T\" | grep -c '^[0-9][0-9]$'; echo {count}\n")
 
 
 def vps_script(site: Site) -> str:
@@ -227,7 +236,7 @@ def vps_script(site: Site) -> str:
         "m iptables; command -v awall >/dev/null && iptables-save 2>/dev/null",
         _FIREWALL,
     ]
-    return _assemble(sections) + "rm -rf \"$T\"\n"
+    return _assemble(sections) + "rm -rf \"$T\"\n"  # (home's trap does this)
 
 
 def _probe_table(site: Site, table: str) -> str:
@@ -356,6 +365,7 @@ class HostState:
     egress: dict = field(default_factory=dict)  # service -> {"rc": str, "body": str}
     udp: dict = field(default_factory=dict)  # "12345/udp" -> {"pre": n, "in": n}
     udp_error: str = ""
+    complete: bool = False  # every section arrived (the `end` marker counts them)
     raw: dict = field(default_factory=dict)
 
     @property
@@ -389,6 +399,8 @@ def _link(text: str) -> dict:
 def parse_state(output: str) -> HostState:
     s = _sections(output)
     st = HostState(raw=s)
+    end = s.get("end", "").split()
+    st.complete = len(end) == 2 and end[0] == end[1]
     st.now = int(s.get("now", "0").strip() or 0)
     st.wg = _parse_wg(s.get("wg", ""))
     st.link = _link(s.get("link", ""))
@@ -1485,11 +1497,17 @@ def run(site: Site, *, whoami_url: str | None = None, trust_new: bool = False,
             rm.connect()
             laptop.ssh[role] = {"ms": (time.monotonic() - start) * 1000, "reused": reused}
             res = rm.run(scripts[role], timeout=30, what="verify")
-            if MARK not in res.stdout:
-                err = (res.stderr or res.stdout).strip().splitlines()
-                laptop.ssh[role]["script_error"] = err[-1] if err else f"exit {res.exit}"
+            st = parse_state(res.stdout) if MARK in res.stdout else None
+            if st is not None and not st.complete:  # a cut output: once more
+                res = rm.run(scripts[role], timeout=30, what="verify")
+                st = parse_state(res.stdout) if MARK in res.stdout else None
+            if st is not None and st.complete:
+                states[role] = st
             else:
-                states[role] = parse_state(res.stdout)
+                err = (res.stderr or res.stdout).strip().splitlines()
+                laptop.ssh[role]["script_error"] = (
+                    "its output was incomplete twice" if st is not None else
+                    err[-1] if err else f"exit {res.exit}")
         except RemoteError as e:
             laptop.ssh.setdefault(role, {})["error"] = str(e)
             hr.error = str(e)

@@ -59,14 +59,18 @@ def plan(ctx: Ctx, content: str, *, policy_routing: bool) -> StepPlan:
                                     mode=0o600, key_path=ctx.key_path))
     up = bool(f.wg)
     clear = clear_rules_shell(ctx) + "; " if policy_routing else ""
+    half = _half_up(ctx) if up else None
     if not up:
         p.changes.append(CommandChange(f"bring {ctx.iface} up with wg-quick",
                                        f"{clear}wg-quick up {iface}"))
-    elif file_changed and _interface_section(old.content if old else None) \
-            != _interface_section(content):
+    elif half or (file_changed and _interface_section(old.content if old else None)
+                  != _interface_section(content)):
+        # half: a `wg-quick up` that died half-way (e.g. its run was killed) left the
+        # interface behind; only down + up repairs it (syncconf sets no address, no link up)
         p.changes.append(CommandChange(
-            f"restart {ctx.iface} (interface settings changed)",
-            f"wg-quick down {iface} || true; {clear}wg-quick up {iface}"))
+            f"restart {ctx.iface} ({half or 'interface settings changed'})",
+            f"wg-quick down {iface} || ip link del {iface} || true; "
+            f"{clear}wg-quick up {iface}"))
     elif file_changed or _peers_drifted(ctx, content):
         p.changes.append(CommandChange(
             f"sync {ctx.iface} peers with its config",
@@ -83,6 +87,21 @@ def plan(ctx: Ctx, content: str, *, policy_routing: bool) -> StepPlan:
         p.notes.append(f"no systemd (PID 1 is {f.pid1 or '?'}): {ctx.iface} is not started "
                        "at boot")
     return p
+
+
+def _half_up(ctx: Ctx) -> str | None:
+    """Why a live interface is not what `wg-quick up` makes, if it is not."""
+    f, t = ctx.facts, ctx.tunnel
+    link = f.wg.get("link")
+    if link is not None and "UP" not in link.get("flags", []):
+        return "it is down"
+    if f.wg.get("public_key") in ("", "(none)"):
+        return "it has no private key"
+    address = str(t.vps_address if ctx.role == "vps" else t.home_address)
+    if not any(a.get("local") == address for i in f.addrs if i.get("ifname") == ctx.iface
+               for a in i.get("addr_info", [])):
+        return f"it lacks its address {address}"
+    return None
 
 
 def _peers_drifted(ctx: Ctx, content: str) -> bool:

@@ -4,6 +4,8 @@ VPS, the container's egress is seen with the VPS address, and `verify` checks ev
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.console import Console
 from rich.rule import Rule
 
@@ -50,5 +52,5 @@ def run(lab: Lab, console: Console, opts: commands.Options) -> bool:
     verify = getattr(commands, "verify", None)
     if verify is not None:
         console.print(Rule("5. inv verify"))
-        ok &= bool(verify(opts))
+        ok &= bool(verify(dataclasses.replace(opts, site=lab.topo.name)))
     return ok

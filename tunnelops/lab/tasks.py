@@ -18,8 +18,8 @@ _NAME_HELP = {"name": "lab instance name (default: $TUNNELOPS_LAB or 'lab')",
 def _lab(name: str | None, index: int | None) -> Lab:
     try:
         return Lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
-                            index if index is not None
-                            else int(os.environ.get("TUNNELOPS_LAB_INDEX", "0"))))
+                            int(index if index is not None  # invoke passes a string
+                                else os.environ.get("TUNNELOPS_LAB_INDEX", "0"))))
     except ValueError as e:
         raise Exit(f"lab: {e}", code=2) from e
 
