@@ -22,9 +22,9 @@ dbus-daemon --system --fork --print-pid >/run/dbus/lab.pid
 for _ in $(seq 200); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.02; done
 setsid NetworkManager --no-daemon >/var/log/NetworkManager.log 2>&1 </dev/null &
 setsid firewalld --nofork --nopid >/var/log/firewalld.log 2>&1 </dev/null &
-owned() {
-  busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
-    NameHasOwner s "$1" 2>/dev/null | grep -q true
+owned() {  # dbus-send comes with dbus itself (busctl would need the systemd package)
+  dbus-send --system --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner "string:$1" 2>/dev/null | grep -q 'boolean true'
 }
 for _ in $(seq 600); do
   owned org.freedesktop.NetworkManager && owned org.fedoraproject.FirewallD1 && break
