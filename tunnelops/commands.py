@@ -86,8 +86,9 @@ def _has_port(site: Site, spec: PortSpec, service: str | None) -> bool:
 
 def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool) -> RunReport:
     """add-port / remove-port: record it in the inventory, then converge both hosts, which
-    touches exactly what the port needs (VPS filter+DNAT+SNAT, home firewall, the container's
-    port mapping). Bad input fails here, before any SSH connection."""
+    touches exactly what the port needs (the VPS's forwarding of it: one element of a port set
+    with nftables; home firewall; the container's port mapping). Bad input fails here, before
+    any SSH connection."""
     try:
         spec = PortSpec.parse(spec_text)
     except ModelError as e:

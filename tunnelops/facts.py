@@ -19,12 +19,17 @@ from dataclasses import dataclass, field
 
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
 from tunnelops.render.networkmanager import home_settings
+from tunnelops.render.nftables import SVC_SETS, Element, port_sets
 
 MARK = "::tunnelops::"
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
 COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall-cmd", "podman",
             "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "flock", "ping", "sudo",
             "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
+
+# the live elements of tunnelops' service port sets (numeric: ports, never service names)
+NFT_SETS_LIST = (f"for s in {' '.join(SVC_SETS.values())}; do "
+                 "nft -n list set inet tunnelops $s 2>/dev/null; done")
 
 # the NetworkManager properties tunnelops manages, read back with one `nmcli -g`
 # (+ connection.zone: `firewall-cmd --permanent --change-interface` of an interface NM manages
@@ -65,8 +70,9 @@ class HostFacts:
     main_default: list = field(default_factory=list)  # ip -j route show default (main)
     uplink: dict = field(default_factory=dict)  # ip -j route get 198.51.100.255-ish target
     ip_forward: str = ""
-    nft_table: str | None = None  # `nft list table inet tunnelops` or None
+    nft_table: str | None = None  # `nft -st list table inet tunnelops` (no set elements)
     nft_applied: str | None = None  # what tunnelops recorded after its last apply
+    nft_sets: dict[str, list[Element]] = field(default_factory=dict)  # live service port sets
     firewalld: dict = field(default_factory=dict)
     nm: dict = field(default_factory=dict)
     awall_enabled: tuple[str, ...] = ()
@@ -159,6 +165,7 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         "m ip_forward; cat /proc/sys/net/ipv4/ip_forward",
         "m nft_table; command -v nft >/dev/null && nft -st list table inet tunnelops 2>/dev/null",
         "m nft_applied; cat /var/lib/tunnelops/nft.applied 2>/dev/null",
+        f"m nft_sets; command -v nft >/dev/null && {{ {NFT_SETS_LIST}; }}",
         # Two firewall-cmd calls in all (each costs ~0.2 s): every zone, runtime and permanent.
         "m firewalld; if command -v firewall-cmd >/dev/null && firewall-cmd --state"
         " >/dev/null 2>&1; then echo running; sed -n 's/^DefaultZone=/default=/p'"
@@ -283,6 +290,7 @@ def parse(output: str) -> HostFacts:
         uplink=(_json(s.get("uplink", ""), []) or [_route_text(s.get("uplink", ""))])[0],
         ip_forward=s.get("ip_forward", "").strip(),
         nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,
+        nft_sets=port_sets(s.get("nft_sets", "")),
         raw=s,
     )
     link = _json(s.get("wg_link", ""), [])

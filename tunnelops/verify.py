@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from tunnelops.facts import MARK, _json, _parse_firewalld, _parse_wg, _route_text, _sections
 from tunnelops.model import PortSpec, Service, Site
 from tunnelops.remote import Remote, RemoteError, Transcript
+from tunnelops.render import nftables as nft_render
 
 HANDSHAKE_MAX_AGE = 180  # WireGuard re-handshakes every 2 minutes while traffic flows
 DEFAULT_WHOAMI_URL = "https://api.ipify.org"
@@ -475,6 +476,12 @@ class NftChain:
     priority: int = 0
     policy: str = "accept"
     rules: list[str] = field(default_factory=list)
+    # the named sets of the chain's table: name -> elements as nft writes them ("12345",
+    # "27015-27020", "10.0.0.0/8"), shared by the table's chains
+    sets: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+
+_ADD_ELEMENT = re.compile(r"add element (?:(ip|ip6|inet|arp|bridge|netdev) )?(\S+) (\S+) (\{.*)")
 
 
 def _unquoted(line: str) -> str:
@@ -482,17 +489,29 @@ def _unquoted(line: str) -> str:
 
 
 def parse_nft(text: str) -> list[NftChain]:
-    """Chains of `nft list ruleset` output with their hook, priority, policy and rules."""
+    """Chains of `nft list ruleset` output with their hook, priority, policy and rules, and
+    their table's named sets (`set NAME { ... elements = { ... } }` blocks, and the `add
+    element` statements of a file such as ours)."""
     chains: list[NftChain] = []
+    sets: dict[str, dict[str, list[str]]] = {}  # table -> set -> elements
     depth, table, chain = 0, "", None
+    set_name, set_body = "", []
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         bare = _unquoted(line)
         delta = bare.count("{") - bare.count("}")
+        if set_name and depth >= 2:
+            set_body.append(line)
         if depth == 0 and line.startswith("table "):
             table = line[len("table "):].rstrip("{ ").strip()
+        elif depth == 0 and (m := _ADD_ELEMENT.fullmatch(line)):
+            name = f"{m.group(1) or 'ip'} {m.group(2)}"
+            sets.setdefault(name, {}).setdefault(m.group(3), []).extend(
+                v.strip('"') for v, _ in nft_render.element_list(m.group(4)))
+        elif depth == 1 and line.startswith("set ") and line.endswith("{"):
+            set_name, set_body = line[len("set "):-1].strip(), []
         elif depth == 1 and line.startswith("chain ") and line.endswith("{"):
             chain = NftChain(table, line[len("chain "):-1].strip())
             chains.append(chain)
@@ -509,6 +528,16 @@ def parse_nft(text: str) -> list[NftChain]:
         depth += delta
         if depth < 2:
             chain = None
+            if set_name:
+                body = "\n".join(set_body)
+                found = re.search(r"\belements\s*=\s*\{", body)
+                elements = sets.setdefault(table, {}).setdefault(set_name, [])
+                if found:
+                    elements += [v.strip('"') for v, _ in
+                                 nft_render.element_list(body[found.end() - 1:])]
+                set_name = ""
+    for c in chains:
+        c.sets = sets.setdefault(c.table, {})
     return chains
 
 
@@ -586,9 +615,19 @@ def _addr_match(values: list[str], addr: str) -> bool:
 _VERDICTS = ("accept", "drop", "reject", "masquerade", "return")
 
 
-def rule_action(rule: str, pkt: Pkt) -> tuple[str, str] | None:
+def _set_or_values(tok: str, sets: dict[str, list[str]] | None) -> list[str] | None:
+    """The values TOK stands for: a named set's elements (`@svc_udp`; None for a set this
+    reader was not shown), else TOK's own values."""
+    if tok.startswith("@"):
+        return None if sets is None or tok[1:] not in sets else sets[tok[1:]]
+    return _values(tok)
+
+
+def rule_action(rule: str, pkt: Pkt,
+                sets: dict[str, list[str]] | None = None) -> tuple[str, str] | None:
     """(action, argument) when PKT matches every condition of RULE; None when it doesn't
-    or when the rule has a condition this reader does not understand (then it is ignored)."""
+    or when the rule has a condition this reader does not understand (then it is ignored).
+    SETS are the named sets of the rule's table, for matches such as `udp dport @svc_udp`."""
     toks = _tokens(rule)
     i = 0
 
@@ -602,17 +641,20 @@ def rule_action(rule: str, pkt: Pkt) -> tuple[str, str] | None:
         if tok in ("iifname", "oifname", "iif", "oif"):
             neg, val, i = neg_and_value(i + 1)
             name = pkt.iif if tok.startswith("i") else pkt.oif
-            if any(_name_match(v, name) for v in _values(val)) == neg:
+            names = _set_or_values(val, sets)
+            if names is None or any(_name_match(v, name) for v in names) == neg:
                 return None
         elif tok == "ip" and i + 1 < len(toks) and toks[i + 1] in ("saddr", "daddr"):
             neg, val, j = neg_and_value(i + 2)
             addr = pkt.saddr if toks[i + 1] == "saddr" else pkt.daddr
-            if _addr_match(_values(val), addr) == neg:
+            addrs = _set_or_values(val, sets)
+            if addrs is None or _addr_match(addrs, addr) == neg:
                 return None
             i = j
         elif tok in ("tcp", "udp") and i + 1 < len(toks) and toks[i + 1] == "dport":
             neg, val, j = neg_and_value(i + 2)
-            if tok != pkt.proto or _port_match(_values(val), pkt.dport) == neg:
+            ports = _set_or_values(val, sets)
+            if ports is None or tok != pkt.proto or _port_match(ports, pkt.dport) == neg:
                 return None
             i = j
         elif tok == "meta" and i + 2 < len(toks) and toks[i + 1] == "l4proto":
@@ -648,7 +690,7 @@ def _run_chain(chains: list[NftChain], chain: NftChain, pkt: Pkt,
                depth: int = 0) -> tuple[str, str, str] | None:
     """First terminal (action, argument, where) in CHAIN, following jumps."""
     for rule in chain.rules:
-        act = rule_action(rule, pkt)
+        act = rule_action(rule, pkt, chain.sets)
         if act is None:
             continue
         if act[0] in ("jump", "goto") and depth < 8:
@@ -1057,7 +1099,8 @@ def _vps_rows(r: _Rows, site: Site, vps: HostState) -> None:
     backend = _vps_backend(vps)
     wan = site.vps.wan_interface or vps.uplink.get("dev") or "eth0"
     pub = str(site.vps.public_ip or vps.uplink.get("prefsrc") or "")
-    fix = {"nftables": "re-run `inv bootstrap` (it reloads table inet tunnelops)",
+    fix = {"nftables": "re-run `inv bootstrap` (it restores table inet tunnelops: its rules "
+                         "and the ports in its sets)",
            "awall": "re-run `inv bootstrap` (it re-enables the policies and runs "
                     "`awall activate`)",
            "firewalld": "re-run `inv bootstrap` (it restores the zones' ports, forward-ports "
@@ -1188,7 +1231,8 @@ def _home_port(site: Site, home: HostState, spec: PortSpec) -> tuple[bool, str, 
                for p in ports]
     ok = all(x[0] for x in results)
     return ok, ("nftables: " + ("accepted" if ok else f"dropped by {results[0][1]}")), (
-        "re-run `inv bootstrap` (it reloads home's table inet tunnelops with the ports)")
+        "re-run `inv bootstrap` (it restores home's table inet tunnelops and the ports in its "
+        "sets)")
 
 
 _NET_FLAGS = ("--network", "--net")

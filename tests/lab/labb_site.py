@@ -125,8 +125,9 @@ def handshake_age(lab: Lab, role: str) -> float | None:
 
 def strip_dynamic_sets(ruleset: str) -> str:
     """`nft -s list ruleset` still shows the SSH rate limiter's dynamic set elements (one per
-    recent source, expiring after a minute): they are state, not configuration."""
-    return re.sub(r"\n\s*elements = \{[^}]*\}", "", ruleset)
+    recent source, expiring after a minute): they are state, not configuration. (The service
+    port sets' elements are configuration: they stay.)"""
+    return re.sub(r"(\bset ssh_new[46] \{[^{}]*?)\n\s*elements = \{[^}]*\}", r"\1", ruleset)
 
 
 MANAGED = ("/etc/wireguard/* /etc/tunnelops/* /etc/sysctl.d/90-tunnelops.conf "

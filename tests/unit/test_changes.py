@@ -29,6 +29,7 @@ from tunnelops.changes import (
     step_outcomes,
 )
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.render.nftables import Element
 from tunnelops.render.wireguard import vps_setconf, vps_wg_quick
 
 # root's login shell runs the script: bash (Debian, Fedora), BusyBox ash (Alpine); sh is dash
@@ -384,7 +385,11 @@ def test_recorded_facts_parse() -> None:
 
     d = recorded("debian-vps-converged")
     assert (d.family, d.kernel_wireguard, d.has("wireguard-go")) == ("debian", False, True)
-    assert d.nft_table == d.nft_applied and "udp dport 27015-27020" in d.nft_table
+    assert d.nft_table == d.nft_applied and "udp dport @svc_udp dnat" in d.nft_table
+    assert "27015" not in d.nft_table  # the terse listing has no set elements: they are here
+    assert d.nft_sets == {"svc_tcp": [Element(12346, 12346, "game")],
+                          "svc_udp": [Element(12345, 12345, "game"),
+                                      Element(27015, 27020, "game")]}
     assert recorded("private-ip-vps").family == "debian"  # Ubuntu, by ID_LIKE
     assert recorded("arch-vps").family == "unknown"
 

@@ -94,8 +94,9 @@ def assert_converged(plans: list[StepPlan]) -> None:
 def test_recorded_facts_are_what_the_generator_writes(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # nft's own listing needs a network namespace: reuse the recorded one
-    listed = recorded(name).raw.get("nft_table", "")
-    monkeypatch.setattr(generate, "nft_list", lambda ruleset: listed + "\n")
+    raw = recorded(name).raw
+    listed = (raw.get("nft_table", "") + "\n", raw.get("nft_sets", "") + "\n")
+    monkeypatch.setattr(generate, "nft_list", lambda ruleset: listed)
     assert generate.output(generate.HOSTS[name]()) == generate.load(name)
 
 
@@ -395,7 +396,9 @@ def test_debian_fresh_vps() -> None:
     fw = step(plans, "firewall")
     ruleset = nftables.vps_ruleset("eth0", T, RANGE_SITE.services)
     assert fw.changes[0] == FileChange("/etc/tunnelops/tunnelops.nft", ruleset)
-    assert 'iifname "eth0" udp dport 27015-27020 dnat ip to 192.168.2.2' in ruleset
+    assert 'iifname "eth0" udp dport @svc_udp dnat ip to 192.168.2.2' in ruleset
+    assert ('add element inet tunnelops svc_udp { 12345 comment "game", '
+            '27015-27020 comment "game" }\n') in ruleset
     assert fw.changes[1].script == (
         "nft -f /etc/tunnelops/tunnelops.nft\nmkdir -p /var/lib/tunnelops\n"
         "nft -st list table inet tunnelops > /var/lib/tunnelops/nft.applied")
@@ -423,6 +426,71 @@ def test_debian_vps_drift_is_repaired() -> None:
         ("wireguard", ["sync wg0 peers with its config"]),
         ("firewall", ["load table inet tunnelops (the live table drifted)"])]
     assert step(plans, "firewall").guard is not None
+
+
+NFT_FILE = "/etc/tunnelops/tunnelops.nft"
+
+
+def test_debian_vps_add_port_changes_one_element_only() -> None:
+    """`inv add-port 12347/udp`: the base is unchanged, so one `nft add element` and the file
+    for the next boot; no reload (counters and the SSH limiter's memory survive), no guard
+    (an element only ever opens a service port)."""
+    site = RANGE_SITE.with_port_added("12347/udp")
+    f = recorded("debian-vps-converged")
+    fw = step(vps.configure(vps_ctx(f, site)), "firewall")
+    assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
+                                               "add 12347/udp (game) to set svc_udp"]
+    assert fw.changes[0] == FileChange(NFT_FILE, nftables.vps_ruleset("eth0", T, site.services),
+                                       f.files[NFT_FILE].content)
+    assert fw.changes[1] == CommandChange(
+        "add 12347/udp (game) to set svc_udp",
+        """nft 'add element inet tunnelops svc_udp { 12347 comment "game" }'""",
+        'add element inet tunnelops svc_udp { 12347 comment "game" }')
+    assert fw.guard is None
+    assert "nft -f" not in "".join(c.shell() for c in fw.changes)
+
+
+def test_debian_vps_remove_port_deletes_exactly_its_element() -> None:
+    site = RANGE_SITE.with_port_removed("27015-27020/udp")
+    fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
+    assert [(c.summary, c.shell()) for c in fw.changes[1:]] == [(
+        "delete 27015-27020/udp (game) from set svc_udp",
+        "nft 'delete element inet tunnelops svc_udp { 27015-27020 }'")]
+    assert fw.changes[0].summary == f"update {NFT_FILE}" and fw.guard is None
+
+
+def test_debian_vps_element_drift_is_repaired_from_the_live_sets() -> None:
+    """Elements are compared with the live sets, not the file: one deleted by hand comes
+    back, one added by hand goes, one whose comment changed is replaced; the file is left
+    alone (it is already right)."""
+    f = recorded("debian-vps-converged")
+    E = nftables.Element
+    f.nft_sets = {"svc_tcp": [E(12346, 12346, "game"), E(8080, 8080)],
+                  "svc_udp": [E(12345, 12345, "old")]}
+    fw = step(vps.configure(vps_ctx(f, RANGE_SITE)), "firewall")
+    assert [c.summary for c in fw.changes] == [
+        "delete 8080/tcp from set svc_tcp", "delete 12345/udp (old) from set svc_udp",
+        "add 12345/udp (game) to set svc_udp", "add 27015-27020/udp (game) to set svc_udp"]
+    assert fw.guard is None
+
+
+def test_debian_vps_change_of_base_reloads_the_table_under_the_guard() -> None:
+    """Anything but the elements (here WireGuard's port; or the rules of an older
+    tunnelops) replaces the whole table, under the guard, as before."""
+    site = dataclasses.replace(RANGE_SITE, tunnel=dataclasses.replace(RANGE_SITE.tunnel,
+                                                                      listen_port=51999))
+    fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
+    assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
+                                               "load table inet tunnelops"]
+    assert fw.changes[1].script.startswith(f"nft -f {NFT_FILE}\n")
+    assert fw.guard is not None
+    # the rollback snapshot keeps the service ports, which the terse listing leaves out
+    assert "nft -s list set inet tunnelops svc_udp" in fw.guard.snapshot
+    # the base changed AND a port was added: still one reload, no element commands
+    fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"),
+                                    site.with_port_added("12347/udp"))), "firewall")
+    assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
+                                               "load table inet tunnelops"]
 
 
 # --------------------------------------------------------------------------- refusals

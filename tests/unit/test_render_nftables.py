@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tunnelops import facts
+from tunnelops.backends import nftables as nft_backend
 from tunnelops.model import PortSpec, Service, Tunnel
 from tunnelops.render import nftables
 
@@ -44,96 +46,151 @@ SETS = (
     "        timeout 1m\n"
     "    }\n"
 )
+SVC_SETS = (
+    "    set svc_tcp {\n"
+    "        type inet_service\n"
+    "        flags interval\n"
+    "    }\n"
+    "    set svc_udp {\n"
+    "        type inet_service\n"
+    "        flags interval\n"
+    "    }\n"
+)
 R = " " * 8  # rule indentation
 
 
-def test_vps_ruleset_two_services_custom_tunnel() -> None:
-    assert nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222) == (
-        HEADER + SETS + "\n"
+def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, listen: int) -> str:
+    """vps_ruleset without its `add element` lines: the same whatever the services."""
+    return (
+        HEADER + SETS + SVC_SETS + "\n"
         "    chain input {\n"
         f"{R}type filter hook input priority filter; policy drop;\n"
         f"{R}ct state established,related accept\n"
         f"{R}ct state invalid drop\n"
         f"{R}iif lo accept\n"
-        f'{R}iifname "wgt" accept\n'
+        f'{R}iifname "{wg}" accept\n'
         f"{R}{ICMP}"
         f"{R}{ICMPV6}"
         f'{R}ip6 saddr fe80::/10 udp dport 546 accept comment "dhcpv6 replies"\n'
-        f"{R}tcp dport 2222 ct state new update @ssh_new4 {{ ip saddr limit rate over "
+        f"{R}tcp dport {ssh} ct state new update @ssh_new4 {{ ip saddr limit rate over "
         '9/minute burst 3 packets } drop comment "ssh rate limit"\n'
-        f"{R}tcp dport 2222 ct state new update @ssh_new6 {{ ip6 saddr limit rate over "
+        f"{R}tcp dport {ssh} ct state new update @ssh_new6 {{ ip6 saddr limit rate over "
         '9/minute burst 3 packets } drop comment "ssh rate limit"\n'
-        f'{R}tcp dport 2222 accept comment "ssh"\n'
-        f'{R}udp dport 51999 accept comment "wireguard"\n'
+        f'{R}tcp dport {ssh} accept comment "ssh"\n'
+        f'{R}udp dport {listen} accept comment "wireguard"\n'
         "    }\n"
         "\n"
         "    chain forward {\n"
         f"{R}type filter hook forward priority filter; policy drop;\n"
         f"{R}ct state established,related accept\n"
         f"{R}ct state invalid drop\n"
-        f'{R}iifname "wgt" oifname "ens3" accept comment "home egress through the VPS"\n'
-        f'{R}iifname "ens3" oifname "wgt" ip daddr 10.9.8.6 udp dport 12345 ct status dnat '
-        'accept comment "service game"\n'
-        f'{R}iifname "ens3" oifname "wgt" ip daddr 10.9.8.6 tcp dport 12346 ct status dnat '
-        'accept comment "service game"\n'
-        f'{R}iifname "ens3" oifname "wgt" ip daddr 10.9.8.6 tcp dport 8080 ct status dnat '
-        'accept comment "service web"\n'
-        f'{R}iifname "ens3" oifname "wgt" ip daddr 10.9.8.6 udp dport 27015-27020 ct status '
-        'dnat accept comment "service web"\n'
+        f'{R}iifname "{wg}" oifname "{wan}" accept comment "home egress through the VPS"\n'
+        f'{R}iifname "{wan}" oifname "{wg}" ip daddr {home} tcp dport @svc_tcp ct status dnat '
+        'accept comment "services"\n'
+        f'{R}iifname "{wan}" oifname "{wg}" ip daddr {home} udp dport @svc_udp ct status dnat '
+        'accept comment "services"\n'
         "    }\n"
         "\n"
         "    chain prerouting {\n"
         f"{R}type nat hook prerouting priority dstnat; policy accept;\n"
-        f'{R}iifname "ens3" udp dport 12345 dnat ip to 10.9.8.6 comment "game"\n'
-        f'{R}iifname "ens3" tcp dport 12346 dnat ip to 10.9.8.6 comment "game"\n'
-        f'{R}iifname "ens3" tcp dport 8080 dnat ip to 10.9.8.6 comment "web"\n'
-        f'{R}iifname "ens3" udp dport 27015-27020 dnat ip to 10.9.8.6 comment "web"\n'
+        f'{R}iifname "{wan}" tcp dport @svc_tcp dnat ip to {home} comment "services"\n'
+        f'{R}iifname "{wan}" udp dport @svc_udp dnat ip to {home} comment "services"\n'
         "    }\n"
         "\n"
         "    chain postrouting {\n"
         f"{R}type nat hook postrouting priority srcnat; policy accept;\n"
-        f'{R}oifname "ens3" ip saddr 10.9.8.0/29 masquerade comment "home egress"\n'
-        f'{R}oifname "wgt" ip daddr 10.9.8.6 udp dport 12345 snat ip to 10.9.8.5 comment '
-        '"game"\n'
-        f'{R}oifname "wgt" ip daddr 10.9.8.6 tcp dport 12346 snat ip to 10.9.8.5 comment '
-        '"game"\n'
-        f'{R}oifname "wgt" ip daddr 10.9.8.6 tcp dport 8080 snat ip to 10.9.8.5 comment '
-        '"web"\n'
-        f'{R}oifname "wgt" ip daddr 10.9.8.6 udp dport 27015-27020 snat ip to 10.9.8.5 comment '
-        '"web"\n'
+        f'{R}oifname "{wan}" ip saddr {subnet} masquerade comment "home egress"\n'
+        f'{R}oifname "{wg}" ip daddr {home} tcp dport @svc_tcp snat ip to {vps} comment '
+        '"services"\n'
+        f'{R}oifname "{wg}" ip daddr {home} udp dport @svc_udp snat ip to {vps} comment '
+        '"services"\n'
         "    }\n"
         "}\n"
     )
 
 
-def test_vps_ruleset_without_services() -> None:
+CUSTOM_BASE = vps_base("ens3", "wgt", "10.9.8.6", "10.9.8.5", "10.9.8.0/29", 2222, 51999)
+
+
+def test_vps_ruleset_two_services_custom_tunnel() -> None:
+    assert nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222) == (
+        CUSTOM_BASE
+        + 'add element inet tunnelops svc_tcp { 8080 comment "web", 12346 comment "game" }\n'
+        'add element inet tunnelops svc_udp { 12345 comment "game", '
+        '27015-27020 comment "web" }\n'
+    )
+
+
+def test_vps_ruleset_without_services_is_the_same_base() -> None:
     text = nftables.vps_ruleset("eth0", Tunnel(), [])
-    assert text.count("dnat") == 0 and text.count("snat") == 0
-    assert (
-        "    chain prerouting {\n"
-        f"{R}type nat hook prerouting priority dstnat; policy accept;\n"
-        "    }\n"
-    ) in text
-    assert f'{R}tcp dport 22 accept comment "ssh"\n{R}udp dport 51821 accept' in text
+    assert text == vps_base("eth0", "wg0", "192.168.2.2", "192.168.2.1", "192.168.2.0/24",
+                            22, 51821)
+    assert "add element" not in text
+    one = nftables.vps_ruleset("eth0", Tunnel(), [GAME])
+    assert nftables.split(one)[0] == text  # a service only adds elements
+    assert one == text + ('add element inet tunnelops svc_tcp { 12346 comment "game" }\n'
+                          'add element inet tunnelops svc_udp { 12345 comment "game" }\n')
 
 
 def test_home_ruleset() -> None:
     assert nftables.home_ruleset(Tunnel(), [GAME, WEB]) == (
-        HEADER +
+        HEADER + SVC_SETS + "\n"
         "    chain input {\n"
         f"{R}type filter hook input priority filter; policy accept;\n"
         f'{R}iifname != "wg0" accept\n'
         f"{R}ct state established,related accept\n"
         f"{R}ct state invalid drop\n"
         f"{R}{ICMP}"
-        f'{R}udp dport 12345 accept comment "service game"\n'
-        f'{R}tcp dport 12346 accept comment "service game"\n'
-        f'{R}tcp dport 8080 accept comment "service web"\n'
-        f'{R}udp dport 27015-27020 accept comment "service web"\n'
+        f'{R}tcp dport @svc_tcp accept comment "services"\n'
+        f'{R}udp dport @svc_udp accept comment "services"\n'
         f'{R}drop comment "nothing else from the tunnel"\n'
         "    }\n"
         "}\n"
+        'add element inet tunnelops svc_tcp { 8080 comment "web", 12346 comment "game" }\n'
+        'add element inet tunnelops svc_udp { 12345 comment "game", '
+        '27015-27020 comment "web" }\n'
     )
+    assert "add element" not in nftables.home_ruleset(Tunnel(), [])
+
+
+def test_split_and_elements() -> None:
+    text = nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222)
+    base, elements = nftables.split(text)
+    assert base == CUSTOM_BASE
+    E = nftables.Element
+    assert elements == {"svc_tcp": [E(8080, 8080, "web"), E(12346, 12346, "game")],
+                        "svc_udp": [E(12345, 12345, "game"), E(27015, 27020, "web")]}
+    assert nftables.service_elements([GAME, WEB]) == elements
+    assert nftables.service_elements([]) == {"svc_tcp": [], "svc_udp": []}
+    assert nftables.split(CUSTOM_BASE) == (CUSTOM_BASE, {"svc_tcp": [], "svc_udp": []})
+    assert E(27015, 27020, "web").nft == '27015-27020 comment "web"'
+    assert E(12345, 12345).nft == E(12345, 12345).key == "12345"
+    assert nftables.delete_element("svc_udp", [E(27015, 27020, "web")]) == (
+        "delete element inet tunnelops svc_udp { 27015-27020 }")
+
+
+def test_element_lists_as_nft_writes_them() -> None:
+    # nft wraps a long list over several lines; other sets' elements carry more than a value
+    listing = (
+        "table inet tunnelops {\n"
+        "\tset ssh_new4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n"
+        "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n"
+        "\t\telements = { 203.0.113.2 limit rate over 9/minute burst 3 packets }\n\t}\n"
+        "\tset svc_udp {\n\t\ttype inet_service\n\t\tflags interval\n"
+        '\t\telements = { 12345 comment "game", 12347 comment "a, {b}",\n'
+        '\t\t\t     27015-27020 comment "game", 30000 }\n\t}\n'
+        "\tset svc_tcp {\n\t\ttype inet_service\n\t\tflags interval\n\t}\n"
+        "}\n")
+    assert nftables.set_elements(listing) == {
+        "ssh_new4": [("203.0.113.2", "")],
+        "svc_udp": [("12345", "game"), ("12347", "a, {b}"), ("27015-27020", "game"),
+                    ("30000", "")],
+        "svc_tcp": []}
+    E = nftables.Element
+    assert nftables.port_sets(listing) == {
+        "svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "a, {b}"),
+                    E(27015, 27020, "game"), E(30000, 30000)],
+        "svc_tcp": []}
 
 
 def nft(tmp_path: Path, text: str, script: str) -> subprocess.CompletedProcess[str]:
@@ -167,3 +224,39 @@ def test_loading_twice_replaces_only_our_table(tmp_path: Path) -> None:
     result = nft(tmp_path, RULESETS["vps-custom"], script)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "table inet other\ntable inet tunnelops\n"
+
+
+def test_nft_lists_the_elements_we_wrote(tmp_path: Path) -> None:
+    """nft's own listing of the sets (what the facts command reads) parses back to exactly
+    the rendered elements, comments and ranges included."""
+    result = nft(tmp_path, RULESETS["vps-custom"], f"nft -f FILE && {facts.NFT_SETS_LIST}")
+    assert result.returncode == 0, result.stderr
+    assert nftables.port_sets(result.stdout) == nftables.service_elements([GAME, WEB])
+
+
+def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
+    """The backend's element commands, run by a shell as the apply script does: the set
+    changes, every rule keeps its handle and counter, the SSH limiter's set keeps its
+    element; and the guard's snapshot restores the elements too."""
+    E = nftables.Element
+    changes = nft_backend.element_changes(
+        {"svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "game")]},
+        nftables.service_elements([GAME, WEB]))
+    assert [c.summary for c in changes] == [
+        "delete 8080/tcp (web) from set svc_tcp", "delete 12346/tcp (game) from set svc_tcp",
+        "delete 27015-27020/udp (web) from set svc_udp", "add 12347/udp (game) to set svc_udp"]
+    rules = "nft -a list table inet tunnelops | grep -v elements"
+    script = (
+        "nft -f FILE && nft add element inet tunnelops ssh_new4 '{ 203.0.113.9 }' && "
+        "nft add rule inet tunnelops input counter packets 7 bytes 700 && "
+        f"{rules} > before && " + " && ".join(c.script for c in changes) + " && "
+        f"{rules} > after && cmp before after && {facts.NFT_SETS_LIST} && "
+        "nft list set inet tunnelops ssh_new4 | grep -c 203.0.113.9 && "
+        f"{{ {nft_backend.SNAPSHOT}; }} > snap && nft delete table inet tunnelops && "
+        f"nft -f snap && echo @restored && {facts.NFT_SETS_LIST}")
+    result = nft(tmp_path, RULESETS["vps-custom"], f"cd {tmp_path} && {script}")
+    assert result.returncode == 0, result.stderr
+    live, _, restored = result.stdout.partition("@restored\n")
+    want = {"svc_tcp": [], "svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "game")]}
+    assert nftables.port_sets(live) == nftables.port_sets(restored) == want
+    assert "counter packets 7 bytes 700" in (tmp_path / "after").read_text()

@@ -2,8 +2,9 @@
 
 tests/unit/data/verify/{vps,home}.txt are the real outputs of `vps_script` and `home_script`
 on the lab (Debian VPS with nftables, home with firewalld and the echo container) after
-`inv bootstrap`. Each fault test changes the recorded state the way the fault changes the
-host, and checks that the right row is the first to fail, with a hint that names the fix.
+`inv bootstrap` (the VPS's `nft` section re-recorded since its ports moved into sets). Each
+fault test changes the recorded state the way the fault changes the host, and checks that the
+right row is the first to fail, with a hint that names the fix.
 """
 
 from __future__ import annotations
@@ -203,23 +204,36 @@ def _without(text: str, pattern: str) -> str:
 
 def test_dnat_rule_deleted_on_vps() -> None:
     vps, home = states()
-    vps.nft = _without(vps.nft, r"udp dport 12345 dnat")
+    vps.nft = _without(vps.nft, r"udp dport @svc_udp dnat")
     report = rows(vps, home)
     first = first_failure(report)
     assert first.id == "vps.port.12345/udp"
     assert first.measured == "nftables: filter ✓, DNAT ✗ (no dnat to 192.168.2.2), SNAT ✓"
     assert first.hint == ("DNAT for 12345/udp missing on the VPS: re-run `inv bootstrap` (it "
-                          "reloads table inet tunnelops)")
+                          "restores table inet tunnelops: its rules and the ports in its sets)")
     assert report.check("vps.port.12346/tcp").ok
 
 
 def test_snat_and_filter_rules_deleted_on_vps() -> None:
     vps, home = states()
-    vps.nft = _without(_without(vps.nft, r"tcp dport 12346 snat"),
-                       r'oifname "wg0" ip daddr 192.168.2.2 tcp dport 12346 ct status dnat')
+    vps.nft = _without(_without(vps.nft, r"tcp dport @svc_tcp snat"),
+                       r'oifname "wg0" ip daddr 192.168.2.2 tcp dport @svc_tcp ct status dnat')
     first = first_failure(rows(vps, home))
     assert first.id == "vps.port.12346/tcp"
     assert first.hint.startswith("filter and SNAT for 12346/tcp missing on the VPS")
+
+
+def test_port_deleted_from_the_vps_set() -> None:
+    """`nft delete element inet tunnelops svc_udp { 12345 }`: the rules are all there, the
+    port is not in their set, so none of them applies to it."""
+    vps, home = states()
+    vps.nft = _without(vps.nft, r'elements = \{ 12345 comment "game" \}')
+    report = rows(vps, home)
+    first = first_failure(report)
+    assert first.id == "vps.port.12345/udp"
+    assert first.measured == ("nftables: filter ✗ (forward not accepted), DNAT ✗ (no dnat to "
+                              "192.168.2.2), SNAT ✗ (no snat to 192.168.2.1)")
+    assert report.check("vps.port.12346/tcp").ok
 
 
 def test_vps_forwarding_and_lockout() -> None:
@@ -397,6 +411,52 @@ def test_ranges_sets_and_an_earlier_drop() -> None:
     assert nft_filter(other, "forward", fwd(27015))[0]
     ok, why = nft_filter(other, "forward", fwd(27016))
     assert not ok and why.startswith("ip filter FORWARD: udp dport { 27014, 27016-27017 }")
+
+
+def test_named_sets_as_nft_lists_them() -> None:
+    """`dport @set`: the set's elements as `nft list ruleset` shows them (ranges, comments, a
+    list wrapped over lines), per table; a set the reader was not shown matches nothing."""
+    text = (
+        "table inet a {\n"
+        "\tset ports {\n"
+        "\t\ttype inet_service\n"
+        "\t\tflags interval\n"
+        "\t\telements = { 80 comment \"web, {tls}\", 443,\n"
+        "\t\t\t     27015-27020 comment \"game\" }\n"
+        "\t}\n"
+        "\tset nets {\n"
+        "\t\ttype ipv4_addr\n"
+        "\t\tflags interval\n"
+        "\t\telements = { 10.0.0.0/8 }\n"
+        "\t}\n"
+        "\tchain input {\n"
+        "\t\ttype filter hook input priority filter; policy drop;\n"
+        "\t\tip saddr @nets tcp dport @ports accept\n"
+        "\t\tudp dport @ports accept comment \"x\"\n"
+        "\t\tudp dport @elsewhere accept\n"
+        "\t}\n"
+        "}\n"
+        "table inet b {\n"
+        "\tset ports {\n"
+        "\t\ttype inet_service\n"
+        "\t}\n"
+        "\tchain input {\n"
+        "\t\ttype filter hook input priority filter; policy accept;\n"
+        "\t\ttcp dport != @ports drop\n"
+        "\t}\n"
+        "}")
+    chains = parse_nft(text)
+    assert chains[0].sets == {"ports": ["80", "443", "27015-27020"], "nets": ["10.0.0.0/8"]}
+    assert chains[1].sets == {"ports": []}
+
+    def ok(proto: str, port: int, saddr: str = "10.1.2.3") -> bool:
+        return nft_filter(chains, "input", Pkt("eth0", proto, port, saddr=saddr))[0]
+
+    assert ok("udp", 27017) and ok("udp", 443) and not ok("udp", 27021)
+    assert not ok("tcp", 443)  # table b's own, empty set: `!= @ports` drops everything
+    chains[1].rules = []
+    assert ok("tcp", 443) and ok("tcp", 80) and not ok("tcp", 443, saddr="192.0.2.1")
+    assert not ok("udp", 9)  # `@elsewhere` is not understood: the rule is not counted on
 
 
 def test_rules_not_understood_are_ignored_and_jumps_followed() -> None:

@@ -4,18 +4,30 @@ Each file starts with `table inet tunnelops` then `delete table inet tunnelops`:
 the table first makes the delete succeed whether or not it existed, so one `nft -f` replaces
 exactly our table in a single atomic transaction and never flushes anyone else's rules.
 
+Service ports are data, not rules: static rules match the named interval sets `svc_tcp` and
+`svc_udp` (`udp dport @svc_udp dnat ip to HOME`), and the ports are the sets' elements, in
+trailing `add element` lines, one per set, each element commented with its service's name.
+So the file's BASE (everything but those lines) does not depend on the services, and adding
+or removing a port changes one element of the live table (`nft add element ...`) instead of
+reloading it: counters and the SSH rate limiter's sets survive.
+
 vps_ruleset does what the seed's awall policies do; home_ruleset limits what may come in
 through the tunnel to the service ports, for home servers without firewalld.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tunnelops.model import PortSpec, Service, Tunnel
 
 MANAGED = "# Managed by tunnelops: local edits are overwritten."
 TABLE = "inet tunnelops"
+# the named set holding each protocol's service ports
+SVC_SETS = {"tcp": "svc_tcp", "udp": "svc_udp"}
+ADD_ELEMENT = f"add element {TABLE} "
 
 ICMP_TYPES = "echo-request, destination-unreachable, time-exceeded, parameter-problem"
 # Neighbour discovery must pass or IPv6 on the WAN stops working.
@@ -27,12 +39,30 @@ ICMPV6_TYPES = ("echo-request, destination-unreachable, packet-too-big, time-exc
 SSH_RATE = "9/minute burst 3 packets"
 
 
+@dataclass(frozen=True, order=True)
+class Element:
+    """One element of a service port set: a port or a port range, and the service's name."""
+
+    first: int
+    last: int
+    comment: str = ""
+
+    @classmethod
+    def of(cls, port: PortSpec, service: str) -> Element:
+        return cls(port.first, port.last, service)
+
+    @property
+    def key(self) -> str:
+        """What nft needs to find the element (e.g. to delete it): 12345 or 27015-27020."""
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+    @property
+    def nft(self) -> str:
+        return f'{self.key} comment "{self.comment}"' if self.comment else self.key
+
+
 def _header() -> list[str]:
     return [MANAGED, f"table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{"]
-
-
-def _match(port: PortSpec) -> str:
-    return f"{port.proto} dport {port.nft}"
 
 
 def _chain(name: str, hook: str, policy: str, rules: list[str]) -> list[str]:
@@ -45,10 +75,116 @@ def _chain(name: str, hook: str, policy: str, rules: list[str]) -> list[str]:
     ]
 
 
-def _service_ports(services: Sequence[Service]) -> list[tuple[Service, PortSpec]]:
-    return [(svc, port) for svc in services for port in svc.ports]
+def _svc_sets() -> list[str]:
+    return [line for name in SVC_SETS.values() for line in (
+        f"    set {name} {{",
+        "        type inet_service",
+        "        flags interval",
+        "    }")]
 
 
+def service_elements(services: Sequence[Service]) -> dict[str, list[Element]]:
+    """Each service port set's elements, in port order (the order nft lists them in)."""
+    out: dict[str, list[Element]] = {name: [] for name in SVC_SETS.values()}
+    for svc in services:
+        for port in svc.ports:
+            out[SVC_SETS[port.proto]].append(Element.of(port, svc.name))
+    return {name: sorted(elems) for name, elems in out.items()}
+
+
+def add_element(set_name: str, elements: Sequence[Element]) -> str:
+    return f"{ADD_ELEMENT}{set_name} {{ {', '.join(e.nft for e in elements)} }}"
+
+
+def delete_element(set_name: str, elements: Sequence[Element]) -> str:
+    return f"delete element {TABLE} {set_name} {{ {', '.join(e.key for e in elements)} }}"
+
+
+def _element_lines(services: Sequence[Service]) -> list[str]:
+    return [add_element(name, elems) for name, elems in service_elements(services).items()
+            if elems]
+
+
+def split(ruleset: str) -> tuple[str, dict[str, list[Element]]]:
+    """(the base: every line but the trailing `add element` ones, the elements they add)."""
+    base = [line for line in ruleset.splitlines(keepends=True)
+            if not line.startswith(ADD_ELEMENT)]
+    return "".join(base), port_sets(ruleset)
+
+
+# ---------------------------------------------------------------- reading nft's set syntax
+def _block_end(text: str, start: int) -> int:
+    """Index just past the `}` closing the `{` at text[start] (quoted strings skipped)."""
+    depth, i = 0, start
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            j = text.find('"', i + 1)
+            i = len(text) if j < 0 else j + 1
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(text)
+
+
+def element_list(body: str) -> list[tuple[str, str]]:
+    """`{ 12345 comment "game", 27015-27020 comment "game" }` (braces optional, any number of
+    lines) as [(value, comment)]: the value as nft writes it, anything after it but the
+    comment (timeouts, a dynamic set's limit...) dropped."""
+    body = body.strip()
+    if body.startswith("{"):
+        body = body[1:_block_end(body, 0) - 1]
+    out: list[tuple[str, str]] = []
+    for m in re.finditer(r'((?:[^,"]|"[^"]*")+)', body):
+        item = m.group(1).strip()
+        if not item:
+            continue
+        value = re.split(r"\s", item, maxsplit=1)[0]
+        comment = re.search(r'\bcomment\s+"([^"]*)"', item)
+        out.append((value, comment.group(1) if comment else ""))
+    return out
+
+
+def set_elements(text: str) -> dict[str, list[tuple[str, str]]]:
+    """Every named set in TEXT with its elements: `set NAME { ... elements = { ... } }` blocks
+    (nft's listings) and `add element FAMILY TABLE NAME { ... }` statements (our files). One
+    table's text: set names are not qualified by their table."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for m in re.finditer(r"(?m)^\s*set\s+(\S+)\s*\{", text):
+        end = _block_end(text, m.end() - 1)
+        body = text[m.end():end - 1]
+        elems = out.setdefault(m.group(1), [])
+        em = re.search(r"\belements\s*=\s*\{", body)
+        if em:
+            elems += element_list(body[em.end() - 1:])
+    for m in re.finditer(r"(?m)^\s*add\s+element\s+\S+\s+\S+\s+(\S+)\s*\{", text):
+        body = text[m.end() - 1:_block_end(text, m.end() - 1)]
+        out.setdefault(m.group(1), []).extend(element_list(body))
+    return out
+
+
+def port_sets(text: str) -> dict[str, list[Element]]:
+    """The service port sets in TEXT (nft's listing of them, or our file), as Elements in
+    port order; values that are not ports or port ranges are skipped."""
+    out: dict[str, list[Element]] = {}
+    for name, elems in set_elements(text).items():
+        if name not in SVC_SETS.values():
+            continue
+        parsed = []
+        for value, comment in elems:
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", value)
+            if m:
+                parsed.append(Element(int(m.group(1)), int(m.group(2) or m.group(1)), comment))
+        out[name] = sorted(parsed)
+    return out
+
+
+# ---------------------------------------------------------------- the rulesets
 def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
                 ssh_port: int = 22) -> str:
     wan, wg = f'"{wan_iface}"', f'"{t.interface}"'
@@ -64,6 +200,7 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
         "        flags dynamic, timeout",
         "        timeout 1m",
         "    }",
+        *_svc_sets(),
     ]
     input_rules = [
         "ct state established,related accept",
@@ -80,24 +217,23 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
         f'tcp dport {ssh_port} accept comment "ssh"',
         f'udp dport {t.listen_port} accept comment "wireguard"',
     ]
-    pairs = _service_ports(services)
     forward_rules = [
         "ct state established,related accept",
         "ct state invalid drop",
         f'iifname {wg} oifname {wan} accept comment "home egress through the VPS"',
         # Only connections our prerouting chain DNATed, and only to service ports.
-        *(f"iifname {wan} oifname {wg} ip daddr {home} {_match(port)} ct status dnat "
-          f'accept comment "service {svc.name}"' for svc, port in pairs),
+        *(f"iifname {wan} oifname {wg} ip daddr {home} {proto} dport @{name} ct status dnat "
+          'accept comment "services"' for proto, name in SVC_SETS.items()),
     ]
     prerouting_rules = [
-        f'iifname {wan} {_match(port)} dnat ip to {home} comment "{svc.name}"'
-        for svc, port in pairs
+        f'iifname {wan} {proto} dport @{name} dnat ip to {home} comment "services"'
+        for proto, name in SVC_SETS.items()
     ]
     postrouting_rules = [
         f'oifname {wan} ip saddr {t.subnet} masquerade comment "home egress"',
         # The home server sees the VPS's tunnel address and so answers through the tunnel.
-        *(f'oifname {wg} ip daddr {home} {_match(port)} snat ip to {vps} comment "{svc.name}"'
-          for svc, port in pairs),
+        *(f'oifname {wg} ip daddr {home} {proto} dport @{name} snat ip to {vps} '
+          'comment "services"' for proto, name in SVC_SETS.items()),
     ]
     lines = [
         *_header(),
@@ -111,6 +247,7 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
         "",
         *_chain("postrouting", "nat postrouting priority srcnat", "accept", postrouting_rules),
         "}",
+        *_element_lines(services),
     ]
     return "\n".join(lines) + "\n"
 
@@ -124,13 +261,16 @@ def home_ruleset(t: Tunnel, services: Sequence[Service]) -> str:
         "ct state established,related accept",
         "ct state invalid drop",
         f"icmp type {{ {ICMP_TYPES} }} accept",
-        *(f'{_match(port)} accept comment "service {svc.name}"'
-          for svc, port in _service_ports(services)),
+        *(f'{proto} dport @{name} accept comment "services"'
+          for proto, name in SVC_SETS.items()),
         'drop comment "nothing else from the tunnel"',
     ]
     lines = [
         *_header(),
+        *_svc_sets(),
+        "",
         *_chain("input", "filter input priority filter", "accept", rules),
         "}",
+        *_element_lines(services),
     ]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,8 @@ What the hosts print is modelled on real output: iproute2's JSON (`ip -4 -j rule
 "src":"all" for a rule with no source, and a missing table prints a lone "[" before failing),
 `wg show IF dump` (tab-separated, first field of the interface line blanked by the script),
 firewalld 2.x `--list-all-zones`, `awall list` (awall's printtabular: columns padded, two
-spaces apart, a blank line after the table), `nmcli -g` (one value per line), `nft -st list`.
+spaces apart, a blank line after the table), `nmcli -g` (one value per line), `nft -st list`
+and `nft -n list set`.
 A fresh Alpine has BusyBox's `ip`, which has no -j: its JSON sections are empty and only the
 uplink's plain-text fallback answers.
 
@@ -167,17 +168,23 @@ def wg_dump(own_pub: str, port: int, peer_pub: str, endpoint: str, allowed: str,
             f"{peer_pub}\t(none)\t{endpoint}\t{allowed}\t{NOW - 42}\t{rx}\t{tx}\t{keepalive}\n")
 
 
-def nft_list(ruleset: str) -> str:
-    """`nft -st list table inet tunnelops` after `nft -f` of ruleset, from nft itself."""
+SPLIT = "@@sets@@"
+
+
+def nft_list(ruleset: str) -> tuple[str, str]:
+    """What the facts command prints after `nft -f` of ruleset, from nft itself: the table
+    (`nft -st list table inet tunnelops`) and the service port sets with their elements."""
     with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
         f.write(ruleset)
         f.flush()
         res = subprocess.run(
-            ["unshare", "-rn", "sh", "-c", f"nft -f {f.name} && {nft_backend.LIST}"],
+            ["unshare", "-rn", "sh", "-c", f"nft -f {f.name} && {nft_backend.LIST} && "
+             f"echo {SPLIT} && {facts.NFT_SETS_LIST}"],
             capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"cannot list the ruleset with nft in a namespace: {res.stderr}")
-    return res.stdout
+    table, _, sets = res.stdout.partition(f"{SPLIT}\n")
+    return table, sets
 
 
 def awall_list(policies: dict[str, tuple[str, str]]) -> str:
@@ -516,7 +523,7 @@ def debian_vps_converged() -> Host:
     t = RANGE_SITE.tunnel
     s = base(DEBIAN_OS, "systemd", False, commands(*DEBIAN_CMDS, "wg", "wg-quick"))
     ruleset = nftables.vps_ruleset("eth0", t, RANGE_SITE.services)
-    listed = nft_list(ruleset)
+    listed, sets = nft_list(ruleset)
     s |= {
         "key": "exists\n", "pubkey": f"{VPS_PUB}\n",
         "wg": wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
@@ -528,7 +535,7 @@ def debian_vps_converged() -> Host:
         "main_default": j([{"dst": "default", "gateway": "203.0.113.1", "dev": "eth0",
                             "flags": ["onlink"]}]),
         "uplink": uplink("203.0.113.1", "eth0", VPS_IP), "ip_forward": "1\n",
-        "nft_table": listed, "nft_applied": listed,
+        "nft_table": listed, "nft_applied": listed, "nft_sets": sets,
         "orig": "./etc/nftables.conf\n",
         "state_dirs": "/etc/tunnelops\n/var/lib/tunnelops\n/run/tunnelops\n",
     }
