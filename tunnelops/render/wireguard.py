@@ -42,6 +42,15 @@ def _rules(t: Tunnel, verb: str) -> str:
             f"ip -4 rule {verb} to {t.vps_address}/32 table {t.route_table} priority {second}")
 
 
+def _vps_peer(t: Tunnel, home_public_key: str | None) -> list[str]:
+    """Home as the VPS's peer; no section until home's key is known (a dry run)."""
+    return [] if home_public_key is None else [
+        "[Peer]",
+        f"PublicKey = {home_public_key}",
+        f"AllowedIPs = {t.home_address}/32",
+    ]
+
+
 def vps_wg_quick(t: Tunnel, home_public_key: str | None) -> str:
     interface = [
         MANAGED,
@@ -51,11 +60,7 @@ def vps_wg_quick(t: Tunnel, home_public_key: str | None) -> str:
         f"PrivateKey = {PRIVATE_KEY_PLACEHOLDER}",
         *_mtu(t),
     ]
-    peer = [] if home_public_key is None else [
-        "[Peer]",
-        f"PublicKey = {home_public_key}",
-        f"AllowedIPs = {t.home_address}/32",
-    ]
+    peer = _vps_peer(t, home_public_key)
     return _lines(interface, peer)
 
 
@@ -66,11 +71,7 @@ def vps_setconf(t: Tunnel, home_public_key: str | None) -> str:
         f"PrivateKey = {PRIVATE_KEY_PLACEHOLDER}",
         f"ListenPort = {t.listen_port}",
     ]
-    peer = [] if home_public_key is None else [
-        "[Peer]",
-        f"PublicKey = {home_public_key}",
-        f"AllowedIPs = {t.home_address}/32",
-    ]
+    peer = _vps_peer(t, home_public_key)
     return _lines(interface, peer)
 
 
