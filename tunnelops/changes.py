@@ -116,8 +116,11 @@ class Guard:
 GUARD_DIR = "/run/tunnelops"
 
 
-def guard_marker(step: str) -> str:
-    return f"{GUARD_DIR}/guard.{step}"
+def guard_marker(step: str, token: str = "") -> str:
+    """The marker a step's watchdog waits on. A run's token makes it that run's own: a
+    watchdog of an earlier run still asleep (confirmed, or its run died) never acts on a
+    later run's marker, nor restores that later run's snapshot."""
+    return f"{GUARD_DIR}/guard.{step}" + (f".{token}" if token else "")
 
 
 @dataclass
@@ -136,7 +139,7 @@ class StepPlan:
 
 
 def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
-                 interrupt: str | None = None) -> str:
+                 interrupt: str | None = None, guard_token: str = "") -> str:
     """One script for all the changes of one host. Prints `MARK step NAME ok|failed`.
 
     `interrupt` is for tests of interrupted runs: "STEP" kills the remote shell right after
@@ -167,7 +170,7 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
                 # the whole session dies (as with a dropped connection), not just this shell
                 parts[first] = shell[:shell.rindex("mv -f")] + "kill -KILL 0"
         if plan.guard:
-            g, marker = plan.guard, q(guard_marker(plan.step))
+            g, marker = plan.guard, q(guard_marker(plan.step, guard_token))
             watchdog = (f"sleep {g.seconds}; [ -e {marker} ] || exit 0; rm -f {marker}; "
                         f"{g.restore}")
             parts = [

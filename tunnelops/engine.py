@@ -7,12 +7,15 @@ Round trips per host, counted by Remote:
   + apply (1) + guard confirm (1)            only when something differs (the guard first
                                               proves a NEW connection still gets an SSH banner)
   + check (1: facts again, plan must be empty) only after changes
+  + confirm (1)                               only when a run that died left a firewall
+                                              change unconfirmed (after the same proof)
 Steps know nothing about the CLI; `ui` (any object with the Ui methods) shows progress.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import time
 from collections.abc import Callable
@@ -20,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tunnelops import facts as facts_mod
-from tunnelops.changes import StepPlan, apply_script, guard_marker, step_outcomes
+from tunnelops.changes import GUARD_DIR, StepPlan, apply_script, guard_marker, step_outcomes
 from tunnelops.facts import MARK, HostFacts
 from tunnelops.model import Site
 from tunnelops.remote import Remote, RemoteError, Transcript
@@ -116,6 +119,7 @@ class Run:
             "home": Remote(str(site.home.host), **self._remote_args)}
         self.reports = {r: HostReport(r, self.remotes[r].dest) for r in ROLES}
         self.ctx: dict[str, Ctx] = {}
+        self.guard_token = secrets.token_hex(6)  # this run's own guard markers
         self._prep: dict[str, list[StepPlan]] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -163,7 +167,10 @@ class Run:
         self.ui.phase(role, "taking the host lock")
         remote.acquire_lock()
         self.ui.phase(role, "gathering facts")
-        f = self._gather(role)
+        f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
+                               "grep '^guard\\.'\n")
+        if f.lines("guards") and not self.dry_run:
+            self._confirm_pending(role, f.lines("guards"))
         self.reports[role].facts = f
         self.ctx[role] = Ctx(self.site, role, f, guard_seconds=self.guard_seconds)
 
@@ -200,14 +207,25 @@ class Run:
         if self.dry_run or not pending:
             return
         self.ui.phase(role, "applying " + ", ".join(p.step for p in pending))
-        # TUNNELOPS_INTERRUPT=ROLE:STEP[:mid] kills the remote script there (tests only)
-        role_, _, where = os.environ.get("TUNNELOPS_INTERRUPT", "").partition(":")
-        script = apply_script(pending, cleanup_dirs=CLEANUP_DIRS,
-                              interrupt=where if role_ == role else None)
-        res = remote.run(script + tail + "\n",
-                         what="applying " + ", ".join(p.step for p in pending))
+        # TUNNELOPS_INTERRUPT=ROLE:STEP[:mid][,ROLE:STEP[:mid]] kills the remote script there
+        # (tests only; one point per host)
+        points = dict(x.split(":", 1) for x in
+                      os.environ.get("TUNNELOPS_INTERRUPT", "").split(",") if ":" in x)
+        script = apply_script(pending, cleanup_dirs=CLEANUP_DIRS, interrupt=points.get(role),
+                              guard_token=self.guard_token)
+        names = ", ".join(p.step for p in pending)
+        res = remote.run(script + tail + "\n", what="applying " + names)
         outcomes = step_outcomes(res.stdout)
-        failed = False
+        # No step failed, yet the script did not end well: it was killed (or the host went
+        # down) mid-way, or after its last step, before the rest of its output (the tail).
+        died = res.exit != 0 and "failed" not in outcomes.values()
+        if died:
+            done = [p.step for p in pending if outcomes.get(p.step) == "ok"]
+            how = "was killed" if res.exit < 0 else f"stopped (exit status {res.exit})"
+            rep.error = (f"{rep.dest}: the script applying {names} {how} "
+                         + (f"after step {done[-1]}" if done else "before any step ended")
+                         + ": re-run (every step is idempotent)")
+        failed = died
         for p in pending:
             result = next(s for s in reversed(rep.steps) if s.step == p.step)
             if outcomes.get(p.step) != "ok":
@@ -215,16 +233,19 @@ class Run:
                 err = [x for x in res.stderr.strip().splitlines() if x.strip()]
                 hint = err[-1] if err else f"exit status {res.exit}"
                 if p.step not in outcomes:
-                    hint = "not run: an earlier step failed"
+                    hint = ("not run: the script stopped before it" if died
+                            else "not run: an earlier step failed")
                 result.notes.append(hint)
                 if not failed:
                     rep.error = f"{rep.dest}: step {p.step} failed: {hint}"
                 failed = True
-        if failed:
-            raise _HostFailed
-        guarded = [p for p in pending if p.guard]
+        # Firewall changes that were applied are confirmed even when a later step failed:
+        # left to their watchdog they would be undone behind a re-run that found them done.
+        guarded = [p for p in pending if p.guard and outcomes.get(p.step) == "ok"]
         if guarded:
             self._confirm_guards(role, guarded)
+        if failed:
+            raise _HostFailed
         if tail:
             sec = facts_mod._sections(res.stdout)
             ctx = self.ctx[role]
@@ -243,8 +264,23 @@ class Run:
             raise RemoteError(
                 f"SSH stopped working after the firewall change ({e}); the host restores its "
                 f"previous rules by itself within {secs}s: fix the rules, then re-run") from None
-        markers = " ".join(guard_marker(p.step) for p in guarded)
+        markers = " ".join(guard_marker(p.step, self.guard_token) for p in guarded)
         remote.run(f"rm -f {markers}", what="confirming the firewall change", timeout=15)
+
+    def _confirm_pending(self, role: str, markers: list[str]) -> None:
+        """Guards a run left armed when it died before confirming them (we hold the lock:
+        no live run owns them). Their watchdog would undo changes this run then finds done
+        and keeps; so prove new SSH connections get through, then disarm them."""
+        self.ui.phase(role, "confirming the firewall change of a run that died")
+        try:
+            self.remotes[role].probe_new_connection()
+        except RemoteError as e:
+            raise RemoteError(f"SSH works only for connections made earlier ({e}): a firewall "
+                              "change of a run that died blocks it; the host restores its "
+                              "previous rules by itself within seconds: re-run then") from None
+        paths = " ".join(shlex.quote(f"{GUARD_DIR}/{m}") for m in markers)
+        self.remotes[role].run(f"rm -f {paths}", timeout=15,
+                               what="confirming the firewall change of a run that died")
 
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""

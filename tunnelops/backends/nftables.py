@@ -26,6 +26,7 @@ from tunnelops.steps.context import Ctx
 RULES = "/etc/tunnelops/tunnelops.nft"
 APPLIED = "/var/lib/tunnelops/nft.applied"
 ROLLBACK = "/var/lib/tunnelops/nft.rollback"
+ROLLBACK_FILE = "/var/lib/tunnelops/tunnelops.nft.rollback"  # RULES as it was before
 LIST = "nft -st list table inet tunnelops"
 # the rollback snapshot: the terse table, then the service sets with their elements (nft
 # accepts a set declared again with the same type and flags: it only adds the elements)
@@ -85,10 +86,16 @@ def plan(ctx: Ctx, ruleset: str, step: str = "firewall") -> StepPlan:
         p.changes.append(CommandChange(
             "load table inet tunnelops" + (" (the live table drifted)" if same_base else ""),
             f"nft -f {RULES}\nmkdir -p /var/lib/tunnelops\n{LIST} > {APPLIED}"))
+        # The live table and the file a boot loads, so a restored lock-out does not come
+        # back at the next reboot (no file before: an empty table, so the include line
+        # written beside it still loads).
         p.guard = Guard(
-            snapshot=f"mkdir -p /var/lib/tunnelops; {{ {SNAPSHOT}; }} > {ROLLBACK}",
+            snapshot=f"mkdir -p /var/lib/tunnelops; {{ {SNAPSHOT}; }} > {ROLLBACK}; "
+                     f"rm -f {ROLLBACK_FILE}; [ ! -e {RULES} ] || cp -a {RULES} {ROLLBACK_FILE}",
             restore=f"nft delete table inet tunnelops 2>/dev/null; [ -s {ROLLBACK} ] && "
-                    f"nft -f {ROLLBACK}; rm -f {APPLIED}",
+                    f"nft -f {ROLLBACK}; rm -f {APPLIED}; if [ -e {ROLLBACK_FILE} ]; then "
+                    f"mv -f {ROLLBACK_FILE} {RULES}; else printf '%s\\n' 'table {render.TABLE}' "
+                    f"'delete table {render.TABLE}' > {RULES}; fi",
             seconds=ctx.guard_seconds)
     conf = f.file(conf_path(ctx))
     if conf is None or OUR_LINES[1] not in conf.content:
