@@ -1,0 +1,411 @@
+"""The pure (laptop-only) side of the README's "Safety" promises (issue #6); the end-to-end
+side is tests/lab/test_safety.py.
+
+- host keys: the unknown-key policy (refuse with the fingerprint and the flag, or record);
+- the dead man's switch: a watchdog only ever acts on its own run's marker;
+- one run at a time: the apply script holds a lock for as long as it runs, nothing it starts;
+- interrupted runs: a script that dies after its steps is a failure, its firewall confirmed;
+  a WireGuard interface left half-up is restarted;
+- hostile input: values reach podman's argv literally through both shell layers; hosts and
+  inventory files (hypothesis, 1000+ examples each) load literally or fail in one line that
+  points at the offending line, before any connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from tests.unit.facts import generate
+from tunnelops import changes, commands, facts, inventory
+from tunnelops.changes import CommandChange, Guard, StepPlan, apply_script
+from tunnelops.engine import Run
+from tunnelops.inventory import InventoryError
+from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
+from tunnelops.remote import RemoteError, Result, _HostKeyPolicy
+from tunnelops.render import podman as podman_render
+from tunnelops.steps import home, vps
+from tunnelops.steps.context import Ctx
+
+SETTINGS = settings(max_examples=1000, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+METACHARS = ";|&$`'\"<>(){}*?!\\"
+
+
+def one_line(text: str) -> bool:
+    return bool(text) and "\n" not in text and "\r" not in text
+
+
+# --------------------------------------------------------------------------- host keys
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint_and_the_flag(tmp_path: Path) -> None:
+    known = tmp_path / "ssh" / "known_hosts"
+    key = paramiko.RSAKey.generate(1024)
+    client = paramiko.SSHClient()
+    with pytest.raises(RemoteError) as err:
+        _HostKeyPolicy("myvps", known, trust_new=False).missing_host_key(
+            client, "203.0.113.7", key)
+    msg = str(err.value)
+    assert one_line(msg)
+    assert msg.startswith("myvps: unknown host key ssh-rsa ")
+    assert fingerprint(key) in msg and "--trust-new-host" in msg and str(known) in msg
+    assert not known.exists()  # nothing recorded
+
+
+def test_trusted_new_host_key_is_recorded_as_openssh_reads_it(tmp_path: Path) -> None:
+    known = tmp_path / "ssh" / "known_hosts"
+    client = paramiko.SSHClient()
+    keys = [paramiko.RSAKey.generate(1024) for _ in range(2)]
+    _HostKeyPolicy("myvps", known, trust_new=True).missing_host_key(client, "203.0.113.7",
+                                                                    keys[0])
+    _HostKeyPolicy("h", known, trust_new=True).missing_host_key(client, "[10.0.0.2]:2222",
+                                                                keys[1])
+    assert known.read_text() == (f"203.0.113.7 ssh-rsa {keys[0].get_base64()}\n"
+                                 f"[10.0.0.2]:2222 ssh-rsa {keys[1].get_base64()}\n")
+    again = paramiko.HostKeys(str(known))  # and read back: the same keys
+    assert again.lookup("203.0.113.7")["ssh-rsa"] == keys[0]
+    assert again.lookup("[10.0.0.2]:2222")["ssh-rsa"] == keys[1]
+
+
+# --------------------------------------------------------------------------- the guard
+def sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], cwd=cwd, capture_output=True, text=True,
+                          timeout=20, check=False)
+
+
+def test_a_watchdog_never_acts_on_a_later_runs_marker(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run 1 changes the firewall and confirms; its watchdog sleeps on. Run 2 changes it
+    again and is still proving SSH works when run 1's watchdog wakes up: it must not take
+    run 2's marker for its own (nor restore run 2's snapshot, undoing run 2's change)."""
+    monkeypatch.setattr(changes, "GUARD_DIR", str(tmp_path / "run"))
+    rules = tmp_path / "rules"
+    rules.write_text("v0\n")
+
+    def change(version: str, seconds: float) -> StepPlan:
+        return StepPlan("firewall", [CommandChange("load", f"echo {version} > {rules}")],
+                        guard=Guard(snapshot=f"cp {rules} {rules}.saved",
+                                    restore=f"cp {rules}.saved {rules}; echo x >> "
+                                            f"{tmp_path / 'restores'}",
+                                    seconds=seconds))  # type: ignore[arg-type]
+
+    first = sh(apply_script([change("v1", 1)], guard_token="run1"), tmp_path)
+    assert facts.MARK + " step firewall ok" in first.stdout
+    Path(changes.guard_marker("firewall", "run1")).unlink()  # run 1 confirms
+    second = sh(apply_script([change("v2", 4)], guard_token="run2"), tmp_path)
+    assert facts.MARK + " step firewall ok" in second.stdout
+    marker2 = Path(changes.guard_marker("firewall", "run2"))
+    assert marker2.exists()
+    time.sleep(1.6)  # run 1's watchdog woke up meanwhile
+    assert rules.read_text() == "v2\n" and marker2.exists()
+    assert not (tmp_path / "restores").exists()
+    marker2.unlink()  # run 2 confirms
+
+
+def test_apply_script_holds_the_apply_lock_while_it_runs_and_not_beyond(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = tmp_path / "apply.lock"
+    monkeypatch.setattr(changes, "APPLY_LOCK", str(lock))
+    started, child = tmp_path / "started", tmp_path / "child.pid"
+    script = apply_script([StepPlan("slow", [CommandChange(
+        "slow", f": > {started}; sleep 1.5; setsid sleep 5 </dev/null >/dev/null 2>&1 & "
+                f"echo $! > {child}")])])
+    proc = subprocess.Popen(["sh", "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+    def exclusive_now() -> bool:
+        return subprocess.run(["flock", "-n", "-x", str(lock), "true"]).returncode == 0
+
+    try:
+        deadline = time.monotonic() + 5
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert not exclusive_now()  # a next run's lock waits
+        proc.wait(10)
+        deadline = time.monotonic() + 2  # released with the script, though what it
+        while not exclusive_now():       # started (the sleep 5) lives on
+            assert time.monotonic() < deadline, "the apply lock outlived its script"
+            time.sleep(0.05)
+        assert Path(f"/proc/{child.read_text().strip()}").exists()
+    finally:
+        proc.kill()
+        if child.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(child.read_text()), signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- interrupted
+class ScriptedRemote:
+    """Stands in for a host's Remote in engine unit tests: answers `run` with canned output."""
+
+    def __init__(self, dest: str, result: Result) -> None:
+        self.dest, self.result = dest, result
+        self.sent: list[str] = []
+        self.probes = 0
+
+    def run(self, script: str, **_: object) -> Result:
+        self.sent.append(script)
+        return self.result if len(self.sent) == 1 else Result("", "", 0)
+
+    def probe_new_connection(self) -> None:
+        self.probes += 1
+
+
+def applied(outcomes: list[tuple[str, str]], exit_status: int) -> tuple[Run, ScriptedRemote]:
+    out = "".join(f"\n{facts.MARK} step {s} {status}\n" for s, status in outcomes)
+    remote = ScriptedRemote("vps.example", Result(out, "", exit_status))
+    site = generate.SITE
+    run = Run(site, remotes={"vps": remote, "home": ScriptedRemote("home", Result("", "", 0))},
+              guard_seconds=7)  # type: ignore[dict-item]
+    plans = [StepPlan("forwarding", [CommandChange("a", "A")]),
+             StepPlan("firewall", [CommandChange("b", "B")],
+                      guard=Guard("SNAP", "RESTORE", 7)),
+             StepPlan("services", [CommandChange("c", "C")])]
+    run._guarded(lambda role: run._apply(role, plans), "vps")
+    return run, remote
+
+
+def test_a_script_killed_after_its_steps_is_a_failure_not_a_success() -> None:
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "ok")], -1)
+    rep = run.reports["vps"]
+    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
+                         "was killed after step services: re-run (every step is idempotent)")
+    # what it did apply is confirmed, not left to its watchdog to undo behind a re-run
+    assert remote.probes == 1
+    assert remote.sent[1] == f"rm -f {changes.guard_marker('firewall', run.guard_token)}"
+
+
+def test_a_script_killed_between_steps_says_where() -> None:
+    run, remote = applied([("forwarding", "ok")], -1)
+    rep = run.reports["vps"]
+    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
+                         "was killed after step forwarding: re-run (every step is idempotent)")
+    assert [(s.step, s.status) for s in rep.steps] == [
+        ("forwarding", "changed"), ("firewall", "failed"), ("services", "failed")]
+    assert rep.steps[1].notes == ["not run: the script stopped before it"]
+    assert remote.probes == 0 and len(remote.sent) == 1  # nothing to confirm
+
+
+def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "failed")],
+                          1)
+    assert run.reports["vps"].error == "vps.example: step services failed: exit status 1"
+    assert remote.probes == 1 and remote.sent[1].startswith("rm -f ")
+
+
+def recorded(name: str) -> facts.HostFacts:
+    return facts.parse(generate.load(name))
+
+
+@pytest.mark.parametrize("breakage", ["down", "no key", "no address"])
+def test_a_wireguard_interface_left_half_up_is_restarted(breakage: str) -> None:
+    """`wg-quick up` killed half-way (its run died) leaves wg0 behind, down or without its
+    key or address: a sync or a route repair cannot fix that (every re-run failed with
+    "Device for nexthop is not up"); down and up again does."""
+    f = recorded("debian-vps-converged")
+
+    def wireguard(facts_: facts.HostFacts) -> StepPlan:
+        ctx = Ctx(generate.SITE, "vps", facts_, peer_public_key=generate.HOME_PUB)
+        ctx.vps_public_ip, ctx.wan_interface = vps.discover(ctx, "inventory")
+        return next(p for p in vps.configure(ctx) if p.step == "wireguard")
+
+    assert wireguard(f).changes == []  # the control: a healthy wg0 is left alone
+    g = copy.deepcopy(f)
+    if breakage == "down":
+        g.wg["link"]["flags"] = ["POINTOPOINT", "MULTICAST", "NOARP"]
+        why = "it is down"
+    elif breakage == "no key":
+        g.wg["public_key"] = "(none)"
+        why = "it has no private key"
+    else:
+        g.addrs = [a for a in g.addrs if a.get("ifname") != "wg0"]
+        why = "it lacks its address 192.168.2.1"
+    plan = wireguard(g)
+    assert [c.summary for c in plan.changes] == [f"restart wg0 ({why})"]
+    assert plan.changes[0].shell().startswith("wg-quick down wg0 || ip link del wg0 || true; ")
+
+
+# --------------------------------------------------------------------------- hostile values
+HOSTILE = ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "'\"; touch pwned; echo '\"",
+           "a|b&c>d<e(f){g}*?!\\ $HOME ${IFS} %s %n \t", "", "-", "--rm", "-v /:/host"]
+
+
+def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
+    """The exact shell the engine sends (as_user's runuser + sh -c, then podman's argv),
+    run here with stand-ins for runuser and podman that record what podman received."""
+    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root",
+                  env=tuple((f"K{i}", v) for i, v in enumerate(HOSTILE)),
+                  volumes=("/srv/a;b $(c):/data:ro",), command=("/bin/sh", *HOSTILE))
+    site = dataclasses.replace(generate.SITE, services=(svc,))
+    f = facts.HostFacts(pid1="catatonit", commands=frozenset({"podman", "slirp4netns"}),
+                        users={"root": {"uid": "0", "home": str(tmp_path), "runtime": "yes",
+                                        "version": "4.3.1", "containers": []}})
+    plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
+                              vps_public_ip=generate.VPS_IP))
+    change = next(c for p in plan if p.step == "service:game" for c in p.changes
+                  if c.summary.startswith("create container"))
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    podman = bin_ / "podman"
+    podman.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                      f"open({str(tmp_path / 'argv')!r}, 'a').write(json.dumps(sys.argv[1:])"
+                      " + '\\n')\n")
+    podman.chmod(0o755)
+    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=20,
+                         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    calls = [json.loads(line) for line in (tmp_path / "argv").read_text().splitlines()]
+    spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
+    assert calls[-1] == podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
+    assert not list(tmp_path.rglob("pwned"))
+
+
+@pytest.mark.parametrize("field", ["env", "command", "volumes"])
+def test_newlines_and_nul_in_service_values_are_refused_in_one_line(field: str) -> None:
+    for bad in ("a\nb", "a\rb", "a\x00b"):
+        value = {"env": (("K", bad),), "command": (bad,), "volumes": (f"/a{bad}:/b",)}[field]
+        with pytest.raises(ModelError) as err:
+            Service("game", "x/y:1", generate.SITE.services[0].ports, "u", **{field: value})
+        assert one_line(str(err.value)), str(err.value)
+
+
+# --------------------------------------------------------------------------- hosts (property)
+_INV_DIR = Path(tempfile.mkdtemp(prefix="tunnelops-safety-"))  # empty: new sites only
+host_text = st.one_of(
+    st.text(st.sampled_from("abcxyz019.-_@:[]/" + METACHARS + " \t\n\r\x00é"), max_size=30),
+    st.text(max_size=30),
+    st.builds(lambda a, m, b: a + m + b, st.sampled_from(["myvps", "root@h", "h:22", ""]),
+              st.sampled_from([*METACHARS, "\n", " ", "$(id)", "`id`", "-o"]),
+              st.sampled_from(["", "x", "touch /tmp/pwned", "22"])),
+)
+
+
+@SETTINGS
+@given(host_text, st.booleans())
+def test_any_host_given_to_bootstrap_is_a_safe_ssh_destination_or_one_line(
+        text: str, as_vps: bool) -> None:
+    """What `inv bootstrap --vps X --home Y` does with X before any connection: either a
+    destination with nothing a shell or ssh would read as syntax or an option, or a
+    UsageError in one line (and no inventory file written)."""
+    vps_host, home_host = (text, "home") if as_vps else ("vps", text)
+    opts = commands.Options(inventory_dir=_INV_DIR, site="prop", console=Console(
+        file=io.StringIO()))
+    try:
+        _, site = commands.resolve_site(opts, vps_host, home_host)
+    except commands.UsageError as err:
+        assert one_line(str(err)), str(err)
+        return
+    finally:
+        assert list(_INV_DIR.iterdir()) == []
+    ref = site.vps.host if as_vps else site.home.host
+    assert str(ref) == text
+    assert not set(text) & set(METACHARS) and not any(c.isspace() for c in text)
+    assert not text.startswith("-") and not ref.alias.startswith("-")
+
+
+# --------------------------------------------------------------------------- inventory files
+BASE_LINES = [
+    "# a site",                               # 1
+    "[site]",                                 # 2
+    'name = "lab"',                           # 3
+    "",                                       # 4
+    "[vps]",                                  # 5
+    'host = "root@203.0.113.7:22"',           # 6
+    "",                                       # 7
+    "[home]",                                 # 8
+    'host = "home"',                          # 9
+    "",                                       # 10
+    "[[services]]",                           # 11
+    'name = "game"',                          # 12
+    'image = "docker.io/example/game:1"',     # 13
+    'user = "gamer"',                         # 14
+    'ports = ["12345/udp"]',                  # 15
+    'env = { A = "1" }',                      # 16
+    'volumes = ["/srv/game:/data:Z"]',        # 17
+    'command = ["--port", "12345"]',          # 18
+]
+# key -> (line number, how to write a value there, how to read it back from the Site)
+TARGETS = {
+    "site.name": (3, 'name = {}', lambda s: s.name),
+    "vps.host": (6, "host = {}", lambda s: str(s.vps.host)),
+    "home.host": (9, "host = {}", lambda s: str(s.home.host)),
+    "service.name": (12, "name = {}", lambda s: s.services[0].name),
+    "service.image": (13, "image = {}", lambda s: s.services[0].image),
+    "service.user": (14, "user = {}", lambda s: s.services[0].user),
+    "service.port": (15, "ports = [{}]", lambda s: str(s.services[0].ports[0])),
+    "service.env": (16, "env = {{ A = {} }}", lambda s: dict(s.services[0].env)["A"]),
+    "service.volume": (17, "volumes = [{}]", lambda s: s.services[0].volumes[0]),
+    "service.command": (18, "command = [{}]", lambda s: s.services[0].command[0]),
+}
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string for any text (JSON's escapes, minus what TOML lacks)."""
+    out = json.dumps(value, ensure_ascii=False)
+    return out.replace("\x7f", "\\u007f")
+
+
+hostile_text = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=25),
+    st.text(st.sampled_from("ab/:._-@" + METACHARS + " \t\n\r\x00"), max_size=25),
+    st.sampled_from([*HOSTILE, "12345/udp;id", "$(id)/udp", "game;id", "gamer`id`", "a\nb",
+                     "/srv/x;y:/data", "root@h;id", "-oProxyCommand=id", "12346/tcp"]),
+)
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(TARGETS)), hostile_text)
+def test_inventory_with_hostile_values_loads_literally_or_names_the_line(
+        target: str, value: str) -> None:
+    line, template, read = TARGETS[target]
+    lines = list(BASE_LINES)
+    lines[line - 1] = template.format(toml_string(value))
+    text = "\n".join(lines) + "\n"
+    try:
+        site = inventory.loads(text, "inventory/lab.toml", "lab")
+    except InventoryError as err:
+        message = str(err)
+        assert one_line(message), message
+        assert message.startswith(f"inventory/lab.toml:{line}: "), (target, value, message)
+        return
+    got = read(site)
+    if target == "service.port":
+        assert got == str(PortSpec.parse(value))
+    else:
+        assert got == value  # literally what the file says, nothing interpreted
+    assert "\n" not in got and "\x00" not in got
+    if target.endswith(".host"):
+        assert not set(got) & set(METACHARS) and not got.startswith("-")
+        HostRef.parse(got)
+    if target in ("site.name", "service.name"):
+        assert NAME_RE.fullmatch(got)
+
+
+def test_the_base_of_the_inventory_property_loads() -> None:
+    site = inventory.loads("\n".join(BASE_LINES) + "\n", "x", "lab")
+    for target, (_, _, read) in TARGETS.items():
+        assert read(site), target
