@@ -17,6 +17,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -38,7 +39,7 @@ from rich.console import Console
 from tests.conftest import session_lab_topology
 from tunnelops import commands, inventory
 from tunnelops.changes import CommandChange, StepPlan, apply_script
-from tunnelops.engine import RunReport
+from tunnelops.engine import RunReport, _rehandshake
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.instance import HOSTS
 from tunnelops.remote import Remote, RemoteError, Transcript
@@ -62,18 +63,23 @@ PWNED = "/tmp/tunnelops-pwned"  # what a successful shell injection would create
 @pytest.fixture(scope="module")
 def labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     session = session_lab_topology()
-    if (session.name, session.index) == LAB or session.index == LAB[1]:
+    if session.name == LAB[0] or session.index == LAB[1]:
         raise pytest.UsageError(f"the session test lab {session} collides with {LAB}")
     lab = Lab(Topology(*LAB), inventory_dir=tmp_path_factory.mktemp("inventory"))
-    lab.down()  # leftovers of an earlier session that died
-    try:
-        lab.up()
-    except LabError as e:
-        pytest.fail(f"cannot bring the lab {LAB[0]!r} up: {e}", pytrace=False)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    # Two test sessions on this machine (two people, or CI) would both use this instance:
+    # the second waits for the first instead of pulling the lab down under it.
+    lab.root.mkdir(parents=True, exist_ok=True)
+    with open(lab.root / f"{LAB[0]}.session-lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        lab.down()  # leftovers of an earlier session that died
+        try:
+            lab.up()
+        except LabError as e:
+            pytest.fail(f"cannot bring the lab {LAB[0]!r} up: {e}", pytrace=False)
+        try:
+            yield lab
+        finally:
+            lab.down()
 
 
 @pytest.fixture(scope="module")
@@ -843,6 +849,24 @@ def test_interrupted_run_fails_clearly_and_a_rerun_converges(
     assert final.ok and final.changed() == 0, final
     lab_report(f"interrupted {cut.seconds:.1f} s, re-run {again.seconds:.1f} s, "
                f"no-op {final.seconds:.1f} s")
+
+
+def test_rerun_checks_a_tunnel_that_has_not_handshaken_yet(labs: Lab) -> None:
+    """A run killed after its last steps never ran its check, and the tunnel it brought up
+    may not have handshaken yet: a re-run with nothing to change must check the tunnel
+    (its ping starts a handshake) rather than fail for want of one."""
+    converged(labs)
+    blocked = (b"table ip safety_test {\n chain f {\n  type filter hook forward priority 0;\n"
+               b"  udp dport 51821 drop\n }\n}\n")
+    labs.exec("router", ["nft", "-f", "-"], input=blocked)
+    try:  # home forgets its session with the VPS, and cannot make a new one
+        sh(labs, "home", _rehandshake("wg0"))
+        assert sh(labs, "home", "wg show wg0 latest-handshakes").split()[1:] == ["0"]
+    finally:
+        labs.exec("router", ["nft", "delete", "table", "ip", "safety_test"])
+    out = run(labs)  # right away: WireGuard retries a handshake only every 5 s
+    assert out.ok and out.changed() == 0, out
+    assert sh(labs, "home", "wg show wg0 latest-handshakes").split()[1:] != ["0"]
 
 
 # ============================================================================ 6. broken links
