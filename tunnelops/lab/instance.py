@@ -311,8 +311,10 @@ class Lab:
         (d / "holder.pid").write_text(children[0])
 
     def _services_home(self) -> None:
-        out = self.exec("home", ["/bin/bash", str(HERE / "services.sh"),
-                                 str(root_netns_inode())], timeout=30)
+        # The script travels on stdin: the project may live under /tmp, which a host's
+        # private /tmp hides.
+        out = self.exec("home", ["/bin/bash", "-s", str(root_netns_inode())],
+                        input=(HERE / "services.sh").read_bytes(), timeout=30)
         if b"running" not in out.stdout:
             raise LabError(f"NetworkManager/firewalld did not start in lab-home: {out.stdout!r}")
 
