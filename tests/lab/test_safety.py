@@ -37,6 +37,7 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import session_lab_topology
+from tests.lab.labb_site import wait_until
 from tunnelops import commands, inventory
 from tunnelops.changes import CommandChange, StepPlan, apply_script
 from tunnelops.engine import RunReport, _rehandshake
@@ -171,17 +172,6 @@ def fingerprint(public_key: str) -> str:
 def remote(lab: Lab, role: str, **kw: object) -> Remote:
     kw.setdefault("known_hosts", str(lab.known_hosts))
     return Remote(lab.topo.alias(role), ssh_config=str(lab.ssh_config), **kw)  # type: ignore[arg-type]
-
-
-def wait_until(what: str, fn: Callable[[], object], timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(every)
 
 
 def pending_guards(lab: Lab, role: str) -> list[str]:
