@@ -27,6 +27,10 @@ machine (its VPS address would clash), rather than failing obscurely half-way th
 - `lab_report` (function): `lab_report("up took 1.2 s")` adds a line to a "lab report" section
   printed at the end of the run (measurements worth seeing even when tests pass).
 
+Several checkouts (worktrees) may run lab tests on one machine at once: TUNNELOPS_TEST_SLOT=N
+(1-4) gives every test instance of this checkout a name suffix N and an index +20*N, so their
+namespaces, links and addresses never meet (`slot(name, index)`).
+
 Mark lab test modules with `pytestmark = pytest.mark.lab` (the marker is declared in
 pyproject.toml), so `pytest -m "not lab"` runs the rest without root.
 """
@@ -45,10 +49,18 @@ RESERVED_NAMES = {"lab"}  # the default instance: somebody else's, never touched
 _REPORT_KEY = pytest.StashKey[list[str]]()
 
 
+def slot(name: str, index: int) -> tuple[str, int]:
+    """A test instance's (name, index) in this checkout's slot (TUNNELOPS_TEST_SLOT)."""
+    n = int(os.environ.get("TUNNELOPS_TEST_SLOT", "0") or 0)
+    if not 0 <= n <= 4:
+        raise pytest.UsageError(f"TUNNELOPS_TEST_SLOT={n} is out of range: use 0-4")
+    return (f"{name}{n}", index + 20 * n) if n else (name, index)
+
+
 def session_lab_topology() -> Topology:
     """The session test instance's topology, from the environment."""
-    name = os.environ.get("TUNNELOPS_TEST_LAB", "labt")
-    index = int(os.environ.get("TUNNELOPS_TEST_LAB_INDEX", "7"))
+    name, index = slot(os.environ.get("TUNNELOPS_TEST_LAB", "labt"),
+                       int(os.environ.get("TUNNELOPS_TEST_LAB_INDEX", "7")))
     if name in RESERVED_NAMES:
         pytest.fail(f"TUNNELOPS_TEST_LAB={name!r} is the default, hand-used lab instance: tests "
                     "bring their instance down, so pick another name (default: labt)",

@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import check_index_free
+from tests.conftest import check_index_free, slot
 from tunnelops import commands
 from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, LabError, Topology
 
 PROJECT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"
-LABB = Topology("labb", 4)
+LABB = Topology(*slot("labb", 4))
 HOSTS = ("vps", "home")
 TUNNEL_VPS, TUNNEL_HOME = "192.168.2.1", "192.168.2.2"
 CONTAINER, PODMAN_USER = "tunnelops-game", "gamer"
@@ -43,7 +43,7 @@ def options(site: str, inventory_dir: Path | None = None, **kw: object) -> comma
                             console=console, **kw)
 
 
-def bootstrap(site: str = "labb", inventory_dir: Path | None = None,
+def bootstrap(site: str = LABB.name, inventory_dir: Path | None = None,
               **kw: object) -> tuple[RunReport, str]:
     """commands.bootstrap in this process: (report, what it printed)."""
     opts = options(site, inventory_dir, **kw)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import slot
 from tests.lab.labb_site import (
     LABB,
     TUNNEL_HOME,
@@ -44,7 +45,7 @@ from tunnelops.lab import Lab
 
 pytestmark = pytest.mark.lab
 
-FRESH = ("labb2", 6)
+FRESH = slot("labb2", 6)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from tests.conftest import slot
 from tunnelops.lab import Lab
 from tunnelops.lab.image import IMAGE
 from tunnelops.lab.instance import HOSTS, ROLES
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.lab
 
 def _instance_from_env(var: str, default: str) -> tuple[str, int]:
     name, _, index = os.environ.get(var, default).partition(":")
-    return name, int(index)
+    return slot(name, int(index))
 
 
 DOWN_LAB = _instance_from_env("TUNNELOPS_TEST_LAB_DOWN", "labd:8")

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import check_index_free
+from tests.conftest import check_index_free, slot
 from tests.lab.labb_site import bootstrap, describe, inv, sh, summary, token, udp_echo, wait_until
 from tunnelops.lab import Lab, LabError, Topology
 
 pytestmark = pytest.mark.lab
 
-LABI = Topology("labi", 13)
+LABI = Topology(*slot("labi", 13))
 NEW_PORT = 12347
 SENTINEL = "203.0.113.250"  # an address the SSH limiter "remembers", put there by hand
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import session_lab_topology
+from tests.conftest import session_lab_topology, slot
 from tests.lab.labb_site import wait_until
 from tunnelops import commands, inventory
 from tunnelops.changes import CommandChange, StepPlan, apply_script
@@ -49,7 +49,7 @@ from tunnelops.render import nftables as nft_render
 pytestmark = pytest.mark.lab
 
 _name, _, _index = os.environ.get("TUNNELOPS_SAFETY_LAB", "labs:5").partition(":")
-LAB = (_name, int(_index))
+LAB = slot(_name, int(_index))
 VPS = f"{_name}-vps"  # its ssh alias
 VPS_IP = re.escape(Topology(*LAB).vps_public)
 PROJECT = Path(__file__).resolve().parents[2]

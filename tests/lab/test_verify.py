@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.conftest import slot
 from tunnelops import commands, inventory, verify
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.topology import PODMAN_USER
@@ -31,7 +32,7 @@ from tunnelops.verify import VerifyReport
 
 pytestmark = pytest.mark.lab
 
-TOPO = Topology("labv", 3)
+TOPO = Topology(*slot("labv", 3))
 PROJECT = Path(__file__).resolve().parents[2]
 ROWS = 27  # the lab site: 2 ports of one service
 
@@ -147,7 +148,8 @@ def healthy(env: Env) -> Iterator[Env]:
 def test_verify_passes_after_bootstrap(env: Env, lab_report: Callable[[str], None]) -> None:
     proc = env.cli()
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"verify labv: {ROWS} passed, 0 failed · round trips: vps 1, home 1" in proc.stdout
+    assert (f"verify {TOPO.name}: {ROWS} passed, 0 failed · round trips: vps 1, home 1"
+            in proc.stdout)
     assert "✗" not in proc.stdout
     proc = env.cli("--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
