@@ -3,6 +3,7 @@ record what it discovered, print. tasks.py only parses arguments and calls these
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 from tunnelops import inventory, ui, verify_ui
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
-from tunnelops.remote import Transcript
+from tunnelops.remote import Transcript, ssh_port
 from tunnelops.verify import VerifyReport
 from tunnelops.verify import run as run_verify
 
@@ -46,15 +47,26 @@ def resolve_site(opts: Options, vps: str | None = None,
             if (vps and str(site.vps.host) != vps) or (home and str(site.home.host) != home):
                 raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
-            return path, site
+            return path, with_ssh_port(site, path)
         if not (vps and home):
             raise UsageError(f"no site in {opts.inventory_dir}: run `inv bootstrap --vps HOST "
                              "--home HOST` first")
         name = opts.site or "site"
         site = inventory.new_site(name, vps, home)
-        return opts.inventory_dir / f"{name}.toml", site
+        path = opts.inventory_dir / f"{name}.toml"
+        return path, with_ssh_port(site, path)
     except (inventory.InventoryError, ModelError) as e:
         raise UsageError(str(e)) from None
+
+
+def with_ssh_port(site: Site, path: Path) -> Site:
+    """The site with the VPS's real SSH port (an ssh_config alias's Port counts, not only
+    host:port), so the firewall always lets it in and no service may take it."""
+    port = ssh_port(str(site.vps.host), site.ssh_config)
+    try:
+        return dataclasses.replace(site, vps=dataclasses.replace(site.vps, port=port))
+    except ModelError as e:
+        raise UsageError(f"{path}: {e}") from None
 
 
 def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:

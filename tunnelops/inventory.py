@@ -260,7 +260,7 @@ class _Reader:
         tunnel_t = self.table(data, "tunnel")
 
         try:
-            tunnel = Tunnel(**tunnel_t)
+            tunnel = Tunnel.from_values(**tunnel_t)
         except ModelError as err:
             raise self.model_error(err, "tunnel") from None
         try:
@@ -681,6 +681,6 @@ def new_site(name: str, vps: str | HostRef, home: str | HostRef, **overrides: An
         name=name,
         vps=VpsSpec(host=vps, **groups["vps"]),  # type: ignore[arg-type]
         home=HomeSpec(host=home, **groups["home"]),  # type: ignore[arg-type]
-        tunnel=Tunnel(**groups["tunnel"]),
+        tunnel=Tunnel.from_values(**groups["tunnel"]),
         **groups["site"],
     )

@@ -264,6 +264,17 @@ class Tunnel:
         if self.mtu is not None:
             _check_int(self.mtu, "mtu", 576, 9000, ("mtu",))
 
+    @classmethod
+    def from_values(cls, **values: object) -> Tunnel:
+        """As an inventory gives it: a subnet alone brings its own addresses (its first two
+        hosts: .1 the VPS, .2 home, as the seed's 192.168.2.0/24 does)."""
+        if "subnet" in values and not {"vps_address", "home_address"} & values.keys():
+            subnet = _as_network(values["subnet"], "subnet")
+            hosts = [subnet.network_address + 1, subnet.network_address + 2]
+            if subnet.prefixlen <= 30:
+                values = {**values, "vps_address": hosts[0], "home_address": hosts[1]}
+        return cls(**values)  # type: ignore[arg-type]
+
     @property
     def prefixlen(self) -> int:
         return self.subnet.prefixlen
@@ -438,6 +449,9 @@ class VpsSpec:
     host: HostRef
     public_ip: IPv4Address | None = None  # discovered by bootstrap
     wan_interface: str | None = None  # discovered by bootstrap
+    # the port ssh really connects to (ssh_config's Port for an alias), resolved on the
+    # laptop before any connection: the VPS firewall must always let it in
+    port: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -448,10 +462,12 @@ class VpsSpec:
             object.__setattr__(self, "public_ip", _as_address(self.public_ip, "public_ip"))
         if self.wan_interface is not None:
             check_interface(self.wan_interface, "wan_interface", ("wan_interface",))
+        if self.port is not None:
+            _check_int(self.port, "SSH port", 1, 65535, ("host",))
 
     @property
     def ssh_port(self) -> int:
-        return self.host.port or DEFAULT_SSH_PORT
+        return self.port or self.host.port or DEFAULT_SSH_PORT
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from paramiko.ssh_exception import (
 LOCK_PATH = "/run/tunnelops.lock"
 APPLY_LOCK_PATH = LOCK_PATH + ".apply"  # held (shared) by every apply script while it runs
 LOCK_WAIT_S = 5
+WATCHDOG_WAIT_S = 90  # a restore by a guard's watchdog (firewall-cmd --reload is slow on VMs)
 
 
 class RemoteError(RuntimeError):
@@ -95,6 +96,13 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with open(self.known_hosts, "a") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def ssh_port(dest: str, ssh_config: str | None = None) -> int:
+    """The port ssh connects to for DEST (user@host:port, or the alias's ssh_config Port):
+    read on the laptop, no connection made."""
+    config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
+    return int(Connection(dest, config=config).port)
 
 
 class Remote:
@@ -274,7 +282,7 @@ class Remote:
         return res
 
     # ---------------------------------------------------------------- host-side lock
-    def acquire_lock(self, wait: float = LOCK_WAIT_S) -> None:
+    def acquire_lock(self, wait: float = LOCK_WAIT_S, token: str = "") -> None:
         """Hold the host's tunnelops lock until close(): one round trip.
 
         flock on an open channel: the lock dies with the connection, so a run that died
@@ -285,13 +293,17 @@ class Remote:
         info = shlex.quote(LOCK_PATH + ".info")
         script = (
             f"exec 9>>{shlex.quote(LOCK_PATH)}\n"
-            f"if ! flock -w {int(wait)} 9; then echo BUSY; cat {info} 2>/dev/null; exit 75; fi\n"
+            # a guard's watchdog restoring what a run left unproven: wait for it, then plan
+            # from what it put back
+            f"if ! flock -w {int(wait)} 9 && ! {{ grep -qs '^watchdog' {info} && "
+            f"flock -w {WATCHDOG_WAIT_S} 9; }}; then echo BUSY; cat {info} 2>/dev/null; "
+            "exit 75; fi\n"
             # the apply script of a run whose connection died may still be running: wait
             f"exec 8>>{shlex.quote(APPLY_LOCK_PATH)}\n"
             f"if ! flock -w {int(wait)} 8; then echo BUSY; echo 'the changes of a run that "
             "lost its connection are still being applied'; exit 75; fi\n"
             "exec 8>&-\n"
-            f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > {info}\n"
+            f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ) token={token}\" > {info}\n"
             "echo LOCKED\n"
             "read -r _ || true\n"   # hold until the laptop closes the channel
             f"rm -f {info}\n"
@@ -306,7 +318,7 @@ class Remote:
             self.transcript.add(self.dest, "sent", script)
         self.round_trips += 1
         buf = b""
-        chan.settimeout(wait + 10)
+        chan.settimeout(wait + WATCHDOG_WAIT_S + 10)
         while b"LOCKED" not in buf and b"BUSY" not in buf:
             try:
                 data = chan.recv(4096)
@@ -317,7 +329,7 @@ class Remote:
                 if "a password is required" in err and self._sudo_password is None:
                     chan.close()
                     self._sudo_password = self._prompt_sudo_password()
-                    return self.acquire_lock(wait)
+                    return self.acquire_lock(wait, token)
                 raise RemoteError(f"{self.dest}: could not take the tunnelops lock: "
                                   f"{err or 'no answer'}")
             buf += data
@@ -330,7 +342,9 @@ class Remote:
                     break
                 rest += chunk.decode(errors="replace")
             chan.close()
-            holder = " ".join(rest.split()) or "unknown holder"
+            # the run's token is for the watchdogs, not for people
+            holder = " ".join(w for w in rest.split() if not w.startswith("token=")) \
+                or "unknown holder"
             raise RemoteError(f"another tunnelops run holds the lock on {self.dest} ({holder}): "
                               "wait for it to finish, then re-run")
         self._lock_chan = chan

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -161,22 +162,29 @@ def test_apply_script_holds_the_apply_lock_while_it_runs_and_not_beyond(
 class ScriptedRemote:
     """Stands in for a host's Remote in engine unit tests: answers `run` with canned output."""
 
-    def __init__(self, dest: str, result: Result) -> None:
-        self.dest, self.result = dest, result
+    def __init__(self, dest: str, result: Result, later: Result | None = None) -> None:
+        self.dest, self.result, self.later = dest, result, later
         self.sent: list[str] = []
         self.probes = 0
 
     def run(self, script: str, **_: object) -> Result:
+        """The first script gets `result`; later ones `later`, or every step ok."""
         self.sent.append(script)
-        return self.result if len(self.sent) == 1 else Result("", "", 0)
+        if len(self.sent) == 1:
+            return self.result
+        if self.later is not None:
+            return self.later
+        steps = re.findall(r"then r (\S+) ok;", script)
+        return Result("".join(f"\n{facts.MARK} step {s} ok\n" for s in steps), "", 0)
 
     def probe_new_connection(self) -> None:
         self.probes += 1
 
 
-def applied(outcomes: list[tuple[str, str]], exit_status: int) -> tuple[Run, ScriptedRemote]:
+def applied(outcomes: list[tuple[str, str]], exit_status: int,
+            later: Result | None = None) -> tuple[Run, ScriptedRemote]:
     out = "".join(f"\n{facts.MARK} step {s} {status}\n" for s, status in outcomes)
-    remote = ScriptedRemote("vps.example", Result(out, "", exit_status))
+    remote = ScriptedRemote("vps.example", Result(out, "", exit_status), later)
     site = generate.SITE
     run = Run(site, remotes={"vps": remote, "home": ScriptedRemote("home", Result("", "", 0))},
               guard_seconds=7)  # type: ignore[dict-item]
@@ -191,17 +199,20 @@ def applied(outcomes: list[tuple[str, str]], exit_status: int) -> tuple[Run, Scr
 def test_a_script_killed_after_its_steps_is_a_failure_not_a_success() -> None:
     run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "ok")], -1)
     rep = run.reports["vps"]
-    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
-                         "was killed after step services: re-run (every step is idempotent)")
+    # the first segment (up to the guarded firewall) is one script; services is the next
+    assert rep.error == ("vps.example: the script applying forwarding, firewall "
+                         "was killed after step firewall: re-run (every step is idempotent)")
     # what it did apply is confirmed, not left to its watchdog to undo behind a re-run
     assert remote.probes == 1
     assert remote.sent[1] == f"rm -f {changes.guard_marker('firewall', run.guard_token)}"
+    assert [(s.step, s.status, s.notes) for s in rep.steps][2] == (
+        "services", "failed", ["not run: an earlier step failed"])
 
 
 def test_a_script_killed_between_steps_says_where() -> None:
     run, remote = applied([("forwarding", "ok")], -1)
     rep = run.reports["vps"]
-    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
+    assert rep.error == ("vps.example: the script applying forwarding, firewall "
                          "was killed after step forwarding: re-run (every step is idempotent)")
     assert [(s.step, s.status) for s in rep.steps] == [
         ("forwarding", "changed"), ("firewall", "failed"), ("services", "failed")]
@@ -209,11 +220,31 @@ def test_a_script_killed_between_steps_says_where() -> None:
     assert remote.probes == 0 and len(remote.sent) == 1  # nothing to confirm
 
 
+def test_a_slow_step_after_a_guarded_one_runs_only_once_ssh_is_proven() -> None:
+    """VM fault 1: the guard is proven, and its marker removed, before the next segment
+    runs: never after unrelated slow steps."""
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0)
+    assert run.reports["vps"].error is None
+    assert len(remote.sent) == 2 and remote.probes == 1
+    marker = changes.guard_marker("firewall", run.guard_token)
+    assert "r services ok" not in remote.sent[0] and "r firewall ok" in remote.sent[0]
+    # the next script starts by confirming: then services
+    second = remote.sent[1]
+    assert second.index(f"rm -f {marker}") < second.index("r services ok")
+
+
 def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
-    run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "failed")],
-                          1)
-    assert run.reports["vps"].error == "vps.example: step services failed: exit status 1"
-    assert remote.probes == 1 and remote.sent[1].startswith("rm -f ")
+    run, remote = applied([("forwarding", "ok"), ("firewall", "failed")], 1)
+    assert run.reports["vps"].error == ("vps.example: step firewall failed: exit status 1; "
+                                        "the host puts back its previous state within 7s")
+    assert remote.probes == 0 and len(remote.sent) == 1  # a failed guarded step: restored
+    # a step after it fails: the firewall applied before it was proven and stays
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0,
+                          later=Result(f"\n{facts.MARK} step services failed\n", "boom\n", 1))
+    assert run.reports["vps"].error == "vps.example: step services failed: boom"
+    marker = changes.guard_marker("firewall", run.guard_token)
+    assert remote.probes == 1 and remote.sent[1].startswith("umask 077\n") \
+        and f"\nrm -f {marker}\n" in remote.sent[1]
 
 
 def recorded(name: str) -> facts.HostFacts:

@@ -13,6 +13,7 @@ from tunnelops.backends.sysctl import ORIG_FORWARD
 from tunnelops.backends.wgquick import clear_rules_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.render import podman as podman_render
+from tunnelops.steps import safety
 from tunnelops.steps.context import EDITED, Ctx, owned_files
 
 STATE = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
@@ -21,6 +22,9 @@ STATE = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
 def _interface(ctx: Ctx) -> StepPlan:
     p, f, q = StepPlan("wireguard"), ctx.facts, shlex.quote
     iface = q(ctx.iface)
+    conf = f.file(ctx.wg_conf)
+    if not safety.ours(conf.content if conf else None):
+        return p  # not our interface (or none): nothing of ours to take down
     if f.nm.get("exists"):
         p.changes.append(CommandChange(f"delete the NetworkManager profile {ctx.iface}",
                                        f"nmcli connection delete {iface} >/dev/null"))
