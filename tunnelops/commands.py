@@ -14,6 +14,7 @@ from tunnelops import inventory, ui, verify_ui
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
 from tunnelops.remote import Transcript, ssh_port
+from tunnelops.steps import teardown as teardown_steps
 from tunnelops.verify import VerifyReport
 from tunnelops.verify import run as run_verify
 
@@ -69,7 +70,7 @@ def with_ssh_port(site: Site, path: Path) -> Site:
         raise UsageError(f"{path}: {e}") from None
 
 
-def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
+def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
     labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
@@ -125,10 +126,16 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
     return run(new, path, opts)
 
 
-def teardown(opts: Options, purge_keys: bool = False) -> RunReport:
-    """Remove everything tunnelops made on both hosts; keys too with purge_keys."""
+def teardown(opts: Options, purge_keys: bool = False, remove_users: bool = False,
+             delete_data: bool = False) -> RunReport:
+    """Remove everything tunnelops made on both hosts; keys too with purge_keys; the service
+    users it created with remove_users (their home and data too with delete_data)."""
+    if delete_data and not remove_users:
+        raise UsageError("--delete-data deletes the home of the service users tunnelops "
+                         "created: give --remove-users too")
     path, site = resolve_site(opts)
-    return run(site, path, opts, teardown=True, purge_keys=purge_keys)
+    return run(site, path, opts, teardown=True, teardown_opts=teardown_steps.Options(
+        purge_keys, remove_users, delete_data))
 
 
 def verify(opts: Options, whoami_url: str | None = None,

@@ -115,9 +115,10 @@ class Run:
                  guard_seconds: int = 20, inventory_path: str = "the inventory",
                  ask_password: Callable[[str], str] | None = None,
                  remotes: dict[str, Remote] | None = None, teardown: bool = False,
-                 purge_keys: bool = False) -> None:
+                 teardown_opts: teardown_steps.Options | None = None) -> None:
         self.site, self.dry_run, self.ui = site, dry_run, ui or Ui()
-        self.teardown, self.purge_keys = teardown, purge_keys
+        self.teardown = teardown
+        self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
         self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                                  trust_new=trust_new, transcript=transcript,
@@ -201,7 +202,7 @@ class Run:
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
-            return teardown_steps.plan(ctx, self.purge_keys)
+            return teardown_steps.plan(ctx, self.teardown_opts)
         return (vps_steps if ctx.role == "vps" else home_steps).configure(ctx)
 
     def _plan_configure(self, role: str) -> None:

@@ -26,6 +26,16 @@ ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TUNNEL_IFACE_RE = re.compile(r"[a-zA-Z0-9_-]{1,15}")
 # Host interfaces may also carry a dot (VLANs such as eth0.100).
 HOST_IFACE_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+# An image reference as container tools parse it (distribution/reference's grammar):
+# [domain[:port]/]path-component[/path-component...][:tag][@algorithm:hex]
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+SYSTEM_UID_MAX = 999  # below 1000: root and the system's own accounts
 _PORT_SPEC_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?/(tcp|udp)")
 _PORT_PART_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _HOST_METACHARS = frozenset(";|&$`'\"<>(){}*?!\\")
@@ -308,19 +318,30 @@ class Service:
     env: tuple[tuple[str, str], ...] = ()
     volumes: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
+    # a rootless service runs as an ordinary user; a system account (uid < 1000) only when
+    # the inventory says so (the uid is checked on the host, from the facts)
+    allow_system_user: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name, "service name")
         image = self.image
-        if (not isinstance(image, str) or not image
-                or any(ch.isspace() or not ch.isprintable() for ch in image)):
+        if not isinstance(image, str) or not IMAGE_RE.fullmatch(image):
+            hint = (" (it would be read as a podman option)"
+                    if isinstance(image, str) and image.startswith("-") else "")
             raise ModelError(f"image {_show(image)} of service {self.name!r} is not an image "
-                             "reference: use e.g. \"docker.io/library/nginx:latest\"",
+                             f"reference{hint}: use e.g. \"docker.io/library/nginx:latest\"",
                              where=("image",))
         if not isinstance(self.user, str) or not USER_RE.fullmatch(self.user):
             raise ModelError(f"user {_show(self.user)} of service {self.name!r} is not a unix "
                              "user name: use lowercase letters, digits, '_' or '-'",
                              where=("user",))
+        if self.user == "root":
+            raise ModelError(f"user 'root' of service {self.name!r}: a rootless service runs "
+                             "as an ordinary user: use e.g. user = \"gamer\" (tunnelops "
+                             "creates it)", where=("user",))
+        if type(self.allow_system_user) is not bool:
+            raise ModelError(f"allow_system_user of service {self.name!r} must be true or "
+                             "false", where=("allow_system_user",))
         object.__setattr__(self, "ports", tuple(self.ports))
         if not self.ports:
             raise ModelError(f"service {self.name!r} has no ports: list at least one, "

@@ -43,8 +43,8 @@ from tunnelops.inventory import InventoryError
 from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
 from tunnelops.remote import RemoteError, Result, _HostKeyPolicy
 from tunnelops.render import podman as podman_render
-from tunnelops.steps import home, vps
-from tunnelops.steps.context import Ctx
+from tunnelops.steps import home, safety, vps
+from tunnelops.steps.context import Ctx, PlanError
 
 SETTINGS = settings(max_examples=1000, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -287,13 +287,14 @@ HOSTILE = ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "'\"; touch pwne
 def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
     """The exact shell the engine sends (as_user's runuser + sh -c, then podman's argv),
     run here with stand-ins for runuser and podman that record what podman received."""
-    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root",
+    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "gamer",
                   env=tuple((f"K{i}", v) for i, v in enumerate(HOSTILE)),
                   volumes=("/srv/a;b $(c):/data:ro",), command=("/bin/sh", *HOSTILE))
     site = dataclasses.replace(generate.SITE, services=(svc,))
     f = facts.HostFacts(pid1="catatonit", commands=frozenset({"podman", "slirp4netns"}),
-                        users={"root": {"uid": "0", "home": str(tmp_path), "runtime": "yes",
-                                        "version": "4.3.1", "containers": []}})
+                        users={"gamer": {"uid": "1000", "home": str(tmp_path),
+                                         "runtime": "yes", "version": "4.3.1",
+                                         "containers": []}})
     plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
                               vps_public_ip=generate.VPS_IP))
     change = next(c for p in plan if p.step == "service:game" for c in p.changes
@@ -313,6 +314,44 @@ def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
     spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
     assert calls[-1] == podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert not list(tmp_path.rglob("pwned"))
+
+
+@pytest.mark.parametrize("image", ["--volume=/:/host", "--privileged", "-v", "-", "a b",
+                                   "x:", "x:-tag", "docker.io/x/y;id", "$(id)", ""])
+def test_an_image_must_be_an_image_reference(image: str) -> None:
+    """`image = "--volume=/:/host"` was read by podman as an option: the container ran with
+    the host's / mounted (issue 16)."""
+    with pytest.raises(ModelError) as err:
+        Service("game", image, generate.SITE.services[0].ports, "gamer")
+    assert str(err.value).startswith(f"image {image!r} of service 'game' is not an image "
+                                     "reference")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("image", ["nginx", "localhost/tunnelops-echo:latest",
+                                   "registry.example.com:5000/team/game_server-2:v1.2.3",
+                                   "ghcr.io/x/y@sha256:" + "ab" * 32, "[::1]:5000/x:1"])
+def test_real_image_references_are_accepted(image: str) -> None:
+    assert Service("game", image, generate.SITE.services[0].ports, "gamer").image == image
+
+
+def test_command_after_the_image_is_never_a_podman_option() -> None:
+    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "gamer",
+                  command=("--privileged", "-v", "/:/host"))
+    args = podman_render.run_args(svc, generate.SITE.tunnel, "pasta", "0" * 16)
+    assert args[-5:] == ["--", "docker.io/x/y:1", "--privileged", "-v", "/:/host"]
+
+
+def test_a_rootless_service_never_runs_as_root_or_a_system_account() -> None:
+    with pytest.raises(ModelError, match="user 'root' of service 'game': a rootless service"):
+        Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root")
+    f = facts.parse(generate.load("fedora-home-converged"))
+    f.users["gamer"]["uid"] = "2"  # e.g. user = "daemon"
+    with pytest.raises(PlanError, match=r"user 'gamer' \(uid 2\) of service 'game' is a system "
+                                        r"account: .* allow_system_user = true"):
+        safety.check(Ctx(generate.SITE, "home", f))
+    allowed = dataclasses.replace(generate.SITE.services[0], allow_system_user=True)
+    safety.check(Ctx(dataclasses.replace(generate.SITE, services=(allowed,)), "home", f))
 
 
 @pytest.mark.parametrize("field", ["env", "command", "volumes"])

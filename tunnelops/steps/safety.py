@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from tunnelops.changes import FileChange, StepPlan
+from tunnelops.model import SYSTEM_UID_MAX
 from tunnelops.steps.context import Ctx, PlanError
 
 MANAGED = "Managed by tunnelops"
@@ -30,6 +31,17 @@ def ours(text: str | None) -> bool:
 def check(ctx: Ctx) -> None:
     _interface(ctx)
     _subnet(ctx)
+    _users(ctx)
+
+
+def _users(ctx: Ctx) -> None:
+    """A rootless service never runs as a system account (uid < 1000) unless asked."""
+    for svc in ctx.site.services:
+        uid = ctx.facts.users.get(svc.user, {}).get("uid", "")
+        if uid.isdigit() and int(uid) <= SYSTEM_UID_MAX and not svc.allow_system_user:
+            raise PlanError(f"user {svc.user!r} (uid {uid}) of service {svc.name!r} is a "
+                            "system account: use an ordinary user (tunnelops creates it), or "
+                            "set allow_system_user = true in its [[services]] entry")
 
 
 def _interface(ctx: Ctx) -> None:
