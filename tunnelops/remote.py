@@ -40,6 +40,9 @@ from paramiko.ssh_exception import (
 LOCK_PATH = "/run/tunnelops.lock"
 APPLY_LOCK_PATH = LOCK_PATH + ".apply"  # held (shared) by every apply script while it runs
 LOCK_WAIT_S = 5
+# sudo -S -p: our own prompt, so we answer only when sudo asks; then a marker once it let us in
+SUDO_PROMPT = "[tunnelops] sudo password:"
+SUDO_OK = "tunnelops-sudo-ok"
 WATCHDOG_WAIT_S = 90  # a restore by a guard's watchdog (firewall-cmd --reload is slow on VMs)
 
 
@@ -214,19 +217,54 @@ class Remote:
         if not sudo or self.is_root:
             return "sh -s"
         if self._sudo_password is not None:
-            return "sudo -S -p '' sh -s"
+            # the prompt is ours to recognise; the marker says sudo let us in: only then does
+            # the script go on stdin (never after a password sudo did not ask for)
+            inner = f"printf '%s\\n' {SUDO_OK} >&2; exec sh -s"
+            return f"sudo -S -p {shlex.quote(SUDO_PROMPT)} sh -c {shlex.quote(inner)}"
         return "sudo -n sh -s"
 
-    def _exec(self, command: str, stdin: str, timeout: float) -> Result:
+    def _open(self, sudo: bool, timeout: float) -> tuple[paramiko.Channel, bytes]:
+        """A channel running our command line, through sudo's password prompt if it asks:
+        (channel ready for the script on stdin, stderr it printed before the marker)."""
         assert self.conn.transport is not None
         chan = self.conn.transport.open_session(timeout=timeout)
         chan.settimeout(timeout)
-        chan.exec_command(command)
-        chan.sendall(stdin.encode())
-        chan.shutdown_write()
-        out, err = io.BytesIO(), io.BytesIO()
+        chan.exec_command(self._command_line(sudo))
+        if not sudo or self.is_root or self._sudo_password is None:
+            return chan, b""
+        prompt, ok = SUDO_PROMPT.encode(), SUDO_OK.encode() + b"\n"
+        buf, answered = b"", False
+        deadline = time.monotonic() + timeout
+        while ok not in buf:
+            if chan.recv_stderr_ready():
+                buf += chan.recv_stderr(4096)
+            elif chan.exit_status_ready():  # sudo said no (not in sudoers, ...)
+                return chan, buf
+            elif time.monotonic() > deadline:
+                chan.close()
+                raise RemoteError(f"{self.dest}: sudo did not answer within {timeout:.0f}s")
+            else:
+                select.select([chan], [], [], 0.05)
+            if prompt in buf:
+                if answered:  # asked again: the password was wrong; one attempt, no more
+                    chan.close()
+                    self._sudo_password = None
+                    raise RemoteError(f"{self.dest}: sudo refused the password for "
+                                      f"{self.conn.user} (one attempt used): re-run and type "
+                                      "it again")
+                chan.sendall((self._sudo_password + "\n").encode())
+                answered, buf = True, buf.replace(prompt, b"", 1)
+        return chan, buf.split(ok, 1)[1]
+
+    def _exec(self, sudo: bool, stdin: str, timeout: float, what: str) -> Result:
+        chan, early = self._open(sudo, timeout)
+        out, err = io.BytesIO(), io.BytesIO(early)
+        err.seek(0, io.SEEK_END)
         deadline = time.monotonic() + timeout
         try:
+            if not chan.exit_status_ready():
+                chan.sendall(stdin.encode())
+                chan.shutdown_write()
             # Read until the remote's EOF, not just its exit status: SSH may deliver the
             # exit status before the last of the output.
             while True:
@@ -243,8 +281,9 @@ class Remote:
             status = chan.recv_exit_status()
         except TimeoutError:
             chan.close()
-            raise RemoteError(f"{self.dest}: a remote command did not finish within "
-                              f"{timeout:.0f}s: check the host's load and link") from None
+            raise RemoteError(f"{self.dest}: {what} did not finish within {timeout:.0f}s: "
+                              "check the host's load and link (TUNNELOPS_TIMEOUT raises the "
+                              "limit)") from None
         finally:
             chan.close()
         return Result(out.getvalue().decode(errors="replace"),
@@ -256,13 +295,11 @@ class Remote:
         self.connect()
         timeout = timeout or self.command_timeout
         body = script if script.endswith("\n") else script + "\n"
-        stdin = body if self._sudo_password is None or self.is_root or not sudo \
-            else self._sudo_password + "\n" + body
         if self.transcript:
             self.transcript.add(self.dest, "sent", body)  # the sudo password is never recorded
         self.round_trips += 1
         try:
-            res = self._exec(self._command_line(sudo), stdin, timeout)
+            res = self._exec(sudo, body, timeout, what)
         except (SSHException, EOFError, OSError) as e:
             raise RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
                               "check the link, then re-run (every step is idempotent)") from None
@@ -308,12 +345,8 @@ class Remote:
             "read -r _ || true\n"   # hold until the laptop closes the channel
             f"rm -f {info}\n"
         )
-        assert self.conn.transport is not None
-        chan = self.conn.transport.open_session(timeout=10)
-        chan.exec_command(self._command_line(True))
-        prefix = "" if self._sudo_password is None or self.is_root \
-            else self._sudo_password + "\n"
-        chan.sendall((prefix + script).encode())
+        chan, early = self._open(True, 30)
+        chan.sendall(script.encode())
         if self.transcript:
             self.transcript.add(self.dest, "sent", script)
         self.round_trips += 1
@@ -325,7 +358,7 @@ class Remote:
             except TimeoutError:
                 data = b""
             if not data:
-                err = chan.recv_stderr(4096).decode(errors="replace").strip()
+                err = (early + chan.recv_stderr(4096)).decode(errors="replace").strip()
                 if "a password is required" in err and self._sudo_password is None:
                     chan.close()
                     self._sudo_password = self._prompt_sudo_password()
