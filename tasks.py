@@ -32,6 +32,8 @@ def _call(fn, *args, **kwargs) -> None:
         report = fn(*args, **kwargs)
     except commands.UsageError as e:
         raise Exit(f"error: {e}", code=2) from None
+    except commands.Interrupted as e:
+        raise Exit(f"{e}", code=130) from None
     if not getattr(report, "ok", report):
         raise Exit(code=1)
 
