@@ -480,3 +480,54 @@ def test_the_base_of_the_inventory_property_loads() -> None:
     site = inventory.loads("\n".join(BASE_LINES) + "\n", "x", "lab")
     for target, (_, _, read) in TARGETS.items():
         assert read(site), target
+
+
+def _swap_run(tmp_path: Path, fail_start: bool) -> tuple[subprocess.CompletedProcess[str],
+                                                         list[list[str]]]:
+    """The replace step of a changed service, run here with stand-ins for runuser and a podman
+    that records its calls (and refuses to start the new container when asked)."""
+    f = facts.parse(generate.load("fedora-home-converged"))
+    f.pid1, f.commands = "catatonit", f.commands - {"systemctl"}  # the direct (lab) path
+    site = generate.SITE.with_port_added("12347/udp", "game")
+    plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
+                              vps_public_ip=generate.VPS_IP))
+    change = next(c for p in plan if p.step == "service:game" for c in p.changes
+                  if c.summary.startswith("replace"))
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    log = tmp_path / "calls"
+    fail = "start tunnelops-game-new" if fail_start else "never"
+    (bin_ / "podman").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"if ' '.join(sys.argv[1:]) == {fail!r}:\n"
+        "    print('Error: rootlessport listen udp 0.0.0.0:12347: bind: address in use',"
+        " file=sys.stderr); sys.exit(125)\n")
+    (bin_ / "podman").chmod(0o755)
+    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=20,
+                         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
+    return res, [json.loads(x) for x in log.read_text().splitlines()]
+
+
+def test_the_old_container_serves_until_the_new_one_runs(tmp_path: Path) -> None:
+    """add-port 30000-49999/tcp failed after the old container was already removed: the
+    whole service down. Now: created beside it, then the old one stopped, the new started,
+    and only then the old one removed and the new one renamed."""
+    res, calls = _swap_run(tmp_path, fail_start=False)
+    assert res.returncode == 0, res.stderr
+    verbs = [c[0] if c[0] != "rm" else f"rm {c[-1]}" for c in calls]
+    assert verbs == ["rm tunnelops-game-new", "create", "stop", "start", "rm tunnelops-game",
+                     "rename"]
+    assert calls[1][calls[1].index("--name") + 1] == "tunnelops-game-new"
+    assert calls[-1] == ["rename", "tunnelops-game-new", "tunnelops-game"]
+
+
+def test_a_new_container_that_does_not_start_leaves_the_old_one_serving(tmp_path: Path) -> None:
+    res, calls = _swap_run(tmp_path, fail_start=True)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1] == (
+        "tunnelops-game: the new container does not start (Error: rootlessport listen udp "
+        "0.0.0.0:12347: bind: address in use); the old one serves again")
+    assert calls[-1] == ["start", "tunnelops-game"]  # the old one, again
+    assert ["rm", "-f", "tunnelops-game"] not in calls  # never removed
