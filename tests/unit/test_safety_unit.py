@@ -531,3 +531,53 @@ def test_a_new_container_that_does_not_start_leaves_the_old_one_serving(tmp_path
         "0.0.0.0:12347: bind: address in use); the old one serves again")
     assert calls[-1] == ["start", "tunnelops-game"]  # the old one, again
     assert ["rm", "-f", "tunnelops-game"] not in calls  # never removed
+
+
+# every field of a service, drawn from the whole Unicode range and from shell / podman option
+# syntax: refused in one line before any SSH, or run with nothing but the literal value
+OPTION_SYNTAX = ["--privileged", "--volume=/:/host", "-v", "/:/host", "--", "-", "--rm",
+                 "--network=host", "$(id)", "`id`", ";id", "|id", "&id", "\\", "'", '"',
+                 "%h", "%%", "${IFS}", "*", "?", "~root", "\t", " "]
+hostile = st.one_of(st.text(max_size=24), st.sampled_from(OPTION_SYNTAX),
+                    st.lists(st.sampled_from(OPTION_SYNTAX), max_size=4).map("".join))
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(name=st.one_of(st.just("game"), hostile), image=st.one_of(
+           st.just("docker.io/x/y:1"), hostile), user=st.one_of(st.just("gamer"), hostile),
+       env=hostile, volume=hostile, command=st.lists(hostile, max_size=3))
+def test_every_service_value_is_refused_or_reaches_podman_literally(
+        tmp_path_factory: pytest.TempPathFactory, name: str, image: str, user: str, env: str,
+        volume: str, command: list[str]) -> None:
+    ports = generate.SITE.services[0].ports
+    try:
+        svc = Service(name, image, ports, user, env=(("K", env),),
+                      volumes=(f"/srv/{volume}:/data",), command=tuple(command))
+        site = dataclasses.replace(generate.SITE, services=(svc,))
+    except ModelError as e:
+        assert "\n" not in str(e) and str(e), e
+        return
+    tmp = tmp_path_factory.mktemp("hostile")
+    f = facts.HostFacts(pid1="catatonit", commands=frozenset({"podman", "slirp4netns"}),
+                        users={user: {"uid": "1000", "home": str(tmp), "runtime": "yes",
+                                      "version": "4.3.1", "containers": []}})
+    plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
+                              vps_public_ip=generate.VPS_IP))
+    change = next(c for p in plan if p.step == "service:game" or p.step == f"service:{name}"
+                  for c in p.changes if c.summary.startswith("create container"))
+    (tmp / "bin").mkdir()
+    (tmp / "bin" / "podman").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(tmp / 'argv')!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    (tmp / "bin" / "podman").chmod(0o755)
+    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
+                         cwd=tmp, capture_output=True, text=True, timeout=20,
+                         env={**os.environ, "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    calls = [json.loads(x) for x in (tmp / "argv").read_text().splitlines()]
+    spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
+    argv = podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
+    assert calls[-1] == argv
+    assert argv[argv.index("--") + 1:] == [image, *command]  # after `--`: never options
+    assert f"K={env}" in argv and f"/srv/{volume}:/data" in argv
