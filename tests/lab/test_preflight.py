@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import check_index_free, slot
-from tests.lab.test_safety import run, site_copy, state, state_diff
+from tests.lab.test_safety import run, sh, site_copy, state, state_diff
 from tunnelops import inventory
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.instance import HOSTS
@@ -103,3 +103,21 @@ def test_a_restart_is_announced_and_the_service_swapped_in_place(lab: Lab) -> No
     assert "12347->12347/udp" in " ".join(ports)
     assert run(lab).changed() == 0
     assert run(lab, "remove-port", port="12347/udp").ok
+
+
+def test_teardown_keeps_a_service_users_data_unless_asked(lab: Lab) -> None:
+    """A service user that tunnelops created: plain teardown deleted /home/USER with the
+    game's data in it, then userdel failed (podman's pause process) on every later teardown."""
+    name = with_service(lab, "newuser", user="player")
+    assert run(lab, site=name).ok
+    sh(lab, "home", "echo world-save > /home/player/save.dat")
+    plain = run(lab, "teardown", site=name)
+    assert plain.ok, plain
+    assert sh(lab, "home", "cat /home/player/save.dat; id -un player") == "world-save\nplayer\n"
+    assert run(lab, "teardown", site=name).ok  # a second teardown: nothing left to fail on
+    assert run(lab, site=name).ok
+    users = run(lab, "teardown", site=name, remove_users=True)
+    assert users.ok, users
+    assert sh(lab, "home", "cat /home/player/save.dat; id player >/dev/null 2>&1 || "
+                           "echo gone") == "world-save\ngone\n"
+    sh(lab, "home", "rm -rf /home/player")
