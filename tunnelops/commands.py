@@ -1,24 +1,34 @@
-"""The commands behind `inv ...`: find and validate the site (before any SSH), run the engine,
-record what it discovered, print. tasks.py only parses arguments and calls these."""
+"""The commands behind `tunnelops ...` (and `inv ...`): find and validate the site (before any
+SSH), run the engine, record what it discovered, print. cli.py only parses arguments and
+calls these."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from rich.console import Console
 
-from tunnelops import inventory, ui, verify_ui
+from tunnelops import inventory, prog, ui, verify_ui
+from tunnelops import logs as logs_mod
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
-from tunnelops.remote import Transcript
+from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.verify import VerifyReport
 from tunnelops.verify import run as run_verify
 
 
 class UsageError(RuntimeError):
     """Bad input: one line naming the problem and the fix; nothing on any host changed."""
+
+
+class CommandError(RuntimeError):
+    """A command that could not do its job (a host unreachable, a container missing): one
+    line naming the host and the fix."""
 
 
 @dataclass
@@ -30,10 +40,16 @@ class Options:
     guard_seconds: int = 20
     console: Console = field(default_factory=Console)
     transcript: Transcript | None = None
+    inventory_source: str = ""  # how inventory_dir was chosen, for messages
 
 
 def default_inventory_dir() -> Path:
     return Path(os.environ.get("TUNNELOPS_INVENTORY", Path.cwd() / "inventory"))
+
+
+def _where(opts: Options) -> str:
+    return f"{opts.inventory_dir} ({opts.inventory_source})" if opts.inventory_source \
+        else str(opts.inventory_dir)
 
 
 def resolve_site(opts: Options, vps: str | None = None,
@@ -47,9 +63,18 @@ def resolve_site(opts: Options, vps: str | None = None,
                 raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
             return path, site
-        if not (vps and home):
-            raise UsageError(f"no site in {opts.inventory_dir}: run `inv bootstrap --vps HOST "
-                             "--home HOST` first")
+        if vps or home:
+            if not (vps and home):
+                given = f"--vps {shlex.quote(vps)}" if vps else f"--home {shlex.quote(home)}"
+                missing = "--home" if vps else "--vps"
+                both = (f"--vps {shlex.quote(vps or 'HOST')} "
+                        f"--home {shlex.quote(home or 'HOST')}")
+                raise UsageError(f"{missing} is missing: no site in {_where(opts)} has {given}, "
+                                 f"and a new one needs both hosts: {prog.cmd('bootstrap ' + both)}")
+        else:
+            raise UsageError(f"no site in {_where(opts)}: run "
+                             f"{prog.cmd('bootstrap --vps HOST --home HOST')} first, or point "
+                             "--inventory (or $TUNNELOPS_INVENTORY) at your inventory")
         name = opts.site or "site"
         site = inventory.new_site(name, vps, home)
         return opts.inventory_dir / f"{name}.toml", site
@@ -64,7 +89,15 @@ def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
                      inventory_path=str(path), **mode)
         report = engine.execute()
+    _name_commands(report)
     ui.show(opts.console, report)
+    if opts.dry_run:
+        for remote in engine.remotes.values():
+            for key in remote.new_host_keys:
+                opts.console.print(
+                    f"dry run: trusted the new host key {key} for this run only; "
+                    f"{remote.known_hosts} was not written (run without --dry-run to record "
+                    "it)", highlight=False, markup=False)
     return report
 
 
@@ -129,8 +162,68 @@ def verify(opts: Options, whoami_url: str | None = None,
                          "use e.g. https://api.ipify.org")
     report = run_verify(site, whoami_url=whoami_url, trust_new=opts.trust_new_host,
                         transcript=opts.transcript)
+    _name_commands(report)
     if as_json:
         opts.console.file.write(report.to_json() + "\n")
     else:
         verify_ui.show(opts.console, report)
     return report
+
+
+def _name_commands(report: RunReport | VerifyReport) -> None:
+    """Commands that messages name, as the user runs tunnelops (see prog)."""
+    if isinstance(report, VerifyReport):
+        for check in report.checks:
+            check.hint = prog.named(check.hint)
+        return
+    for host in report.hosts.values():
+        host.error = prog.named(host.error) if host.error else host.error
+        for step in host.steps:
+            step.notes = [prog.named(n) for n in step.notes]
+
+
+def logs(opts: Options, service: str, *, follow: bool = False, lines: str | int = 50,
+         out: BinaryIO | None = None, err: BinaryIO | None = None) -> bool:
+    """`tunnelops logs SERVICE`: the container's logs, as its user at home, through one SSH
+    connection; with follow, until Ctrl-C (which ends it normally)."""
+    try:
+        count = logs_mod.parse_lines(lines)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    _, site = resolve_site(opts)
+    try:
+        svc = site.service(service)
+    except ModelError as e:
+        raise UsageError(str(e)) from None
+    out = out or sys.stdout.buffer
+    err = err or sys.stderr.buffer
+
+    def sink(stream: BinaryIO):
+        def write(data: bytes) -> None:
+            stream.write(data)
+            stream.flush()
+        return write
+
+    home = Remote(str(site.home.host), ssh_config=site.ssh_config,
+                  known_hosts=site.known_hosts, trust_new=opts.trust_new_host,
+                  transcript=opts.transcript)
+    try:
+        status = home.stream(logs_mod.script(svc, follow=follow, lines=count),
+                             sink(out), sink(err), hold_stdin=follow)
+    except KeyboardInterrupt:
+        return True  # the user stopped following: that is how --follow ends
+    except RemoteError as e:
+        raise CommandError(str(e)) from None
+    finally:
+        home.close()
+    if status == logs_mod.NO_USER:
+        raise CommandError(f"{home.dest}: user {svc.user} of service {svc.name} does not exist "
+                           f"there yet: run {prog.cmd('bootstrap')}")
+    if status == logs_mod.NO_CONTAINER:
+        raise CommandError(f"{home.dest}: service {svc.name} has no container "
+                           f"({svc.container_name}, user {svc.user}) yet: run "
+                           f"{prog.cmd('bootstrap')}")
+    if status != 0:
+        raise CommandError(f"{home.dest}: podman logs {svc.container_name} (as {svc.user}) "
+                           f"failed with exit status {status} (its message is above)")
+    return True
