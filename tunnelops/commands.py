@@ -94,10 +94,9 @@ def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
     if opts.dry_run:
         for remote in engine.remotes.values():
             for key in remote.new_host_keys:
-                opts.console.print(
-                    f"dry run: trusted the new host key {key} for this run only; "
-                    f"{remote.known_hosts} was not written (run without --dry-run to record "
-                    "it)", highlight=False, markup=False)
+                opts.console.print(f"dry run: new host key {key} trusted for this run only, "
+                                   f"not written to {remote.known_hosts}",
+                                   highlight=False, markup=False)
     return report
 
 

@@ -37,7 +37,9 @@ def script(svc: Service, *, follow: bool, lines: int | None) -> str:
     if not follow:
         return f"{check}; {as_user(svc.user, inner)}\n"
     # One line on purpose: `sh -s` reads its script from the same stdin the watcher reads,
-    # so nothing of the script may still be unread when the watcher starts.
+    # so nothing of the script may still be unread when the watcher starts. The watcher
+    # stops podman itself (runuser's child): runuser, signalled, would wait 2 s and print
+    # "Session terminated"; it ends by itself once podman does.
     return (f"{check}; exec 3<&0; {as_user(svc.user, inner)} & p=$!; "
-            "{ read -r _ <&3; kill $p 2>/dev/null; } & w=$!; "
+            "{ read -r _ <&3; pkill -TERM -P $p 2>/dev/null || kill $p 2>/dev/null; } & w=$!; "
             "wait $p; s=$?; kill $w 2>/dev/null; exit $s\n")

@@ -139,8 +139,7 @@ class Tunnelops(Program):
     def unknown_command(self, token: str) -> str:
         names = [n for name, aliases in self.collection.task_names.items()
                  for n in (name, *aliases)]
-        close = [n for n in names if n.rsplit(".", 1)[-1] == token] or \
-            difflib.get_close_matches(token, names, n=3, cutoff=0.6)
+        close = [n for n in names if n.rsplit(".", 1)[-1] == token] or _closest(token, names)
         if close:
             return (f"{self.binary}: no command {token!r}: did you mean "
                     f"{' or '.join(repr(n) for n in close)}?")
@@ -151,10 +150,19 @@ class Tunnelops(Program):
             where, flags = f"{self.binary} {ctx.name}", list(ctx.flags)
         else:
             where, flags = self.binary, list(self.initial_context.flags)
-        close = difflib.get_close_matches(token, [f for f in flags if f.startswith("--")],
-                                          n=2, cutoff=0.6)
+        close = _closest(token, [f for f in flags if f.startswith("--")])
         hint = f"did you mean {' or '.join(close)}?" if close else f"see `{where} --help`"
         return f"{where}: no flag {token!r}: {hint}"
+
+
+def _closest(token: str, names: list[str]) -> list[str]:
+    """The likeliest meant names: difflib's best, and any as good (lab.stauts is lab.status,
+    not every lab.* that shares its prefix)."""
+    scored = sorted(((difflib.SequenceMatcher(None, token, n).ratio(), n) for n in names),
+                    reverse=True)
+    if not scored or scored[0][0] < 0.6:
+        return []
+    return [n for score, n in scored[:3] if score >= scored[0][0] - 0.05]
 
 
 def print_task_help(name: str) -> None:

@@ -378,18 +378,18 @@ class Remote:
         except (SSHException, OSError) as e:
             raise RemoteError(f"{self.dest}: cannot start a remote command ({e})") from None
 
+        muted = False
+
         def drain() -> bool:
             got = False
-            while chan.recv_ready():
-                data = chan.recv(65536)
-                received.append(data)
-                out(data)
-                got = True
-            while chan.recv_stderr_ready():
-                data = chan.recv_stderr(65536)
-                received.append(data)
-                err(data)
-                got = True
+            for ready, recv, sink in ((chan.recv_ready, chan.recv, out),
+                                      (chan.recv_stderr_ready, chan.recv_stderr, err)):
+                while ready():
+                    data = recv(65536)
+                    received.append(data)
+                    if not muted:
+                        sink(data)
+                    got = True
             return got
 
         try:
@@ -404,6 +404,8 @@ class Remote:
             drain()
             return chan.recv_exit_status()
         except KeyboardInterrupt:
+            # the user is done: let the script stop; drain() drops its output from now on
+            muted = True
             with contextlib.suppress(SSHException, OSError):
                 chan.shutdown_write()
                 deadline = time.monotonic() + 3

@@ -318,19 +318,26 @@ class Lab:
             if inodes else []
 
     def owner(self) -> Owner | None:
-        """Who holds this instance's name on this machine: the registry says; for an
-        instance made before there was one, the state directory its host init runs from."""
-        data = _read_json(self.registry_file)
-        if data is not None and data.get("boot_id") == boot_id():
-            return Owner.from_record(data)
+        """Who holds this instance's name on this machine. Running hosts say it themselves
+        (the state directory their init runs from: true also of an instance made before
+        owners were recorded, or over a stale record); else the registry (an `up` that has
+        not started its hosts yet, or a dead instance's record)."""
         for pid in self.running_pids():
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if len(argv) > 3 and argv[1].endswith(b"hostinit.sh"):
-                state = Path(argv[3].decode()).parent.parent  # STATE/hosts/ROLE
-                return Owner.from_record(_read_json(state / "owner.json") or {}, state)
+            # `unshare ... /bin/bash .../hostinit.sh ALIAS STATE/hosts/ROLE ...` (the host's
+            # PID 1 itself becomes catatonit)
+            at = next((i for i, a in enumerate(argv) if a.endswith(b"/hostinit.sh")), None)
+            if at is not None and at + 2 < len(argv):
+                state = Path(argv[at + 2].decode(errors="replace")).parent.parent
+                record = _read_json(state / "owner.json") or {
+                    "project": state.parent.parent if state.parent.name == ".lab" else None}
+                return Owner.from_record(record, state)
+        data = _read_json(self.registry_file)
+        if data is not None and data.get("boot_id") == boot_id():
+            return Owner.from_record(data)
         return None
 
     def foreign_owner(self) -> Owner | None:
