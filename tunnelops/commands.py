@@ -96,7 +96,7 @@ def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
             for key in remote.new_host_keys:
                 opts.console.print(f"dry run: new host key {key} trusted for this run only, "
                                    f"not written to {remote.known_hosts}",
-                                   highlight=False, markup=False)
+                                   highlight=False, markup=False, soft_wrap=True)
     return report
 
 

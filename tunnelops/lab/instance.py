@@ -106,6 +106,7 @@ class Owner:
     boot: str = ""
     since: str = "?"
     inventory: str | None = None
+    ready: bool = False
 
     @classmethod
     def from_record(cls, data: dict, state: Path | None = None) -> Owner:
@@ -113,12 +114,12 @@ class Owner:
                    project=str(data.get("project") or "an unknown checkout"),
                    pid=int(data.get("pid") or 0), pid_start=data.get("pid_start"),
                    boot=str(data.get("boot_id") or ""), since=str(data.get("since") or "?"),
-                   inventory=data.get("inventory"))
+                   inventory=data.get("inventory"), ready=bool(data.get("ready")))
 
     def up_running(self) -> bool:
-        """Its `up` still runs (this boot, the same process)."""
-        return bool(self.pid) and self.boot == boot_id() and _alive(self.pid) \
-            and _start_time(self.pid) == self.pid_start
+        """Its `up` is still under way (not ready yet; this boot, the same process)."""
+        return not self.ready and bool(self.pid) and self.boot == boot_id() \
+            and _alive(self.pid) and _start_time(self.pid) == self.pid_start
 
 
 def root_netns_inode() -> int:
@@ -356,11 +357,16 @@ class Lab:
                            f"{owner.state}, up since {owner.since}) and is running: not "
                            f"{what}; use another --name and --index")
 
-    def _claim(self) -> None:
-        record = {"project": project_label(), "state": str(self.state), "pid": os.getpid(),
-                  "pid_start": _start_time(os.getpid()), "boot_id": boot_id(),
-                  "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                  "inventory": str(self.inventory)}
+    def _claim(self, ready: bool = False) -> None:
+        """Record this checkout as the owner: before anything is made (ready=False: an `up`
+        under way, alive while its process is), and again once the lab is up."""
+        record = _read_json(self.owner_file) if ready else None
+        record = record or {
+            "project": project_label(), "state": str(self.state), "pid": os.getpid(),
+            "pid_start": _start_time(os.getpid()), "boot_id": boot_id(),
+            "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "inventory": str(self.inventory)}
+        record["ready"] = ready
         _write_json(self.owner_file, record)
         _write_json(self.registry_file, record)
 
@@ -388,10 +394,12 @@ class Lab:
             (self.state / "hosts").mkdir(parents=True, exist_ok=True)
             self._claim()
             try:
-                return self._up(rtt_ms, t0)
+                times = self._up(rtt_ms, t0)
             except BaseException:
                 self._down()
                 raise
+            self._claim(ready=True)
+            return times
 
     def _up(self, rtt_ms: int, t0: float) -> dict[str, float]:
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"tunnelops-{self.topo.name}",
