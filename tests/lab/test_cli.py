@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import pytest
 from tests.conftest import slot
 from tests.lab.labb_site import wait_until
 from tunnelops import cli
-from tunnelops.lab import Lab, LabError
+from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.topology import PODMAN_USER
 
 pytestmark = pytest.mark.lab
@@ -66,6 +67,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     cwd.mkdir()
     home.mkdir()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # pip builds in the source tree; setuptools' scratch build/ keeps files deleted since
+    shutil.rmtree(PROJECT / "build", ignore_errors=True)
     res = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(PROJECT)],
                          capture_output=True, text=True, timeout=600, cwd=cwd)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -254,6 +257,10 @@ def test_lab_up_refuses_another_live_checkouts_instance(
             assert f"lab '{mine.topo.name}' belongs to {PROJECT} (state {mine.state}," in message
             assert "is running" in message
         assert mine.is_up() and not theirs.state.exists()
+        # nor may another name take its index (its VPS address)
+        with pytest.raises(LabError, match=f"lab index {mine.topo.index} .* is used by another"):
+            Lab(Topology(slot("labx", 0)[0], mine.topo.index), root=tmp_path / "x").up()
+        assert mine.is_up()
 
         # a crash of mine: my own dead leftovers are cleaned and the lab comes up again
         kill_all(mine)
