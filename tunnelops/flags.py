@@ -58,6 +58,7 @@ class Command(Task):
             self.help = kept
 
     def __call__(self, c: Any, *args: Any, **kwargs: Any) -> Any:
+        prog.use(settings(c).get("prog") or prog.name())  # what messages call the command
         # The parser gives a task that still wants a positional value any token, flags
         # included: `inv add-port -h` would try the port "-h". (The tunnelops program
         # catches this while parsing; inv does not, so the task does.)
@@ -96,8 +97,7 @@ def settings(c: Context) -> dict[str, Any]:
 
 
 def inventory_dir(c: Context) -> InventoryDir:
-    """The inventory directory for this run; also makes messages name the user's command."""
+    """The inventory directory for this run (see locations.find_inventory)."""
     s = settings(c)
-    prog.use(s.get("prog") or prog.name())
     project = s.get("project")
     return inventory_from_environment(s.get("inventory"), Path(project) if project else None)
