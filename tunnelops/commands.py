@@ -4,6 +4,7 @@ calls these."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -17,7 +18,8 @@ from tunnelops import inventory, prog, ui, verify_ui
 from tunnelops import logs as logs_mod
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
-from tunnelops.remote import Remote, RemoteError, Transcript
+from tunnelops.remote import Remote, RemoteError, Transcript, ssh_port
+from tunnelops.steps import teardown as teardown_steps
 from tunnelops.verify import VerifyReport
 from tunnelops.verify import run as run_verify
 
@@ -62,27 +64,39 @@ def resolve_site(opts: Options, vps: str | None = None,
             if (vps and str(site.vps.host) != vps) or (home and str(site.home.host) != home):
                 raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
-            return path, site
-        if vps or home:
-            if not (vps and home):
-                given = f"--vps {shlex.quote(vps)}" if vps else f"--home {shlex.quote(home)}"
-                missing = "--home" if vps else "--vps"
-                both = (f"--vps {shlex.quote(vps or 'HOST')} "
-                        f"--home {shlex.quote(home or 'HOST')}")
-                raise UsageError(f"{missing} is missing: no site in {_where(opts)} has {given}, "
-                                 f"and a new one needs both hosts: {prog.cmd('bootstrap ' + both)}")
-        else:
-            raise UsageError(f"no site in {_where(opts)}: run "
-                             f"{prog.cmd('bootstrap --vps HOST --home HOST')} first, or point "
-                             "--inventory (or $TUNNELOPS_INVENTORY) at your inventory")
+            return path, with_ssh_port(site, path)
+        if not (vps and home):
+            raise UsageError(_no_site(opts, vps, home))
         name = opts.site or "site"
         site = inventory.new_site(name, vps, home)
-        return opts.inventory_dir / f"{name}.toml", site
+        path = opts.inventory_dir / f"{name}.toml"
+        return path, with_ssh_port(site, path)
     except (inventory.InventoryError, ModelError) as e:
         raise UsageError(str(e)) from None
 
 
-def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
+def _no_site(opts: Options, vps: str | None, home: str | None) -> str:
+    """Why there is no site to work on, and the command that makes one."""
+    if not (vps or home):
+        return (f"no site in {_where(opts)}: run {prog.cmd('bootstrap --vps HOST --home HOST')}"
+                " first, or point --inventory (or $TUNNELOPS_INVENTORY) at your inventory")
+    given = f"--vps {shlex.quote(vps)}" if vps else f"--home {shlex.quote(home or '')}"
+    both = f"--vps {shlex.quote(vps or 'HOST')} --home {shlex.quote(home or 'HOST')}"
+    return (f"{'--home' if vps else '--vps'} is missing: no site in {_where(opts)} has {given},"
+            f" and a new one needs both hosts: {prog.cmd('bootstrap ' + both)}")
+
+
+def with_ssh_port(site: Site, path: Path) -> Site:
+    """The site with the VPS's real SSH port (an ssh_config alias's Port counts, not only
+    host:port), so the firewall always lets it in and no service may take it."""
+    port = ssh_port(str(site.vps.host), site.ssh_config)
+    try:
+        return dataclasses.replace(site, vps=dataclasses.replace(site.vps, port=port))
+    except ModelError as e:
+        raise UsageError(f"{path}: {e}") from None
+
+
+def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
     labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
@@ -145,10 +159,16 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
     return run(new, path, opts)
 
 
-def teardown(opts: Options, purge_keys: bool = False) -> RunReport:
-    """Remove everything tunnelops made on both hosts; keys too with purge_keys."""
+def teardown(opts: Options, purge_keys: bool = False, remove_users: bool = False,
+             delete_data: bool = False) -> RunReport:
+    """Remove everything tunnelops made on both hosts; keys too with purge_keys; the service
+    users it created with remove_users (their home and data too with delete_data)."""
+    if delete_data and not remove_users:
+        raise UsageError("--delete-data deletes the home of the service users tunnelops "
+                         "created: give --remove-users too")
     path, site = resolve_site(opts)
-    return run(site, path, opts, teardown=True, purge_keys=purge_keys)
+    return run(site, path, opts, teardown=True, teardown_opts=teardown_steps.Options(
+        purge_keys, remove_users, delete_data))
 
 
 def verify(opts: Options, whoami_url: str | None = None,

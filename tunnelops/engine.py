@@ -24,11 +24,19 @@ from dataclasses import dataclass, field
 
 from tunnelops import facts as facts_mod
 from tunnelops import prog
-from tunnelops.changes import GUARD_DIR, StepPlan, apply_script, guard_marker, step_outcomes
+from tunnelops.changes import (
+    GUARD_DIR,
+    StepPlan,
+    apply_script,
+    guard_marker,
+    segments,
+    step_outcomes,
+)
 from tunnelops.facts import MARK, HostFacts
 from tunnelops.model import Site
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.steps import home as home_steps
+from tunnelops.steps import safety
 from tunnelops.steps import teardown as teardown_steps
 from tunnelops.steps import vps as vps_steps
 from tunnelops.steps.context import Ctx, PlanError, managed_files
@@ -108,9 +116,10 @@ class Run:
                  guard_seconds: int = 20, inventory_path: str = "the inventory",
                  ask_password: Callable[[str], str] | None = None,
                  remotes: dict[str, Remote] | None = None, teardown: bool = False,
-                 purge_keys: bool = False) -> None:
+                 teardown_opts: teardown_steps.Options | None = None) -> None:
         self.site, self.dry_run, self.ui = site, dry_run, ui or Ui()
-        self.teardown, self.purge_keys = teardown, purge_keys
+        self.teardown = teardown
+        self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
         self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                                  trust_new=trust_new, transcript=transcript,
@@ -122,6 +131,7 @@ class Run:
         self.ctx: dict[str, Ctx] = {}
         self.guard_token = secrets.token_hex(6)  # this run's own guard markers
         self._prep: dict[str, list[StepPlan]] = {}
+        self._configured: dict[str, list[StepPlan]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _both(self, fn: Callable[[str], None], roles: tuple[str, ...] = ROLES) -> None:
@@ -166,7 +176,7 @@ class Run:
         remote = self.remotes[role]
         remote.connect()
         self.ui.phase(role, "taking the host lock")
-        remote.acquire_lock()
+        remote.acquire_lock(token=self.guard_token)
         self.ui.phase(role, "gathering facts")
         f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
                                "grep '^guard\\.'\n")
@@ -179,6 +189,7 @@ class Run:
         """Pure: what prepare would do, and whether this host can be served at all (a
         supported distribution, a VPS public address)."""
         ctx = self.ctx[role]
+        safety.check(ctx)
         if role == "vps":
             ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
         self._prep[role] = (vps_steps if role == "vps" else home_steps).prepare(ctx)
@@ -192,29 +203,65 @@ class Run:
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
-            return teardown_steps.plan(ctx, self.purge_keys)
+            return teardown_steps.plan(ctx, self.teardown_opts)
         return (vps_steps if ctx.role == "vps" else home_steps).configure(ctx)
 
+    def _plan_configure(self, role: str) -> None:
+        """Pure: the host's whole plan, refused if it would overwrite what is not ours."""
+        plans = self._plans(self.ctx[role])
+        if not self.teardown:
+            safety.check_files(self.ctx[role], plans)
+        self._configured[role] = plans
+
     def _configure(self, role: str) -> None:
-        self._apply(role, self._plans(self.ctx[role]))
+        self._apply(role, self._configured[role])
 
     def _apply(self, role: str, plans: list[StepPlan], tail: str = "") -> None:
-        rep, remote = self.reports[role], self.remotes[role]
-        pending = [p for p in plans if p.changed]
+        rep = self.reports[role]
         for p in plans:
             status = "ok" if not p.changed else ("would change" if self.dry_run else "changed")
             rep.steps.append(StepResult(p.step, status, [c.summary for c in p.changes],
                                         [d for c in p.changes if (d := c.diff())], p.notes))
-        if self.dry_run or not pending:
+        parts = segments(plans)
+        if self.dry_run or not parts:
             return
-        self.ui.phase(role, "applying " + ", ".join(p.step for p in pending))
+        confirm: tuple[str, ...] = ()  # markers proven by the previous segment
+        out = ""
+        for i, seg in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                out = self._apply_segment(role, seg, confirm, tail if last else "")
+                guarded = [p for p in seg if p.guard]
+                confirm = self._confirm_guards(role, guarded, now=last) if guarded else ()
+            except (_HostFailed, RemoteError) as e:
+                later = {p.step for rest in parts[i + 1:] for p in rest}
+                why = ("an earlier step failed" if isinstance(e, _HostFailed)
+                       else "the run stopped before it")
+                for r in rep.steps:
+                    if r.step in later:
+                        r.status = "failed"
+                        r.notes.append(f"not run: {why}")
+                raise
+        if tail:
+            sec = facts_mod._sections(out)
+            ctx = self.ctx[role]
+            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
+            ctx.facts.key_exists = True
+            ctx.facts.commands = frozenset(sec.get("commands", "").split())
+
+    def _apply_segment(self, role: str, pending: list[StepPlan], confirm: tuple[str, ...],
+                       tail: str) -> str:
+        """One script: these steps, after removing the markers the previous segment proved.
+        Returns its output; raises _HostFailed (step results say why) when it failed."""
+        rep, remote = self.reports[role], self.remotes[role]
+        names = ", ".join(p.step for p in pending)
+        self.ui.phase(role, "applying " + names)
         # TUNNELOPS_INTERRUPT=ROLE:STEP[:mid][,ROLE:STEP[:mid]] kills the remote script there
         # (tests only; one point per host)
         points = dict(x.split(":", 1) for x in
                       os.environ.get("TUNNELOPS_INTERRUPT", "").split(",") if ":" in x)
         script = apply_script(pending, cleanup_dirs=CLEANUP_DIRS, interrupt=points.get(role),
-                              guard_token=self.guard_token)
-        names = ", ".join(p.step for p in pending)
+                              guard_token=self.guard_token, confirm=confirm)
         res = remote.run(script + tail + "\n", what="applying " + names)
         outcomes = step_outcomes(res.stdout)
         # No step failed, yet the script did not end well: it was killed (or the host went
@@ -239,34 +286,41 @@ class Run:
                 result.notes.append(hint)
                 if not failed:
                     rep.error = f"{rep.dest}: step {p.step} failed: {hint}"
+                    if p.guard:
+                        rep.error += (f"; the host puts back its previous state within "
+                                      f"{p.guard.seconds}s")
                 failed = True
-        # Firewall changes that were applied are confirmed even when a later step failed:
+        # Guarded changes that were applied are confirmed even when a later step failed:
         # left to their watchdog they would be undone behind a re-run that found them done.
+        # A guarded step that failed is not: its watchdog puts the host back as it was.
         guarded = [p for p in pending if p.guard and outcomes.get(p.step) == "ok"]
-        if guarded:
-            self._confirm_guards(role, guarded)
         if failed:
+            if guarded:
+                self._confirm_guards(role, guarded, now=True)
             raise _HostFailed
-        if tail:
-            sec = facts_mod._sections(res.stdout)
-            ctx = self.ctx[role]
-            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
-            ctx.facts.key_exists = True
-            ctx.facts.commands = frozenset(sec.get("commands", "").split())
+        return res.stdout
 
-    def _confirm_guards(self, role: str, guarded: list[StepPlan]) -> None:
-        """Prove new SSH connections still get through, then disarm the host's watchdogs."""
-        self.ui.phase(role, "checking SSH still works after the firewall change")
+    def _confirm_guards(self, role: str, guarded: list[StepPlan], *,
+                        now: bool) -> tuple[str, ...]:
+        """Prove new SSH connections still get through; then disarm the host's watchdogs
+        (`now`), or return their markers for the next segment's script to remove."""
+        names = ", ".join(p.step for p in guarded)
+        self.ui.phase(role, f"checking SSH still works after the {names} change")
         remote = self.remotes[role]
         secs = max(p.guard.seconds for p in guarded if p.guard)
         try:
             remote.probe_new_connection()
         except RemoteError as e:
             raise RemoteError(
-                f"SSH stopped working after the firewall change ({e}); the host restores its "
-                f"previous rules by itself within {secs}s: fix the rules, then re-run") from None
-        markers = " ".join(guard_marker(p.step, self.guard_token) for p in guarded)
-        remote.run(f"rm -f {markers}", what="confirming the firewall change", timeout=15)
+                f"SSH stopped working after the {names} change ({e}); the host restores its "
+                f"previous state by itself within {secs}s: fix the cause, then re-run") \
+                from None
+        markers = tuple(guard_marker(p.step, self.guard_token) for p in guarded)
+        if now:
+            remote.run("rm -f " + " ".join(shlex.quote(m) for m in markers), timeout=15,
+                       what=f"confirming the {names} change")
+            return ()
+        return markers
 
     def _confirm_pending(self, role: str, markers: list[str]) -> None:
         """Guards a run left armed when it died before confirming them (we hold the lock:
@@ -347,7 +401,9 @@ class Run:
             if all(self.reports[r].error is None for r in ROLES):
                 if not self.teardown:
                     self._join()
-                self._both(self._configure)
+                self._both(self._plan_configure)
+                if all(self.reports[r].error is None for r in ROLES):
+                    self._both(self._configure)
                 changed = any(s.status == "changed" for r in ROLES
                               for s in self.reports[r].steps)
                 if not self.dry_run and all(self.reports[r].error is None for r in ROLES):

@@ -68,6 +68,7 @@ class HostFacts:
     rules: list = field(default_factory=list)  # ip -j rule
     table_routes: list = field(default_factory=list)  # ip -j route show table T
     main_default: list = field(default_factory=list)  # ip -j route show default (main)
+    main_routes: list = field(default_factory=list)  # ip -j route show table main
     uplink: dict = field(default_factory=dict)  # ip -j route get 198.51.100.255-ish target
     ip_forward: str = ""
     nft_table: str | None = None  # `nft -st list table inet tunnelops` (no set elements)
@@ -112,17 +113,24 @@ class HostFacts:
 
 
 def _redacting_cat(path: str, keyfile: str) -> str:
-    """Shell that prints PATH with its PrivateKey line replaced by a placeholder. Only shell
-    builtins see the key (read, case, printf): it is never on a command line."""
+    """Shell that prints PATH with its private key replaced by a placeholder, on any line the
+    tools accept (wg's keys are case-insensitive, whitespace around them ignored), and the
+    host's own key replaced wherever else it appears (a comment, a copy). Only shell builtins
+    see the key (read, case, printf): it is never on a command line."""
     p, k = shlex.quote(path), shlex.quote(keyfile)
+    sp = "[![:space:]]"
     return (
         f"k=; [ -r {k} ] && read -r k < {k}; "
-        "while IFS= read -r l || [ -n \"$l\" ]; do case $l in "
-        "PrivateKey*) v=${l#*=}; v=${v# }; "
-        f"if [ -n \"$k\" ] && [ \"$v\" = \"$k\" ]; then "
+        "while IFS= read -r l || [ -n \"$l\" ]; do "
+        f"t=${{l#\"${{l%%{sp}*}}\"}}; case $t in "
+        "[Pp][Rr][Ii][Vv][Aa][Tt][Ee][Kk][Ee][Yy]*) "
+        f"v=${{t#*=}}; v=${{v#\"${{v%%{sp}*}}\"}}; v=${{v%\"${{v##*{sp}}}\"}}; "
+        "if [ -n \"$k\" ] && [ \"$v\" = \"$k\" ]; then "
         f"printf '%s\\n' 'PrivateKey = {PRIVATE_KEY_PLACEHOLDER}'; "
         f"else printf '%s\\n' 'PrivateKey = {FOREIGN_KEY}'; fi;; "
-        f"*) printf '%s\\n' \"$l\";; esac; done < {p}"
+        "*) if [ -n \"$k\" ]; then case $l in *\"$k\"*) "
+        f"l=\"${{l%%\"$k\"*}}{PRIVATE_KEY_PLACEHOLDER}${{l#*\"$k\"}}\";; esac; fi; "
+        f"printf '%s\\n' \"$l\";; esac; done < {p}"
     )
 
 
@@ -154,11 +162,14 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
             f"( {cat} ) | base64 | tr -d '\\n'; fi")
     lines += [
         f"m wg; wg show {iface} dump 2>/dev/null | awk -F'\\t' 'NR==1{{$1=\"-\"}}1' OFS='\\t'",
-        f"m wg_link; ip -j link show {iface} 2>/dev/null",
+        # -d: the link's kind (wireguard, or tun for wireguard-go); BusyBox ip has no -j
+        f"m wg_link; ip -d -j link show {iface} 2>/dev/null || {{ ip link show {iface} "
+        f">/dev/null 2>&1 && echo '[{{\"ifname\": \"?\"}}]'; }}",
         "m addrs; ip -4 -j addr 2>/dev/null",
         "m rules; ip -4 -j rule 2>/dev/null",
         f"m table_routes; ip -4 -j route show table {int(route_table)} 2>/dev/null",
         "m main_default; ip -4 -j route show default 2>/dev/null",
+        "m main_routes; ip -4 -j route show table main 2>/dev/null",
         # BusyBox ip (a fresh Alpine) has no -j: its plain line is parsed instead
         f"m uplink; ip -4 -j route get {q(uplink_probe)} 2>/dev/null"
         f" || ip -4 route get {q(uplink_probe)} 2>/dev/null",
@@ -287,6 +298,7 @@ def parse(output: str) -> HostFacts:
         addrs=_json(s.get("addrs", ""), []), rules=_json(s.get("rules", ""), []),
         table_routes=_json(s.get("table_routes", ""), []),
         main_default=_json(s.get("main_default", ""), []),
+        main_routes=_json(s.get("main_routes", ""), []),
         uplink=(_json(s.get("uplink", ""), []) or [_route_text(s.get("uplink", ""))])[0],
         ip_forward=s.get("ip_forward", "").strip(),
         nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,

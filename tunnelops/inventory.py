@@ -38,7 +38,7 @@ from tunnelops.model import (
 
 EXAMPLE_NAME = "example.toml"
 
-# table -> key -> kind. Kinds: str, int, str_list, str_table.
+# table -> key -> kind. Kinds: str, int, bool, str_list, str_table.
 SCHEMA: dict[str, dict[str, str]] = {
     "site": {"name": "str", "ssh_config": "str", "known_hosts": "str", "whoami_url": "str"},
     "vps": {"host": "str", "public_ip": "str", "wan_interface": "str"},
@@ -62,6 +62,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "env": "str_table",
         "volumes": "str_list",
         "command": "str_list",
+        "allow_system_user": "bool",
     },
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -74,6 +75,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 _EXAMPLES = {
     "str": '"text"',
     "int": "51821",
+    "bool": "true",
     "str_list": '["12345/udp"]',
     "str_table": '{ KEY = "value" }',
 }
@@ -260,7 +262,7 @@ class _Reader:
         tunnel_t = self.table(data, "tunnel")
 
         try:
-            tunnel = Tunnel(**tunnel_t)
+            tunnel = Tunnel.from_values(**tunnel_t)
         except ModelError as err:
             raise self.model_error(err, "tunnel") from None
         try:
@@ -298,6 +300,7 @@ class _Reader:
                     env=tuple(svc_t.get("env", {}).items()),
                     volumes=tuple(svc_t.get("volumes", ())),
                     command=tuple(svc_t.get("command", ())),
+                    allow_system_user=svc_t.get("allow_system_user", False),
                 ))
             except ModelError as err:
                 raise self.model_error(err, "services", index, raw_ports) from None
@@ -325,6 +328,7 @@ class _Reader:
 _KIND_NAMES = {
     "str": "a string",
     "int": "an integer",
+    "bool": "true or false",
     "str_list": "an array of strings",
     "str_table": "a table of strings",
 }
@@ -335,6 +339,8 @@ def _has_kind(value: object, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "int":
         return type(value) is int
+    if kind == "bool":
+        return type(value) is bool
     if kind == "str_list":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
@@ -486,6 +492,9 @@ def _update_service(table: Any, svc: Service) -> None:
                 table[key] = values
         elif values:
             table[key] = values
+    if (svc.allow_system_user or "allow_system_user" in table) \
+            and _unwrap(table.get("allow_system_user")) != svc.allow_system_user:
+        table["allow_system_user"] = svc.allow_system_user
 
 
 def _new_service_table(svc: Service) -> Any:
@@ -681,6 +690,6 @@ def new_site(name: str, vps: str | HostRef, home: str | HostRef, **overrides: An
         name=name,
         vps=VpsSpec(host=vps, **groups["vps"]),  # type: ignore[arg-type]
         home=HomeSpec(host=home, **groups["home"]),  # type: ignore[arg-type]
-        tunnel=Tunnel(**groups["tunnel"]),
+        tunnel=Tunnel.from_values(**groups["tunnel"]),
         **groups["site"],
     )

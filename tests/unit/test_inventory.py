@@ -122,7 +122,7 @@ def test_bad_file_stem_without_site_name() -> None:
         # unknown key in the second [[services]]
         ('user = "www"', 'user = "www"\nport = 1',
          "inventory/lab.toml:27: [services] unknown key 'port': use one of name, image, user, "
-         "ports, env, volumes, command"),
+         "ports, env, volumes, command, allow_system_user"),
         # duplicate service name: the second one's name line
         ('name = "web"', 'name = "game"',
          "inventory/lab.toml:24: [services] 'name': service name 'game' is used twice: give "

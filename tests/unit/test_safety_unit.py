@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,8 +43,8 @@ from tunnelops.inventory import InventoryError
 from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
 from tunnelops.remote import RemoteError, Result, _HostKeyPolicy
 from tunnelops.render import podman as podman_render
-from tunnelops.steps import home, vps
-from tunnelops.steps.context import Ctx
+from tunnelops.steps import home, safety, vps
+from tunnelops.steps.context import Ctx, PlanError
 
 SETTINGS = settings(max_examples=1000, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -161,22 +162,29 @@ def test_apply_script_holds_the_apply_lock_while_it_runs_and_not_beyond(
 class ScriptedRemote:
     """Stands in for a host's Remote in engine unit tests: answers `run` with canned output."""
 
-    def __init__(self, dest: str, result: Result) -> None:
-        self.dest, self.result = dest, result
+    def __init__(self, dest: str, result: Result, later: Result | None = None) -> None:
+        self.dest, self.result, self.later = dest, result, later
         self.sent: list[str] = []
         self.probes = 0
 
     def run(self, script: str, **_: object) -> Result:
+        """The first script gets `result`; later ones `later`, or every step ok."""
         self.sent.append(script)
-        return self.result if len(self.sent) == 1 else Result("", "", 0)
+        if len(self.sent) == 1:
+            return self.result
+        if self.later is not None:
+            return self.later
+        steps = re.findall(r"then r (\S+) ok;", script)
+        return Result("".join(f"\n{facts.MARK} step {s} ok\n" for s in steps), "", 0)
 
     def probe_new_connection(self) -> None:
         self.probes += 1
 
 
-def applied(outcomes: list[tuple[str, str]], exit_status: int) -> tuple[Run, ScriptedRemote]:
+def applied(outcomes: list[tuple[str, str]], exit_status: int,
+            later: Result | None = None) -> tuple[Run, ScriptedRemote]:
     out = "".join(f"\n{facts.MARK} step {s} {status}\n" for s, status in outcomes)
-    remote = ScriptedRemote("vps.example", Result(out, "", exit_status))
+    remote = ScriptedRemote("vps.example", Result(out, "", exit_status), later)
     site = generate.SITE
     run = Run(site, remotes={"vps": remote, "home": ScriptedRemote("home", Result("", "", 0))},
               guard_seconds=7)  # type: ignore[dict-item]
@@ -191,17 +199,20 @@ def applied(outcomes: list[tuple[str, str]], exit_status: int) -> tuple[Run, Scr
 def test_a_script_killed_after_its_steps_is_a_failure_not_a_success() -> None:
     run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "ok")], -1)
     rep = run.reports["vps"]
-    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
-                         "was killed after step services: re-run (every step is idempotent)")
+    # the first segment (up to the guarded firewall) is one script; services is the next
+    assert rep.error == ("vps.example: the script applying forwarding, firewall "
+                         "was killed after step firewall: re-run (every step is idempotent)")
     # what it did apply is confirmed, not left to its watchdog to undo behind a re-run
     assert remote.probes == 1
     assert remote.sent[1] == f"rm -f {changes.guard_marker('firewall', run.guard_token)}"
+    assert [(s.step, s.status, s.notes) for s in rep.steps][2] == (
+        "services", "failed", ["not run: an earlier step failed"])
 
 
 def test_a_script_killed_between_steps_says_where() -> None:
     run, remote = applied([("forwarding", "ok")], -1)
     rep = run.reports["vps"]
-    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
+    assert rep.error == ("vps.example: the script applying forwarding, firewall "
                          "was killed after step forwarding: re-run (every step is idempotent)")
     assert [(s.step, s.status) for s in rep.steps] == [
         ("forwarding", "changed"), ("firewall", "failed"), ("services", "failed")]
@@ -209,11 +220,31 @@ def test_a_script_killed_between_steps_says_where() -> None:
     assert remote.probes == 0 and len(remote.sent) == 1  # nothing to confirm
 
 
+def test_a_slow_step_after_a_guarded_one_runs_only_once_ssh_is_proven() -> None:
+    """VM fault 1: the guard is proven, and its marker removed, before the next segment
+    runs: never after unrelated slow steps."""
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0)
+    assert run.reports["vps"].error is None
+    assert len(remote.sent) == 2 and remote.probes == 1
+    marker = changes.guard_marker("firewall", run.guard_token)
+    assert "r services ok" not in remote.sent[0] and "r firewall ok" in remote.sent[0]
+    # the next script starts by confirming: then services
+    second = remote.sent[1]
+    assert second.index(f"rm -f {marker}") < second.index("r services ok")
+
+
 def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
-    run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "failed")],
-                          1)
-    assert run.reports["vps"].error == "vps.example: step services failed: exit status 1"
-    assert remote.probes == 1 and remote.sent[1].startswith("rm -f ")
+    run, remote = applied([("forwarding", "ok"), ("firewall", "failed")], 1)
+    assert run.reports["vps"].error == ("vps.example: step firewall failed: exit status 1; "
+                                        "the host puts back its previous state within 7s")
+    assert remote.probes == 0 and len(remote.sent) == 1  # a failed guarded step: restored
+    # a step after it fails: the firewall applied before it was proven and stays
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0,
+                          later=Result(f"\n{facts.MARK} step services failed\n", "boom\n", 1))
+    assert run.reports["vps"].error == "vps.example: step services failed: boom"
+    marker = changes.guard_marker("firewall", run.guard_token)
+    assert remote.probes == 1 and remote.sent[1].startswith("umask 077\n") \
+        and f"\nrm -f {marker}\n" in remote.sent[1]
 
 
 def recorded(name: str) -> facts.HostFacts:
@@ -256,13 +287,14 @@ HOSTILE = ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "'\"; touch pwne
 def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
     """The exact shell the engine sends (as_user's runuser + sh -c, then podman's argv),
     run here with stand-ins for runuser and podman that record what podman received."""
-    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root",
+    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "gamer",
                   env=tuple((f"K{i}", v) for i, v in enumerate(HOSTILE)),
                   volumes=("/srv/a;b $(c):/data:ro",), command=("/bin/sh", *HOSTILE))
     site = dataclasses.replace(generate.SITE, services=(svc,))
     f = facts.HostFacts(pid1="catatonit", commands=frozenset({"podman", "slirp4netns"}),
-                        users={"root": {"uid": "0", "home": str(tmp_path), "runtime": "yes",
-                                        "version": "4.3.1", "containers": []}})
+                        users={"gamer": {"uid": "1000", "home": str(tmp_path),
+                                         "runtime": "yes", "version": "4.3.1",
+                                         "containers": []}})
     plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
                               vps_public_ip=generate.VPS_IP))
     change = next(c for p in plan if p.step == "service:game" for c in p.changes
@@ -282,6 +314,44 @@ def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
     spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
     assert calls[-1] == podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert not list(tmp_path.rglob("pwned"))
+
+
+@pytest.mark.parametrize("image", ["--volume=/:/host", "--privileged", "-v", "-", "a b",
+                                   "x:", "x:-tag", "docker.io/x/y;id", "$(id)", ""])
+def test_an_image_must_be_an_image_reference(image: str) -> None:
+    """`image = "--volume=/:/host"` was read by podman as an option: the container ran with
+    the host's / mounted (issue 16)."""
+    with pytest.raises(ModelError) as err:
+        Service("game", image, generate.SITE.services[0].ports, "gamer")
+    assert str(err.value).startswith(f"image {image!r} of service 'game' is not an image "
+                                     "reference")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("image", ["nginx", "localhost/tunnelops-echo:latest",
+                                   "registry.example.com:5000/team/game_server-2:v1.2.3",
+                                   "ghcr.io/x/y@sha256:" + "ab" * 32, "[::1]:5000/x:1"])
+def test_real_image_references_are_accepted(image: str) -> None:
+    assert Service("game", image, generate.SITE.services[0].ports, "gamer").image == image
+
+
+def test_command_after_the_image_is_never_a_podman_option() -> None:
+    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "gamer",
+                  command=("--privileged", "-v", "/:/host"))
+    args = podman_render.run_args(svc, generate.SITE.tunnel, "pasta", "0" * 16)
+    assert args[-5:] == ["--", "docker.io/x/y:1", "--privileged", "-v", "/:/host"]
+
+
+def test_a_rootless_service_never_runs_as_root_or_a_system_account() -> None:
+    with pytest.raises(ModelError, match="user 'root' of service 'game': a rootless service"):
+        Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root")
+    f = facts.parse(generate.load("fedora-home-converged"))
+    f.users["gamer"]["uid"] = "2"  # e.g. user = "daemon"
+    with pytest.raises(PlanError, match=r"user 'gamer' \(uid 2\) of service 'game' is a system "
+                                        r"account: .* allow_system_user = true"):
+        safety.check(Ctx(generate.SITE, "home", f))
+    allowed = dataclasses.replace(generate.SITE.services[0], allow_system_user=True)
+    safety.check(Ctx(dataclasses.replace(generate.SITE, services=(allowed,)), "home", f))
 
 
 @pytest.mark.parametrize("field", ["env", "command", "volumes"])

@@ -77,7 +77,8 @@ def run_args(svc: Service, t: Tunnel, network_kind: str, spec: str) -> list[str]
         args += ["-e", f"{key}={value}"]
     for volume in svc.volumes:
         args += ["-v", volume]
-    return [*args, "--restart", "unless-stopped", svc.image, *svc.command]
+    # `--`: nothing from the inventory after it is ever read as a podman option
+    return [*args, "--restart", "unless-stopped", "--", svc.image, *svc.command]
 
 
 def _unit_value(value: str) -> str:

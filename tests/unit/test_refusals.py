@@ -1,0 +1,93 @@
+"""What the plan refuses before any change, from recorded facts (issue 16): a tunnel that
+would replace something of the user's, or swallow the route back to the laptop."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+
+import pytest
+
+from tests.unit.facts import generate
+from tests.unit.facts.generate import SITE
+from tunnelops import facts
+from tunnelops.facts import FileFact, HostFacts
+from tunnelops.model import Tunnel
+from tunnelops.steps import safety
+from tunnelops.steps.context import Ctx, PlanError
+
+
+def recorded(name: str) -> HostFacts:
+    return facts.parse(generate.load(name))
+
+
+def ctx(f: HostFacts, **tunnel: object) -> Ctx:
+    site = dataclasses.replace(SITE, tunnel=Tunnel.from_values(**tunnel)) if tunnel else SITE
+    return Ctx(site, "home", f)
+
+
+@pytest.mark.parametrize("name", sorted(generate.HOSTS))
+def test_recorded_hosts_pass(name: str) -> None:
+    """The control: fresh and converged hosts (tunnelops's own wg0 included) are fine."""
+    safety.check(ctx(recorded(name)))
+
+
+def test_an_existing_interface_that_is_not_ours_is_refused() -> None:
+    """`interface = "enp1s0"` was accepted and the uplink deleted: now refused."""
+    f = recorded("fedora-home-fresh")
+    f.wg = {"link": {"ifname": "enp1s0", "linkinfo": {"info_kind": "veth"}}}
+    with pytest.raises(PlanError) as e:
+        safety.check(ctx(f, interface="enp1s0"))
+    assert str(e.value) == ("interface enp1s0 already exists and is not tunnelops's (a veth "
+                            "link): set [tunnel] interface to a free name, e.g. wg1")
+
+
+def test_a_wireguard_config_of_the_user_is_never_overwritten() -> None:
+    f = recorded("debian-vps-fresh")
+    f.files["/etc/wireguard/wg0.conf"] = FileFact(
+        "/etc/wireguard/wg0.conf", "600", "root",
+        "[Interface]\nPrivateKey = @TUNNELOPS_OTHER_PRIVATE_KEY@\nListenPort = 51820\n")
+    with pytest.raises(PlanError, match=r"^/etc/wireguard/wg0.conf exists and was not written "
+                                        r"by tunnelops .*: set \[tunnel\] interface to a free "
+                                        r"name, e.g. wg1, or move the file away$"):
+        safety.check(ctx(f))
+    # ours (the marker of every file tunnelops writes) is fine
+    conv = recorded("debian-vps-converged")
+    assert "Managed by tunnelops" in conv.files["/etc/wireguard/wg0.conf"].content
+    safety.check(ctx(conv))
+
+
+def test_a_networkmanager_profile_of_the_user_is_refused() -> None:
+    f = recorded("fedora-home-fresh")
+    f.nm = {**f.nm, "exists": True}
+    with pytest.raises(PlanError, match="a NetworkManager connection wg0 exists and is not "
+                                        "tunnelops's"):
+        safety.check(ctx(f))
+
+
+def test_a_tunnel_subnet_overlapping_the_home_lan_is_refused() -> None:
+    """A home LAN 192.168.1.0/24 (the recorded Fedora's) and a tunnel in it: home's replies
+    to the laptop would follow table 201 into the tunnel."""
+    f = recorded("fedora-home-fresh")
+    with pytest.raises(PlanError) as e:
+        safety.check(ctx(f, subnet="192.168.1.0/24"))
+    assert str(e.value) == (
+        "the tunnel subnet 192.168.1.0/24 overlaps enp1s0 192.168.1.50/24 on this host: "
+        "traffic to it (SSH replies included) would go into the tunnel; set [tunnel] subnet "
+        "to a free range, e.g. subnet = \"10.213.7.0/24\"")
+    # a wider tunnel subnet that contains the LAN, and a route alone, count too
+    with pytest.raises(PlanError, match="overlaps enp1s0"):
+        safety.check(ctx(f, subnet="192.168.0.0/16"))
+    g = copy.deepcopy(f)
+    g.addrs = [a for a in g.addrs if a["ifname"] == "lo"]
+    with pytest.raises(PlanError, match=re.escape("overlaps a route to 192.168.1.0/24 via "
+                                                  "enp1s0")):
+        safety.check(ctx(g, subnet="192.168.1.0/25"))
+    safety.check(ctx(f, subnet="10.213.7.0/24"))  # the suggestion is free
+
+
+def test_a_subnet_alone_brings_its_own_addresses() -> None:
+    t = Tunnel.from_values(subnet="10.213.7.0/24")
+    assert (str(t.vps_address), str(t.home_address)) == ("10.213.7.1", "10.213.7.2")
+    assert Tunnel.from_values() == Tunnel()
