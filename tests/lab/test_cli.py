@@ -29,9 +29,12 @@ import pytest
 
 from tests.conftest import slot
 from tests.lab.labb_site import wait_until
+from tests.lab.test_sudo import PASSWORD as SUDO_PASSWORD
+from tests.lab.test_sudo import pwops  # noqa: F401 - a fixture: a user whose sudo asks
 from tunnelops import cli
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.topology import PODMAN_USER
+from tunnelops.remote import Remote, Transcript
 
 pytestmark = pytest.mark.lab
 
@@ -288,3 +291,26 @@ def kill_all(lab: Lab) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     wait_until("the lab's processes to die", lambda: not lab.running_pids(), 10)
+
+
+def test_stream_through_sudo_with_a_password(lab: Lab, pwops: str) -> None:  # noqa: F811
+    """logs streams through the same sudo prompt handling as every command: the password is
+    asked once, given to sudo's prompt only, and never in the output or the transcript."""
+    t = Transcript()
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return SUDO_PASSWORD
+
+    r = Remote(pwops, ssh_config=str(lab.ssh_config), known_hosts=str(lab.known_hosts),
+               transcript=t, ask_password=ask)
+    out, err = bytearray(), bytearray()
+    try:
+        status = r.stream("id -u; echo to-stderr >&2; exit 3", out.extend, err.extend)
+        again = r.stream("id -un", out.extend, err.extend)
+    finally:
+        r.close()
+    assert (status, again) == (3, 0)
+    assert (bytes(out), bytes(err)) == (b"0\nroot\n", b"to-stderr\n")
+    assert len(asked) == 1 and SUDO_PASSWORD not in t.text()
