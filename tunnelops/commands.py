@@ -5,7 +5,6 @@ calls these."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -43,10 +42,6 @@ class Options:
     console: Console = field(default_factory=Console)
     transcript: Transcript | None = None
     inventory_source: str = ""  # how inventory_dir was chosen, for messages
-
-
-def default_inventory_dir() -> Path:
-    return Path(os.environ.get("TUNNELOPS_INVENTORY", Path.cwd() / "inventory"))
 
 
 def _where(opts: Options) -> str:

@@ -19,9 +19,6 @@ class InventoryDir:
     path: Path
     source: str  # how it was chosen, for messages: "--inventory", "$TUNNELOPS_INVENTORY", ...
 
-    def describe(self) -> str:
-        return f"{self.path} ({self.source})"
-
 
 def has_sites(directory: Path) -> bool:
     """A directory holds site files: *.toml other than the shipped example."""
