@@ -176,8 +176,25 @@ def watchdog(guarded: list[tuple[str, Guard]], token: str) -> str:
     for (_, g), m in reversed(list(zip(guarded, markers, strict=True))):
         # the lock's fd closed for what the restore starts (wireguard-go, ...): a daemon
         # inheriting it would hold the host lock for as long as it lives
-        lines.append(f"if [ -e {m} ]; then rm -f {m}; ( exec 9>&-; {g.restore} ); fi")
+        # taking the marker is atomic (rename): either the laptop's confirmation or this
+        # restore wins, never both (see `confirm_shell`)
+        lines.append(f"if mv -f {m} {m}.undo 2>/dev/null; then ( exec 9>&-; {g.restore} ); "
+                     f"rm -f {m}.undo; fi")
     return "\n".join(lines)
+
+
+RESTORED = "guard-restored"
+
+
+def confirm_shell(markers: tuple[str, ...] | list[str]) -> str:
+    """Shell that keeps the changes guarded by these markers, unless their watchdog already
+    put the host back (the proof of SSH came too late, or worked only because of the
+    restore): then it prints MARK guard-restored and exits 3."""
+    q = shlex.quote
+    take = " && ".join(f"mv -f {q(m)} {q(m + '.kept')} 2>/dev/null" for m in markers)
+    kept = " ".join(q(m + ".kept") for m in markers)
+    return (f"if {take}; then rm -f {kept}; else rm -f {kept}; "
+            f"printf '\\n{MARK} {RESTORED}\\n'; exit 3; fi")
 
 
 @dataclass
@@ -212,7 +229,7 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
         f"r() {{ printf '\\n{MARK} step %s %s\\n' \"$1\" \"$2\"; }}",
     ]
     if confirm:
-        out.append("rm -f " + " ".join(q(m) for m in confirm))
+        out.append(confirm_shell(confirm))
     for d in cleanup_dirs:  # leftovers of an interrupted earlier run
         out.append(f"rm -f {q(d)}/{TMP_PREFIX}* 2>/dev/null")
     # A shared lock held for as long as this shell lives (by a helper, so that nothing the

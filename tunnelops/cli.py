@@ -39,6 +39,8 @@ def _call(fn, *args, **kwargs) -> None:
         raise Exit(f"error: {e}", code=2) from None
     except commands.CommandError as e:
         raise Exit(f"error: {e}", code=1) from None
+    except commands.Interrupted as e:
+        raise Exit(f"{e}", code=130) from None
     if not getattr(report, "ok", report):
         raise Exit(code=1)
 

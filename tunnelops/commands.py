@@ -32,6 +32,10 @@ class CommandError(RuntimeError):
     line naming the host and the fix."""
 
 
+class Interrupted(RuntimeError):
+    """Ctrl-C during a run: one line saying where each host was and how to converge."""
+
+
 @dataclass
 class Options:
     inventory_dir: Path
@@ -97,7 +101,14 @@ def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
                      inventory_path=str(path), **mode)
-        report = engine.execute()
+        try:
+            report = engine.execute()
+        except KeyboardInterrupt:
+            where = "; ".join(f"{labels[r]}: {t}" for r, t in engine.phases.last.items())
+            raise Interrupted(
+                f"interrupted ({where or 'before connecting'}): what was applied stays, a "
+                f"change that could cut SSH puts itself back within {opts.guard_seconds}s "
+                "unless proven; re-run the same command to converge") from None
     _name_commands(report)
     ui.show(opts.console, report)
     if opts.dry_run:
@@ -113,9 +124,10 @@ def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
     path, site = resolve_site(opts, vps, home)
     report = run(site, path, opts)
     if not opts.dry_run and report.discovered:
-        if not path.exists():
-            inventory.save(path, site)
-            opts.console.print(f"recorded the site in {path}")
+        with inventory.locked(path):
+            if not path.exists():
+                inventory.save(path, site)
+                opts.console.print(f"recorded the site in {path}")
         inventory.update_discovered(path, report.discovered["public_ip"],
                                     report.discovered["wan_interface"] or None)
     return report
@@ -129,29 +141,42 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
     """add-port / remove-port: record it in the inventory, then converge both hosts, which
     touches exactly what the port needs (the VPS's forwarding of it: one element of a port set
     with nftables; home firewall; the container's port mapping). Bad input fails here, before
-    any SSH connection."""
+    any SSH connection. The file is changed under its lock, against what it says at that
+    moment: two commands at once both land (the second run then waits for the host lock)."""
     try:
         spec = PortSpec.parse(spec_text)
     except ModelError as e:
         raise UsageError(str(e)) from None
     path, site = resolve_site(opts)
-    try:
-        if add:
-            new = site if _has_port(site, spec, service) else site.with_port_added(spec, service)
-        else:
-            new = site.with_port_removed(spec, service) if _has_port(site, spec, service) \
-                else site
+    noop: list[bool] = []
+
+    def change(current: Site) -> Site:
+        current = with_ssh_port(current, path)
+        try:
             if service is not None:
-                site.service(service)  # an unknown service is an error even when idle
-    except ModelError as e:
-        raise UsageError(str(e)) from None
-    if new is site:
+                current.service(service)  # an unknown service is an error even when idle
+            if _has_port(current, spec, service) == add:
+                noop.append(True)
+                return current
+            return (current.with_port_added(spec, service) if add
+                    else current.with_port_removed(spec, service))
+        except ModelError as e:
+            raise UsageError(str(e)) from None
+
+    new = change(site) if opts.dry_run else with_ssh_port(inventory.update(path, change), path)
+    verb = "added" if add else "removed"
+    if noop:
         opts.console.print(f"{spec} is {'already' if add else 'not'} in {path.name}: "
                            "converging the hosts only")
     elif not opts.dry_run:
-        inventory.save(path, new)
-        opts.console.print(f"{'added' if add else 'removed'} {spec} in {path}")
-    return run(new, path, opts)
+        opts.console.print(f"{verb} {spec} in {path}")
+    report = run(new, path, opts)
+    if not report.ok and not opts.dry_run and not noop:
+        # the file says what the hosts must become; any later run finishes it
+        undo = prog.cmd(f"{'remove' if add else 'add'}-port {spec}")
+        opts.console.print(f"{spec} is {verb} in {path.name}, but not on every host yet: "
+                           f"re-run {prog.cmd('bootstrap')} to finish (or undo it with {undo})")
+    return report
 
 
 def teardown(opts: Options, purge_keys: bool = False, remove_users: bool = False,

@@ -26,8 +26,10 @@ from tunnelops import facts as facts_mod
 from tunnelops import prog
 from tunnelops.changes import (
     GUARD_DIR,
+    RESTORED,
     StepPlan,
     apply_script,
+    confirm_shell,
     guard_marker,
     segments,
     step_outcomes,
@@ -51,6 +53,18 @@ class Ui:
     """What the engine tells whoever watches. The default says nothing."""
 
     def phase(self, role: str, text: str) -> None: ...
+
+
+class _Phases(Ui):
+    """Remembers each host's last phase (for Ctrl-C's message), then tells the real Ui."""
+
+    def __init__(self, ui: Ui) -> None:
+        self.ui = ui
+        self.last: dict[str, str] = {}
+
+    def phase(self, role: str, text: str) -> None:
+        self.last[role] = text
+        self.ui.phase(role, text)
 
 
 @dataclass
@@ -117,7 +131,8 @@ class Run:
                  ask_password: Callable[[str], str] | None = None,
                  remotes: dict[str, Remote] | None = None, teardown: bool = False,
                  teardown_opts: teardown_steps.Options | None = None) -> None:
-        self.site, self.dry_run, self.ui = site, dry_run, ui or Ui()
+        self.site, self.dry_run = site, dry_run
+        self.ui = self.phases = _Phases(ui or Ui())
         self.teardown = teardown
         self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
@@ -135,12 +150,20 @@ class Run:
 
     # ------------------------------------------------------------------ helpers
     def _both(self, fn: Callable[[str], None], roles: tuple[str, ...] = ROLES) -> None:
-        """Run fn(role) for each live host in parallel; a failure stops only that host."""
+        """Run fn(role) for each live host in parallel; a failure stops only that host.
+        Ctrl-C stops waiting at once: the connections are closed under the threads."""
         live = [r for r in roles if self.reports[r].error is None]
-        with ThreadPoolExecutor(len(ROLES)) as pool:
+        pool = ThreadPoolExecutor(len(ROLES))
+        try:
             futures = {r: pool.submit(self._guarded, fn, r) for r in live}
             for f in futures.values():
                 f.result()
+        except KeyboardInterrupt:
+            for remote in self.remotes.values():
+                remote.close()
+            raise
+        finally:
+            pool.shutdown(wait=False)
 
     def _guarded(self, fn: Callable[[str], None], role: str) -> None:
         try:
@@ -179,7 +202,7 @@ class Run:
         remote.acquire_lock(token=self.guard_token)
         self.ui.phase(role, "gathering facts")
         f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
-                               "grep '^guard\\.'\n")
+                               "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n")
         if f.lines("guards") and not self.dry_run:
             self._confirm_pending(role, f.lines("guards"))
         self.reports[role].facts = f
@@ -225,14 +248,14 @@ class Run:
         parts = segments(plans)
         if self.dry_run or not parts:
             return
-        confirm: tuple[str, ...] = ()  # markers proven by the previous segment
+        confirm: list[StepPlan] = []  # guarded steps the previous segment proved
         out = ""
         for i, seg in enumerate(parts):
             last = i == len(parts) - 1
             try:
                 out = self._apply_segment(role, seg, confirm, tail if last else "")
                 guarded = [p for p in seg if p.guard]
-                confirm = self._confirm_guards(role, guarded, now=last) if guarded else ()
+                confirm = self._confirm_guards(role, guarded, now=last) if guarded else []
             except (_HostFailed, RemoteError) as e:
                 later = {p.step for rest in parts[i + 1:] for p in rest}
                 why = ("an earlier step failed" if isinstance(e, _HostFailed)
@@ -249,10 +272,11 @@ class Run:
             ctx.facts.key_exists = True
             ctx.facts.commands = frozenset(sec.get("commands", "").split())
 
-    def _apply_segment(self, role: str, pending: list[StepPlan], confirm: tuple[str, ...],
+    def _apply_segment(self, role: str, pending: list[StepPlan], confirm: list[StepPlan],
                        tail: str) -> str:
-        """One script: these steps, after removing the markers the previous segment proved.
-        Returns its output; raises _HostFailed (step results say why) when it failed."""
+        """One script: these steps, after keeping what the previous segment proved (its
+        guards' markers taken). Returns its output; raises _HostFailed (step results say
+        why) when it failed."""
         rep, remote = self.reports[role], self.remotes[role]
         names = ", ".join(p.step for p in pending)
         self.ui.phase(role, "applying " + names)
@@ -261,8 +285,15 @@ class Run:
         points = dict(x.split(":", 1) for x in
                       os.environ.get("TUNNELOPS_INTERRUPT", "").split(",") if ":" in x)
         script = apply_script(pending, cleanup_dirs=CLEANUP_DIRS, interrupt=points.get(role),
-                              guard_token=self.guard_token, confirm=confirm)
+                              guard_token=self.guard_token, confirm=self._markers(confirm))
         res = remote.run(script + tail + "\n", what="applying " + names)
+        if confirm and f"{MARK} {RESTORED}" in res.stdout:
+            rep.error = self._restored(role, confirm)
+            for p in pending:
+                result = next(s for s in reversed(rep.steps) if s.step == p.step)
+                result.status = "failed"
+                result.notes.append("not run: the host put back the change before it")
+            raise _HostFailed
         outcomes = step_outcomes(res.stdout)
         # No step failed, yet the script did not end well: it was killed (or the host went
         # down) mid-way, or after its last step, before the rest of its output (the tail).
@@ -300,10 +331,20 @@ class Run:
             raise _HostFailed
         return res.stdout
 
+    def _markers(self, guarded: list[StepPlan]) -> tuple[str, ...]:
+        return tuple(guard_marker(p.step, self.guard_token) for p in guarded)
+
+    def _restored(self, role: str, guarded: list[StepPlan]) -> str:
+        names = ", ".join(p.step for p in guarded)
+        return (f"{self.reports[role].dest}: SSH did not keep working after the {names} "
+                "change: the host put its previous state back by itself; fix the cause, "
+                "then re-run")
+
     def _confirm_guards(self, role: str, guarded: list[StepPlan], *,
-                        now: bool) -> tuple[str, ...]:
-        """Prove new SSH connections still get through; then disarm the host's watchdogs
-        (`now`), or return their markers for the next segment's script to remove."""
+                        now: bool) -> list[StepPlan]:
+        """Prove new SSH connections still get through; then keep the changes (their
+        markers taken, unless the watchdog already put the host back: then fail), `now`, or
+        leave that to the next segment's script (the steps are returned for it)."""
         names = ", ".join(p.step for p in guarded)
         self.ui.phase(role, f"checking SSH still works after the {names} change")
         remote = self.remotes[role]
@@ -315,12 +356,13 @@ class Run:
                 f"SSH stopped working after the {names} change ({e}); the host restores its "
                 f"previous state by itself within {secs}s: fix the cause, then re-run") \
                 from None
-        markers = tuple(guard_marker(p.step, self.guard_token) for p in guarded)
         if now:
-            remote.run("rm -f " + " ".join(shlex.quote(m) for m in markers), timeout=15,
-                       what=f"confirming the {names} change")
-            return ()
-        return markers
+            res = remote.run(confirm_shell(self._markers(guarded)), timeout=15,
+                             what=f"confirming the {names} change")
+            if f"{MARK} {RESTORED}" in res.stdout:
+                raise RemoteError(self._restored(role, guarded))
+            return []
+        return guarded
 
     def _confirm_pending(self, role: str, markers: list[str]) -> None:
         """Guards a run left armed when it died before confirming them (we hold the lock:
@@ -333,9 +375,9 @@ class Run:
             raise RemoteError(f"SSH works only for connections made earlier ({e}): a firewall "
                               "change of a run that died blocks it; the host restores its "
                               "previous rules by itself within seconds: re-run then") from None
-        paths = " ".join(shlex.quote(f"{GUARD_DIR}/{m}") for m in markers)
-        self.remotes[role].run(f"rm -f {paths}", timeout=15,
-                               what="confirming the firewall change of a run that died")
+        # we hold the lock: their watchdog cannot be restoring now, so this always keeps them
+        self.remotes[role].run(confirm_shell([f"{GUARD_DIR}/{m}" for m in markers]),
+                               timeout=15, what="confirming the change of a run that died")
 
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""

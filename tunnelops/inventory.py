@@ -9,13 +9,15 @@ survive, and replaces the file atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import re
 import stat
 import tempfile
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -598,24 +600,52 @@ def save(path: str | os.PathLike[str], site: Site) -> None:
     _write_atomic(path, dumps(site, existing, path.stem))
 
 
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """The site file's lock (a sidecar `.NAME.toml.lock`): every read-modify-write of the
+    file by tunnelops happens under it, so two commands never lose each other's changes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def update(path: str | os.PathLike[str], change: Callable[[Site], Site]) -> Site:
+    """Apply `change` to the site as the file says it NOW, and save the result: under the
+    file's lock, and compare-and-swap against anything else writing it meanwhile (an editor):
+    the change is applied again to what the file became. Returns the new site."""
+    path = Path(path)
+    with locked(path):
+        while True:
+            before = path.read_text(encoding="utf-8")
+            new = change(loads(before, str(path), path.stem))
+            text = dumps(new, before, path.stem)
+            if path.read_text(encoding="utf-8") != before:
+                continue  # changed under us by something that does not take the lock
+            if text != before:
+                _write_atomic(path, text)
+            return new
+
+
 def update_discovered(path: str | os.PathLike[str], public_ip: IPv4Address | str | None,
                       wan_interface: str | None) -> Site:
     """Record what bootstrap discovered about the VPS (None: not discovered, keep what the
     file says); rewrites the file only if something changed. Returns the updated site."""
-    site = load(path)
     changes: dict[str, object] = {}
     if public_ip is not None:
         changes["public_ip"] = public_ip
     if wan_interface is not None:
         changes["wan_interface"] = wan_interface
-    try:
-        vps = dataclasses.replace(site.vps, **changes)  # type: ignore[arg-type]
-    except ModelError as err:
-        raise InventoryError(f"{path}: discovered value rejected: {err}") from None
-    new = dataclasses.replace(site, vps=vps)
-    if new != site:
-        save(path, new)
-    return new
+
+    def change(site: Site) -> Site:
+        try:
+            vps = dataclasses.replace(site.vps, **changes)  # type: ignore[arg-type]
+        except ModelError as err:
+            raise InventoryError(f"{path}: discovered value rejected: {err}") from None
+        return dataclasses.replace(site, vps=vps)
+
+    return update(path, change)
 
 
 # --------------------------------------------------------------------------- finding

@@ -41,6 +41,8 @@ from paramiko.ssh_exception import (
 LOCK_PATH = "/run/tunnelops.lock"
 APPLY_LOCK_PATH = LOCK_PATH + ".apply"  # held (shared) by every apply script while it runs
 LOCK_WAIT_S = 5
+KEEPALIVE_S = 5
+LINK_TIMEOUT_S = float(os.environ.get("TUNNELOPS_LINK_TIMEOUT", "15"))
 # sudo -S -p: our own prompt, so we answer only when sudo asks; then a marker once it let us in
 SUDO_PROMPT = "[tunnelops] sudo password:"
 SUDO_OK = "tunnelops-sudo-ok"
@@ -49,6 +51,10 @@ WATCHDOG_WAIT_S = 90  # a restore by a guard's watchdog (firewall-cmd --reload i
 
 class RemoteError(RuntimeError):
     """One line: the host, what failed, and what to do."""
+
+
+class LinkLost(Exception):
+    """The SSH transport died under a command (the kernel or a keepalive gave up)."""
 
 
 @dataclass
@@ -107,6 +113,23 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with open(self.known_hosts, "a") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _tune(sock: object) -> None:
+    """The SSH socket: no Nagle delay on our small request/answer exchanges, and a dead link
+    noticed within seconds (SSH keepalives every KEEPALIVE_S, and the kernel gives up on data
+    not acknowledged within LINK_TIMEOUT_S), instead of minutes of silence."""
+    if not isinstance(sock, socket.socket):  # a ProxyJump channel: its hop's socket counts
+        return
+    opts = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_S), ("TCP_KEEPINTVL", 2),
+                        ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", int(LINK_TIMEOUT_S * 1000))):
+        if hasattr(socket, name):
+            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, opt, value in opts:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(level, opt, value)
 
 
 def ssh_port(dest: str, ssh_config: str | None = None) -> int:
@@ -185,7 +208,8 @@ class Remote:
         self.connects += 1
         transport = self.conn.transport
         assert transport is not None
-        transport.set_keepalive(5)
+        transport.set_keepalive(KEEPALIVE_S)
+        _tune(transport.sock)
         self.is_root = self.conn.user == "root"
 
     def probe_new_connection(self, timeout: float = 5) -> None:
@@ -209,6 +233,10 @@ class Remote:
         if not banner.startswith(b"SSH-"):
             raise RemoteError(f"{self.dest}: a new connection to {host}:{port} got no SSH "
                               "banner")
+
+    def _alive(self) -> bool:
+        t = self.conn.transport
+        return t is not None and t.is_active()
 
     def close(self) -> None:
         if self._lock_chan is not None:
@@ -287,11 +315,20 @@ class Remote:
                     err.write(chan.recv_stderr(65536))
                 elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
                     break
+                elif not self._alive():
+                    raise LinkLost
                 else:
                     if time.monotonic() > deadline:
                         raise TimeoutError
                     select.select([chan], [], [], 0.05)  # wakes on data, EOF or close
             status = chan.recv_exit_status()
+            if status == -1 and not self._alive():  # closed with no exit status: link gone
+                raise LinkLost
+        except LinkLost:
+            raise RemoteError(f"{self.dest}: the SSH connection was lost during {what} (no "
+                              f"answer for {LINK_TIMEOUT_S:.0f}s): check the link, then re-run "
+                              "(every step is idempotent; a change that could cut SSH puts "
+                              "itself back unless proven)") from None
         except TimeoutError:
             chan.close()
             raise RemoteError(f"{self.dest}: {what} did not finish within {timeout:.0f}s: "

@@ -141,11 +141,11 @@ def test_apply_script_layout() -> None:
     assert script.count("setsid") == 1
     dog = changes.watchdog([("firewall", guard)], "")
     assert dog.splitlines()[1] == "sleep 7"  # its clock starts when the script has ended
-    assert dog.splitlines()[-1] == f"if [ -e {marker} ]; then rm -f {marker}; " \
-                                   "( exec 9>&-; RESTORE ); fi"
-    # a segment proving the previous one's guards removes their markers first of all
+    assert dog.splitlines()[-1] == (f"if mv -f {marker} {marker}.undo 2>/dev/null; then "
+                                    f"( exec 9>&-; RESTORE ); rm -f {marker}.undo; fi")
+    # a segment proving the previous one's guards takes their markers first of all
     nxt = apply_script(plans[1:2], confirm=("/run/tunnelops/guard.wireguard.t1",))
-    assert nxt.splitlines()[3] == "rm -f /run/tunnelops/guard.wireguard.t1"
+    assert nxt.splitlines()[3] == changes.confirm_shell(["/run/tunnelops/guard.wireguard.t1"])
 
 
 def test_segments_end_after_each_run_of_guarded_steps() -> None:
@@ -338,6 +338,28 @@ def test_watchdog_never_restores_under_another_live_run(sandbox: Path) -> None:
         info.write_text("pid=1 since=now token=mine2\n")
         run(["sh"], apply_script([_guarded_rules(sandbox)], guard_token="mine2"), sandbox)
         assert _wait_file(sandbox / "restored", 3)
+
+
+def test_confirmation_and_restore_never_both_win(sandbox: Path) -> None:
+    """A proof of SSH that came only because the watchdog had already put the host back (a
+    lock-out that cut our own connection too, until the restore) must not be taken for
+    success: the confirmation finds the marker gone and says so."""
+    res = run(["sh"], apply_script([_guarded_rules(sandbox)], guard_token="t"), sandbox)
+    assert step_outcomes(res.stdout) == {"firewall": "ok"}
+    assert _wait_file(sandbox / "restored", 4)  # the watchdog won
+    marker = guard_marker("firewall", "t")
+    late = subprocess.run(["sh", "-c", changes.confirm_shell([marker])], capture_output=True,
+                          text=True, check=False)
+    assert late.returncode == 3 and f"{facts.MARK} {changes.RESTORED}" in late.stdout
+    # in time: kept, and the watchdog then finds nothing to restore
+    (sandbox / "restored").unlink()
+    res = run(["sh"], apply_script([_guarded_rules(sandbox, seconds=2)], guard_token="u"),
+              sandbox)
+    ok = subprocess.run(["sh", "-c", changes.confirm_shell([guard_marker("firewall", "u")])],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and ok.stdout == ""
+    assert not _wait_file(sandbox / "restored", 3.5)
+    assert (sandbox / "rules").read_text() == "new rules\n"
 
 
 def test_a_guarded_step_that_fails_half_way_is_restored(sandbox: Path) -> None:

@@ -204,7 +204,8 @@ def test_a_script_killed_after_its_steps_is_a_failure_not_a_success() -> None:
                          "was killed after step firewall: re-run (every step is idempotent)")
     # what it did apply is confirmed, not left to its watchdog to undo behind a re-run
     assert remote.probes == 1
-    assert remote.sent[1] == f"rm -f {changes.guard_marker('firewall', run.guard_token)}"
+    assert remote.sent[1] == changes.confirm_shell(
+        [changes.guard_marker("firewall", run.guard_token)])
     assert [(s.step, s.status, s.notes) for s in rep.steps][2] == (
         "services", "failed", ["not run: an earlier step failed"])
 
@@ -230,7 +231,7 @@ def test_a_slow_step_after_a_guarded_one_runs_only_once_ssh_is_proven() -> None:
     assert "r services ok" not in remote.sent[0] and "r firewall ok" in remote.sent[0]
     # the next script starts by confirming: then services
     second = remote.sent[1]
-    assert second.index(f"rm -f {marker}") < second.index("r services ok")
+    assert second.index(changes.confirm_shell([marker])) < second.index("r services ok")
 
 
 def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
@@ -244,7 +245,7 @@ def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
     assert run.reports["vps"].error == "vps.example: step services failed: boom"
     marker = changes.guard_marker("firewall", run.guard_token)
     assert remote.probes == 1 and remote.sent[1].startswith("umask 077\n") \
-        and f"\nrm -f {marker}\n" in remote.sent[1]
+        and f"\n{changes.confirm_shell([marker])}\n" in remote.sent[1]
 
 
 def recorded(name: str) -> facts.HostFacts:
