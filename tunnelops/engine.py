@@ -107,6 +107,16 @@ class RunReport:
         return all(h.error is None and h.count("failed") == 0 for h in self.hosts.values())
 
 
+def service_images(site: Site) -> dict[str, list[str]]:
+    """Each service user and the images of its services (facts read them as that user)."""
+    out: dict[str, list[str]] = {}
+    for s in site.services:
+        out.setdefault(s.user, [])
+        if s.image not in out[s.user]:
+            out[s.user].append(s.image)
+    return dict(sorted(out.items()))
+
+
 class _HostFailed(Exception):
     pass
 
@@ -179,7 +189,7 @@ class Run:
     def _facts_script(self, role: str, probes: str = "") -> str:
         files, secret = managed_files(self.site)
         t = self.site.tunnel
-        users = sorted({s.user for s in self.site.services}) if role == "home" else []
+        users = service_images(self.site) if role == "home" else {}
         return facts_mod.script(
             interface=t.interface, route_table=t.route_table,
             key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
@@ -218,11 +228,16 @@ class Run:
         self._prep[role] = (vps_steps if role == "vps" else home_steps).prepare(ctx)
 
     def _prepare(self, role: str) -> None:
+        """Packages, keys, service users and images: what every later step needs, before
+        anything on either host is configured; then what it changed is read back (same
+        round trip)."""
         ctx = self.ctx[role]
+        users = service_images(self.site) if role == "home" else {}
         self._apply(role, self._prep[role], tail=(
             f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
             f"printf '\\n{MARK} commands\\n'; for c in {' '.join(facts_mod.COMMANDS)}; do "
-            "command -v $c >/dev/null 2>&1 && echo $c; done"))
+            "command -v $c >/dev/null 2>&1 && echo $c; done\n"
+            f"m() {{ printf '\\n{MARK} %s\\n' \"$*\"; }}\n" + facts_mod.user_lines(users)))
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
@@ -271,6 +286,9 @@ class Run:
             ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
             ctx.facts.key_exists = True
             ctx.facts.commands = frozenset(sec.get("commands", "").split())
+            for name, body in sec.items():
+                if name.startswith("user "):
+                    ctx.facts.users[name[5:]] = facts_mod.parse_user(body)
 
     def _apply_segment(self, role: str, pending: list[StepPlan], confirm: list[StepPlan],
                        tail: str) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
@@ -50,6 +51,33 @@ class FileFact:
     content: str
 
 
+@dataclass(frozen=True)
+class Listener:
+    """A socket listening on the host (ss -Hltunp): which process holds which port."""
+
+    proto: str
+    port: int
+    process: str
+    pid: int | None
+
+
+def parse_listening(text: str) -> list[Listener]:
+    """`ss -Hltunp` lines: NETID STATE RECV-Q SEND-Q LOCAL PEER [users:(("name",pid=N,fd=M))]"""
+    out = []
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 5 or cols[0] not in ("tcp", "udp"):
+            continue
+        port = cols[4].rpartition(":")[2]
+        if not port.isdigit():
+            continue
+        proc = next((c for c in cols[6:] if c.startswith("users:")), "")
+        m = re.search(r'\(\("([^"]*)",pid=(\d+)', proc)
+        out.append(Listener(cols[0], int(port), m.group(1) if m else "?",
+                            int(m.group(2)) if m else None))
+    return out
+
+
 @dataclass
 class HostFacts:
     os_id: str = ""
@@ -80,6 +108,7 @@ class HostFacts:
     awall_active: str | None = None
     podman: dict = field(default_factory=dict)  # user -> {"version":..., "containers":[...]}
     users: dict = field(default_factory=dict)  # user -> {"uid":..,"home":..,"linger":bool}
+    listening: list[Listener] = field(default_factory=list)  # ss -Hltunp
     raw: dict[str, str] = field(default_factory=dict)
 
     def lines(self, section: str) -> list[str]:
@@ -135,7 +164,8 @@ def _redacting_cat(path: str, keyfile: str) -> str:
 
 
 def script(*, interface: str, route_table: int, key_path: str, files: Iterable[str],
-           secret_files: Iterable[str] = (), users: Iterable[str] = (),
+           secret_files: Iterable[str] = (),
+           users: Mapping[str, Iterable[str]] | Iterable[str] = (),
            nm_connection: str | None = None, uplink_probe: str = "1.1.1.1") -> str:
     """The one facts command. Sections are `::tunnelops:: NAME` lines; files travel base64."""
     q = shlex.quote
@@ -174,6 +204,8 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         f"m uplink; ip -4 -j route get {q(uplink_probe)} 2>/dev/null"
         f" || ip -4 route get {q(uplink_probe)} 2>/dev/null",
         "m ip_forward; cat /proc/sys/net/ipv4/ip_forward",
+        # who listens where: a service port held by another process fails before any change
+        "m listening; ss -Hltunp 2>/dev/null",
         "m nft_table; command -v nft >/dev/null && nft -st list table inet tunnelops 2>/dev/null",
         "m nft_applied; cat /var/lib/tunnelops/nft.applied 2>/dev/null",
         f"m nft_sets; command -v nft >/dev/null && {{ {NFT_SETS_LIST}; }}",
@@ -198,21 +230,51 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
             ".nmconnection; [ -f \"$f\" ] && grep -E '^\\[wireguard-peer|^(endpoint|"
             "allowed-ips|persistent-keepalive)=' \"$f\"",
         ]
-    for user in users:
+    lines.append(user_lines(users))
+    return "\n".join(lines) + "\n"
+
+
+def user_lines(users: Mapping[str, Iterable[str]] | Iterable[str]) -> str:
+    """Shell for the `user NAME` sections: who the service user is, whether lingering and its
+    runtime dir exist, and (as the user, on its own session bus) Podman's version, the open
+    files it may hold, which of its service images are present, and its tunnelops containers
+    as JSON (last: the parser reads JSON to the end of the section)."""
+    images = users if isinstance(users, Mapping) else dict.fromkeys(users, ())
+    q, out = shlex.quote, []
+    for user, imgs in images.items():
         u = q(user)
-        lines.append(
+        has = "".join(f"podman image exists {q(i)} 2>/dev/null && echo has_image={q(i)}; "
+                      for i in imgs)
+        inner = ("cd; podman version --format \"version={{.Client.Version}}\"; "
+                 f"echo nofile=$(ulimit -Hn); {has}"
+                 "podman ps -a --filter label=tunnelops.service --format json")
+        out.append(
             f"m user {u}; if id {u} >/dev/null 2>&1; then uid=$(id -u {u}); "
             f"echo \"uid=$uid\"; echo \"home=$(getent passwd {u} | cut -d: -f6)\"; "
             f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
             f"echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"; "
             "if command -v podman >/dev/null; then "
             f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd {u} "
-            "| cut -d: -f6) sh -c 'cd; podman version --format \"version={{.Client.Version}}\";"
-            " podman ps -a --filter label=tunnelops.service --format json' 2>/dev/null; fi; "
+            f"| cut -d: -f6) sh -c {q(inner)} 2>/dev/null; fi; "
             # no such user yet: Podman's version still decides the network and Quadlet
             "elif command -v podman >/dev/null; then "
-            "podman --version 2>/dev/null | sed -n 's/^podman version /version=/p'; fi")
-    return "\n".join(lines) + "\n"
+            "podman --version 2>/dev/null | sed -n 's/^podman version /version=/p'; "
+            "echo nofile=$(ulimit -Hn); fi")
+    return "\n".join(out)
+
+
+def parse_user(body: str) -> dict:
+    info: dict = {"containers": [], "images": []}
+    for line in body.splitlines():
+        if line.startswith("[") or line.startswith("{") or info.get("_json"):
+            info["_json"] = info.get("_json", "") + line + "\n"
+        elif line.startswith("has_image="):
+            info["images"].append(line.split("=", 1)[1])
+        elif "=" in line:
+            k, v = line.split("=", 1)
+            info[k] = v
+    info["containers"] = _json(info.pop("_json", ""), [])
+    return info
 
 
 def _sections(output: str) -> dict[str, str]:
@@ -303,6 +365,7 @@ def parse(output: str) -> HostFacts:
         ip_forward=s.get("ip_forward", "").strip(),
         nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,
         nft_sets=port_sets(s.get("nft_sets", "")),
+        listening=parse_listening(s.get("listening", "")),
         raw=s,
     )
     link = _json(s.get("wg_link", ""), [])
@@ -316,16 +379,7 @@ def parse(output: str) -> HostFacts:
             f.files[path] = FileFact(path, mode, owner,
                                      base64.b64decode(body.strip() or b"").decode())
         elif name.startswith("user "):
-            user = name.split(" ", 1)[1]
-            info: dict = {"containers": []}
-            for line in body.splitlines():
-                if line.startswith("[") or line.startswith("{") or info.get("_json"):
-                    info["_json"] = info.get("_json", "") + line + "\n"
-                elif "=" in line:
-                    k, v = line.split("=", 1)
-                    info[k] = v
-            info["containers"] = _json(info.pop("_json", ""), [])
-            f.users[user] = info
+            f.users[name.split(" ", 1)[1]] = parse_user(body)
     f.firewalld = _parse_firewalld(s.get("firewalld", ""))
     if "nm" in s:
         vals = s["nm"].splitlines()

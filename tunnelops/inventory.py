@@ -602,13 +602,17 @@ def save(path: str | os.PathLike[str], site: Site) -> None:
 
 @contextlib.contextmanager
 def locked(path: str | os.PathLike[str]) -> Iterator[None]:
-    """The site file's lock (a sidecar `.NAME.toml.lock`): every read-modify-write of the
-    file by tunnelops happens under it, so two commands never lose each other's changes."""
+    """The inventory's lock (flock on its directory: no file is made, and a site file replaced
+    by rename stays covered): every read-modify-write of a site file by tunnelops happens
+    under it, so two commands never lose each other's changes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def update(path: str | os.PathLike[str], change: Callable[[Site], Site]) -> Site:

@@ -91,3 +91,50 @@ def test_a_subnet_alone_brings_its_own_addresses() -> None:
     t = Tunnel.from_values(subnet="10.213.7.0/24")
     assert (str(t.vps_address), str(t.home_address)) == ("10.213.7.1", "10.213.7.2")
     assert Tunnel.from_values() == Tunnel()
+
+
+SS = ("udp   UNCONN 0      0            0.0.0.0:12345      0.0.0.0:*    "
+      'users:(("{proc}",pid=812,fd=5))\n'
+      "tcp   LISTEN 0      128          0.0.0.0:22         0.0.0.0:*    "
+      'users:(("sshd",pid=90,fd=3))\n')
+
+
+def test_a_service_port_taken_by_another_process_is_refused() -> None:
+    """A port already taken at home left the container `Created` after the VPS forwarded it
+    (issue 13): now refused before any change, naming the process."""
+    f = recorded("fedora-home-fresh")
+    f.listening = facts.parse_listening(SS.format(proc="dnsmasq"))
+    with pytest.raises(PlanError) as e:
+        safety.check(ctx(f))
+    assert str(e.value) == ("port 12345/udp of service 'game' is taken at home by dnsmasq "
+                            "(pid 812): stop it, or give the service another port")
+    # held by the service's own running container's forwarder: fine
+    conv = recorded("fedora-home-converged")
+    conv.listening = facts.parse_listening(SS.format(proc="rootlessport"))
+    safety.check(ctx(conv))
+    conv.users["gamer"]["containers"][0]["State"] = "exited"  # then it is someone else's
+    with pytest.raises(PlanError, match="taken at home by rootlessport"):
+        safety.check(ctx(conv))
+
+
+def test_more_ports_than_rootless_podman_can_hold_are_refused() -> None:
+    """add-port 30000-49999/tcp failed in rootlessport ("too many open files") after the old
+    container was gone: refused before anything changes, with the limit stated."""
+    from tunnelops.model import PortSpec, Site
+    f = recorded("fedora-home-converged")
+    f.users["gamer"]["nofile"] = "20000"
+    big: Site = SITE.with_port_added(PortSpec.parse("30000-49999/tcp"), "game")
+    with pytest.raises(PlanError) as e:
+        safety.check(Ctx(big, "home", f))
+    assert str(e.value) == ("service 'game' publishes 20002 ports: rootless Podman holds an "
+                            "open file per port and user gamer may hold 20000 (ulimit -Hn): "
+                            "publish at most 19744, or raise the user's nofile limit")
+    ok = SITE.with_port_added(PortSpec.parse("30000-39999/tcp"), "game")
+    safety.check(Ctx(ok, "home", f))  # 10002 ports: within the limit
+
+
+def test_ss_lines_parse() -> None:
+    got = facts.parse_listening(SS.format(proc="x") + "garbage\n"
+                                "udp UNCONN 0 0 [::]:51821 [::]:*\n")
+    assert got == [facts.Listener("udp", 12345, "x", 812), facts.Listener("tcp", 22, "sshd", 90),
+                   facts.Listener("udp", 51821, "?", None)]

@@ -32,6 +32,40 @@ def check(ctx: Ctx) -> None:
     _interface(ctx)
     _subnet(ctx)
     _users(ctx)
+    _ports(ctx)
+
+
+# what holds a published port for a rootless container: its port forwarder
+_FORWARDERS = {"rootlessport", "rootlessport-child", "pasta", "pasta.avx2", "slirp4netns",
+               "conmon"}
+OPEN_FILES_MARGIN = 256  # what rootless Podman's forwarder needs beside one file per port
+
+
+def _ports(ctx: Ctx) -> None:
+    """Each service port free at home (or held by the service's own running container), and
+    no more ports than rootless Podman can hold open (one file each, up to the user's hard
+    `nofile`: 30000-49999 failed in rootlessport after the old container was gone)."""
+    f = ctx.facts
+    for svc in ctx.site.services:
+        info = f.users.get(svc.user, {})
+        ours = any(c.get("Labels", {}).get("tunnelops.service") == svc.name
+                   and c.get("State") == "running" for c in info.get("containers", []))
+        for spec in svc.ports:
+            for lst in f.listening:
+                if lst.proto == spec.proto and spec.contains(lst.port) \
+                        and not (ours and lst.process in _FORWARDERS):
+                    who = f"{lst.process} (pid {lst.pid})" if lst.pid else lst.process
+                    raise PlanError(f"port {lst.port}/{lst.proto} of service {svc.name!r} is "
+                                    f"taken at home by {who}: stop it, or give the service "
+                                    "another port")
+        count = sum(p.count for p in svc.ports)
+        limit = info.get("nofile", "")
+        if limit.isdigit() and count > int(limit) - OPEN_FILES_MARGIN:
+            raise PlanError(f"service {svc.name!r} publishes {count} ports: rootless Podman "
+                            f"holds an open file per port and user {svc.user} may hold "
+                            f"{limit} (ulimit -Hn): publish at most "
+                            f"{int(limit) - OPEN_FILES_MARGIN}, or raise the user's nofile "
+                            "limit")
 
 
 def _users(ctx: Ctx) -> None:

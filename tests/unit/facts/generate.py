@@ -506,7 +506,8 @@ def fedora_home_converged() -> Host:
         unit: ("644", "gamer", podman.quadlet_unit(svc, t, kind, spec)),
     }
     users = {"gamer": "uid=1001\nhome=/home/gamer\nlinger=yes\nruntime=yes\n"
-                      f"version={user_info['version']}\n"
+                      f"version={user_info['version']}\nnofile=524288\n"
+                      f"has_image={svc.image}\n"
                       + json.dumps([container], indent=2) + "\n"}
     return Host("home", SITE, s, files, users)
 
