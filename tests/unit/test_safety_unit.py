@@ -312,7 +312,8 @@ def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
                          env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
     assert res.returncode == 0, res.stderr
     calls = [json.loads(line) for line in (tmp_path / "argv").read_text().splitlines()]
-    spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
+    spec = podman_render.spec_hash(svc, site.tunnel,
+                                   podman_render.network_option("slirp4netns", site.tunnel))
     assert calls[-1] == podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert not list(tmp_path.rglob("pwned"))
 
@@ -576,7 +577,8 @@ def test_every_service_value_is_refused_or_reaches_podman_literally(
                          env={**os.environ, "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}"})
     assert res.returncode == 0, res.stderr
     calls = [json.loads(x) for x in (tmp / "argv").read_text().splitlines()]
-    spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
+    spec = podman_render.spec_hash(svc, site.tunnel,
+                                   podman_render.network_option("slirp4netns", site.tunnel))
     argv = podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert calls[-1] == argv
     assert argv[argv.index("--") + 1:] == [image, *command]  # after `--`: never options

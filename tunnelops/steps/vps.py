@@ -85,5 +85,5 @@ def configure(ctx: Ctx) -> list[StepPlan]:
         plans.append(firewalld_vps.plan(ctx, wan, site.services))
     else:
         plans.append(nftables.plan(ctx, nft_render.vps_ruleset(
-            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port)))
+            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port, snat=site.snat)))
     return plans
