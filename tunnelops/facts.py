@@ -251,6 +251,7 @@ def user_lines(users: Mapping[str, Iterable[str]] | Iterable[str]) -> str:
         out.append(
             f"m user {u}; if id {u} >/dev/null 2>&1; then uid=$(id -u {u}); "
             f"echo \"uid=$uid\"; echo \"home=$(getent passwd {u} | cut -d: -f6)\"; "
+            f"echo \"comment=$(getent passwd {u} | cut -d: -f5)\"; "
             f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
             f"echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"; "
             "if command -v podman >/dev/null; then "

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import check_index_free, slot
 from tests.lab.test_safety import run, sh, site_copy, state, state_diff
 from tunnelops import inventory
-from tunnelops.lab import Lab, LabError, Topology
+from tunnelops.lab import Lab, LabError, Topology, image
 from tunnelops.lab.instance import HOSTS
 
 pytestmark = pytest.mark.lab
@@ -108,8 +108,14 @@ def test_a_restart_is_announced_and_the_service_swapped_in_place(lab: Lab) -> No
 def test_teardown_keeps_a_service_users_data_unless_asked(lab: Lab) -> None:
     """A service user that tunnelops created: plain teardown deleted /home/USER with the
     game's data in it, then userdel failed (podman's pause process) on every later teardown."""
+    assert run(lab, "teardown").ok  # gamer's container would hold the ports: refused
     name = with_service(lab, "newuser", user="player")
-    assert run(lab, site=name).ok
+    first = run(lab, site=name)  # makes the user, then cannot pull the lab's local image
+    assert "step images failed" in first.error("home"), first
+    lab.exec("home", ["podman", "import", "-q", *image.import_changes(), "-", image.IMAGE],
+             user="player", input=image.build_tar(lab.root / "cache").read_bytes(), timeout=60)
+    again = run(lab, site=name)
+    assert again.ok, again
     sh(lab, "home", "echo world-save > /home/player/save.dat")
     plain = run(lab, "teardown", site=name)
     assert plain.ok, plain

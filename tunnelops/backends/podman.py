@@ -55,6 +55,9 @@ def _unit_dir(home: str) -> str:
 
 
 PULL_TIMEOUT_S = 600
+# the comment of a user tunnelops made: teardown --remove-users knows it by it even after a
+# plain teardown removed tunnelops's records (the user, with its data, was kept then)
+USER_COMMENT = "tunnelops service user"
 
 
 def plan_users(ctx: Ctx) -> StepPlan:
@@ -66,7 +69,8 @@ def plan_users(ctx: Ctx) -> StepPlan:
         if not info.get("uid"):
             p.changes.append(CommandChange(
                 f"create user {user} for rootless podman",
-                f"useradd -m {u} 2>/dev/null || adduser -D {u}\n"
+                f"useradd -m -c {shlex.quote(USER_COMMENT)} {u} 2>/dev/null || "
+                f"adduser -D -g {shlex.quote(USER_COMMENT)} {u}\n"
                 f"{record_shell(f'user {user}')}\n"
                 f"grep -q '^{user}:' /etc/subuid || usermod --add-subuids 200000-265535 {u}\n"
                 f"grep -q '^{user}:' /etc/subgid || usermod --add-subgids 200000-265535 {u}"))
