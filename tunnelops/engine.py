@@ -186,8 +186,7 @@ class Run:
         ctx = self.ctx[role]
         self._apply(role, self._prep[role], tail=(
             f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
-            f"printf '\\n{MARK} commands\\n'; for c in {' '.join(facts_mod.COMMANDS)}; do "
-            "command -v $c >/dev/null 2>&1 && echo $c; done"))
+            f"printf '\\n{MARK} commands\\n'; {facts_mod.commands_shell()}"))
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:

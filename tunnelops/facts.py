@@ -26,6 +26,15 @@ FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
 COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall-cmd", "podman",
             "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "flock", "ping", "sudo",
             "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
+# Not a command, a capability: iproute2's `ip -j` (BusyBox ip, a fresh Alpine's, has no JSON,
+# and without it the live addresses, MTU, rules and routes cannot be read).
+IP_JSON = "ip-json"
+
+
+def commands_shell() -> str:
+    """Shell listing, one a line, the COMMANDS the host has, then IP_JSON if it can."""
+    return (f"for c in {' '.join(COMMANDS)}; do command -v $c >/dev/null 2>&1 && echo $c; "
+            f"done; ip -j link show lo >/dev/null 2>&1 && echo {IP_JSON}")
 
 # the live elements of tunnelops' service port sets (numeric: ports, never service names)
 NFT_SETS_LIST = (f"for s in {' '.join(SVC_SETS.values())}; do "
@@ -142,8 +151,7 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         "m pid1; cat /proc/1/comm 2>/dev/null",
         "m kernel_wg; if [ -d /sys/module/wireguard ] || modprobe -n -q wireguard 2>/dev/null;"
         " then echo yes; else echo no; fi",
-        "m commands; for c in " + " ".join(COMMANDS) +
-        "; do command -v $c >/dev/null 2>&1 && echo $c; done",
+        "m commands; " + commands_shell(),
         f"m key; [ -s {q(key_path)} ] && echo exists",
         f"m pubkey; cat {q(key_path.removesuffix('.key') + '.pub')} 2>/dev/null",
     ]

@@ -303,7 +303,7 @@ def test_facts_script_runs_here(sandbox: Path) -> None:
     f = facts.parse(res.stdout)
     assert f.uid == os.getuid()
     assert f.os_id and f.pid1
-    assert f.commands <= set(facts.COMMANDS)
+    assert f.commands <= {*facts.COMMANDS, facts.IP_JSON}
     assert f.key_exists and f.public_key == PEER
     assert sorted(f.files) == sorted([str(wgdir / "wg0.conf"), str(plain)])
     wg = f.files[str(wgdir / "wg0.conf")]

@@ -106,9 +106,9 @@ def j(value: object) -> str:
 
 
 def commands(*names: str) -> str:
-    unknown = set(names) - set(facts.COMMANDS)
+    unknown = set(names) - set(facts.COMMANDS) - {facts.IP_JSON}
     assert not unknown, unknown
-    return "".join(f"{c}\n" for c in facts.COMMANDS if c in names)
+    return "".join(f"{c}\n" for c in (*facts.COMMANDS, facts.IP_JSON) if c in names)
 
 
 LIFE = {"valid_life_time": 4294967295, "preferred_life_time": 4294967295}
@@ -375,7 +375,7 @@ def alpine_vps_fresh() -> Host:
 def alpine_vps_converged() -> Host:
     t = SITE.tunnel
     s = base(ALPINE_OS, "init", True, commands(
-        "wg", "wg-quick", "awall", "rc-update", "apk", "ifup", "flock", "ping"))
+        "wg", "wg-quick", "awall", "rc-update", "apk", "ifup", "flock", "ping", facts.IP_JSON))
     ctx = Ctx(SITE, "vps", HostFacts())
     policies = {name: ("enabled", json.loads(text)["description"])
                 for name, text in ((p.rsplit("/", 1)[1].removesuffix(".json"), text)
@@ -400,7 +400,7 @@ def alpine_vps_converged() -> Host:
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", vps_setconf(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
-        "/etc/network/interfaces.d/wg0": ("644", "root", ifupdown.wg_stanza(t, "eth0")),
+        "/etc/network/interfaces.d/wg0": ("644", "root", ifupdown.wg_stanza(t)),
         "/etc/network/interfaces": ("644", "root", ALPINE_INTERFACES
                                     + "source-directory /etc/network/interfaces.d\n"),
         **{p: ("644", "root", text) for p, text in awall_backend.files(
@@ -410,7 +410,7 @@ def alpine_vps_converged() -> Host:
 
 
 FEDORA_CMDS = ("nft", "nmcli", "firewall-cmd", "podman", "systemctl", "dnf", "flock", "ping",
-               "sudo", "pasta", "loginctl", "runuser", "setpriv")
+               "sudo", "pasta", "loginctl", "runuser", "setpriv", facts.IP_JSON)
 FEDORA_PODMAN = "5.2.3"
 FEDORA_LAN = nic(2, "enp1s0", "192.168.1.50", 24, dynamic=True)
 
@@ -503,7 +503,7 @@ def fedora_home_converged() -> Host:
 
 
 DEBIAN_CMDS = ("wireguard-go", "nft", "systemctl", "apt-get", "flock", "ping", "loginctl",
-               "runuser", "setpriv")
+               "runuser", "setpriv", facts.IP_JSON)
 
 
 def debian_vps_fresh() -> Host:
@@ -554,7 +554,7 @@ def private_ip_vps() -> Host:
     """A VPS behind its provider's NAT: its only IPv4 is 10.0.0.5."""
     s = base(UBUNTU_OS, "systemd", True, commands(
         "nft", "systemctl", "apt-get", "flock", "ping", "sudo", "loginctl", "runuser",
-        "setpriv"))
+        "setpriv", facts.IP_JSON))
     s |= {
         "addrs": j([LO, nic(2, "ens3", "10.0.0.5", 24, dynamic=True)]),
         "rules": j(DEFAULT_RULES), "table_routes": MISSING_TABLE,
@@ -569,7 +569,7 @@ def private_ip_vps() -> Host:
 def arch_vps() -> Host:
     s = base(ARCH_OS, "systemd", True, commands("wg", "wg-quick", "nft", "systemctl", "flock",
                                                  "ping", "sudo", "loginctl", "runuser",
-                                                 "setpriv"))
+                                                 "setpriv", facts.IP_JSON))
     s |= {"addrs": j([LO, nic(2, "ens3", "198.51.100.77", 24)]), "rules": j(DEFAULT_RULES),
           "table_routes": MISSING_TABLE,
           "main_default": j([{"dst": "default", "gateway": "198.51.100.1", "dev": "ens3",
