@@ -205,6 +205,9 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
             "if command -v podman >/dev/null; then "
             f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd {u} "
             "| cut -d: -f6) sh -c 'cd; podman version --format \"version={{.Client.Version}}\";"
+            # how each of our containers was created (its --network is not in `ps`)
+            " podman container inspect --format \"create {{.Name}} {{json .Config.CreateCommand}}"
+            "\" $(podman ps -aq --filter label=tunnelops.service) 2>/dev/null;"
             " podman ps -a --filter label=tunnelops.service --format json' 2>/dev/null; fi; "
             # no such user yet: Podman's version still decides the network and Quadlet
             "elif command -v podman >/dev/null; then "
@@ -313,9 +316,12 @@ def parse(output: str) -> HostFacts:
                                      base64.b64decode(body.strip() or b"").decode())
         elif name.startswith("user "):
             user = name.split(" ", 1)[1]
-            info: dict = {"containers": []}
+            info: dict = {"containers": [], "created": {}}
             for line in body.splitlines():
-                if line.startswith("[") or line.startswith("{") or info.get("_json"):
+                if line.startswith("create ") and not info.get("_json"):
+                    _, name, cmd = [*line.split(" ", 2), ""][:3]
+                    info["created"][name] = _json(cmd, None)
+                elif line.startswith("[") or line.startswith("{") or info.get("_json"):
                     info["_json"] = info.get("_json", "") + line + "\n"
                 elif "=" in line:
                     k, v = line.split("=", 1)

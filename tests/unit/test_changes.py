@@ -325,7 +325,7 @@ def test_facts_give_podmans_version_before_the_service_user_exists() -> None:
                          text=True, timeout=10, check=False)
     out = f"\n{facts.MARK} os\nID=fedora\n" + res.stdout
     assert facts.parse(out).users == {"tunnelops-no-such-user": {"version": "5.2.3",
-                                                                 "containers": []}}
+                                                                 "containers": [], "created": {}}}
 
 
 # --------------------------------------------------------------------------- parse
@@ -381,7 +381,8 @@ def test_recorded_facts_parse() -> None:
 
     ff = recorded("fedora-home-fresh")
     assert ff.nm == {"running": True, "exists": False, "values": {}, "peers": ""}
-    assert ff.users["gamer"] == {"version": "5.2.3", "containers": []}  # no such user yet
+    # no such user yet
+    assert ff.users["gamer"] == {"version": "5.2.3", "containers": [], "created": {}}
 
     d = recorded("debian-vps-converged")
     assert (d.family, d.kernel_wireguard, d.has("wireguard-go")) == ("debian", False, True)

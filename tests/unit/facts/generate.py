@@ -496,8 +496,16 @@ def fedora_home_converged() -> Host:
         "/etc/tunnelops/firewalld-ports": ("644", "root", "12345/udp\n12346/tcp\n"),
         unit: ("644", "gamer", podman.quadlet_unit(svc, t, kind, spec)),
     }
+    # what Quadlet's generated ExecStart ran (its --network=VALUE form)
+    created = ["/usr/bin/podman", "run", f"--name={svc.container_name}",
+               f"--cidfile=/run/user/1001/{svc.container_name}.cid", "--replace", "--rm",
+               "--cgroups=split", f"--network={podman.network_option(kind, t)}",
+               "--sdnotify=conmon", "-d", *podman.publish_args(svc, t), "--label",
+               f"{podman.SPEC_LABEL}={spec}", "--label", f"{podman.SERVICE_LABEL}={svc.name}",
+               svc.image]
     users = {"gamer": "uid=1001\nhome=/home/gamer\nlinger=yes\nruntime=yes\n"
                       f"version={user_info['version']}\n"
+                      f"create {svc.container_name} {json.dumps(created)}\n"
                       + json.dumps([container], indent=2) + "\n"}
     return Host("home", SITE, s, files, users)
 
