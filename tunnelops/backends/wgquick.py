@@ -64,8 +64,8 @@ def live_fixes(ctx: Ctx, content: str, file_changed: bool,
                policy_routing: bool) -> list[CommandChange]:
     """A running interface whose settings section is right: bring what is live back to the
     file, each with its own smallest command (the peers and listen port with `wg syncconf`,
-    which keeps the sessions; the MTU with `ip link`; home's rules and table route with
-    `ip rule` / `ip route`)."""
+    which keeps the sessions; an address added by hand and the MTU with `ip`; home's rules
+    and table route with `ip rule` / `ip route`)."""
     f, i = ctx.facts, shlex.quote(ctx.iface)
     out = []
     drift = wglive.peer_drift(content, f.wg)
@@ -75,7 +75,10 @@ def live_fixes(ctx: Ctx, content: str, file_changed: bool,
             f"sync {ctx.iface} peers with its config ({why})",
             f"s=$(mktemp /run/tunnelops-strip.XXXXXX); wg-quick strip {i} > \"$s\" && "
             f"wg syncconf {i} \"$s\"; rc=$?; rm -f \"$s\"; [ $rc = 0 ]"))
-    want = wglive.wanted_mtu(ctx.tunnel, "wg-quick", wglive.uplink_mtu(f))
+    t = ctx.tunnel
+    address = t.vps_address if ctx.role == "vps" else t.home_address
+    out += wglive.address_fixes(f, ctx.iface, f"{address}/{t.prefixlen}")
+    want = wglive.wanted_mtu(t, "wg-quick", wglive.uplink_mtu(f))
     if (why := wglive.mtu_drift(f, ctx.iface, want)) and want is not None:
         out.append(wglive.mtu_fix(ctx.iface, want, why))
     if policy_routing:
