@@ -40,6 +40,12 @@ def commands_shell() -> str:
 NFT_SETS_LIST = (f"for s in {' '.join(SVC_SETS.values())}; do "
                  "nft -n list set inet tunnelops $s 2>/dev/null; done")
 
+# awall's live rules (both families) without counters, and what tunnelops recorded after its
+# last `awall activate` (the same text then): awall itself has no record of what is live
+AWALL_LIVE = ("{ iptables-save; ip6tables-save; } 2>/dev/null | "
+              "sed -e '/^#/d' -e 's/ \\[[0-9]*:[0-9]*\\]$//'")
+AWALL_APPLIED = "/var/lib/tunnelops/awall.applied"
+
 # the NetworkManager properties tunnelops manages, read back with one `nmcli -g`
 # (+ connection.zone: `firewall-cmd --permanent --change-interface` of an interface NM manages
 # sets the profile's zone instead of writing the interface into the zone's file)
@@ -184,6 +190,8 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         "m state_dirs; for d in /etc/tunnelops /var/lib/tunnelops /run/tunnelops; do"
         " [ -e $d ] && echo $d; done",
         "m awall; command -v awall >/dev/null && awall list 2>/dev/null",
+        f"m awall_live; command -v awall >/dev/null && {{ {AWALL_LIVE}; }}",
+        f"m awall_applied; cat {AWALL_APPLIED} 2>/dev/null",
     ]
     if nm_connection:
         props = ",".join(NM_PROPS)

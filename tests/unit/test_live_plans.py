@@ -18,6 +18,7 @@ import pytest
 from tests.unit.facts import generate
 from tests.unit.facts.generate import HOME_PUB, INVENTORY, RANGE_SITE, SITE, VPS_IP, VPS_PUB
 from tunnelops import facts
+from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import ifupdown as ifupdown_backend
 from tunnelops.backends import networkmanager, wglive
 from tunnelops.changes import StepPlan
@@ -370,3 +371,33 @@ def test_peer_drift_reads_the_config_as_wg_syncconf_does() -> None:
     assert wglive.peer_drift(conf, {}) == []  # no interface: the caller brings it up
     live["peers"].append({**peer_, "public_key": HOME_PUB})
     assert wglive.peer_drift(conf, live) == ["peer ZCgYP8TZ… is not in the config"]
+
+
+# ---------------------------------------------------------------------------- awall
+def test_awall_live_rules_flushed_are_activated_again() -> None:
+    """The policy files and the enabled list are right, the live rules are not (`iptables
+    -F`, a reboot without the iptables service...): activate again, under the guard."""
+    def flushed(f: HostFacts) -> None:
+        f.raw["awall_live"] = "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\nCOMMIT"
+
+    fw = next(p for p in alpine(flushed) if p.step == "firewall")
+    assert [c.summary for c in fw.changes] == ["awall activate (the live rules drifted)"]
+    assert fw.changes[0].shell().startswith("awall activate --force\n")
+    assert fw.changes[0].shell().endswith(f"{awall_backend.LIVE} > {awall_backend.APPLIED}")
+    assert fw.guard is not None
+
+
+def test_awall_guard_restores_what_activation_changed_also_for_the_next_boot() -> None:
+    """`awall activate --force` saves the rules to /etc/iptables and /etc/ipset.d for the
+    iptables and ipset services: restoring the live tables alone would bring a lock-out
+    back at the next reboot."""
+    g = awall_backend.guard(20)
+    for d in ("/etc/awall", "/etc/iptables", "/etc/ipset.d"):
+        assert f"cp -a {d} {awall_backend.ROLLBACK}/" in g.snapshot
+    assert "rm -rf /etc/iptables; [ ! -d /var/lib/tunnelops/awall.rollback/iptables ] || " \
+           "cp -a /var/lib/tunnelops/awall.rollback/iptables /etc/iptables" in g.restore
+    assert "rm -rf /etc/ipset.d; [ ! -d /var/lib/tunnelops/awall.rollback/ipset.d ] || " \
+           "cp -a /var/lib/tunnelops/awall.rollback/ipset.d /etc/ipset.d" in g.restore
+    # sets before the rules that use them; the record goes, so the next run re-activates
+    assert g.restore.index("ipset restore") < g.restore.index("iptables-restore")
+    assert g.restore.endswith(f"rm -f {awall_backend.APPLIED}")

@@ -145,7 +145,9 @@ def test_alpine_fresh_vps() -> None:
     assert base["zone"] == {"inet": {"iface": "eth0"}, "vpn": {"iface": "wg0"}}
     assert change(plans, "firewall", "awall enable ssh wireguard game").script == \
         "awall enable ssh wireguard game"
-    assert change(plans, "firewall", "awall activate").script == "awall activate --force"
+    assert change(plans, "firewall", "awall activate").script == (
+        f"awall activate --force\nmkdir -p /var/lib/tunnelops; {awall_backend.LIVE} > "
+        "/var/lib/tunnelops/awall.applied")
     assert fw.guard is not None and fw.guard.seconds == ctx.guard_seconds
     # the kernel firewall is primed before the snapshot, so the rollback restores tables
     assert fw.guard.snapshot.startswith(awall_backend.PRIME + "; ")

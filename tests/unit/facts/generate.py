@@ -372,6 +372,24 @@ def alpine_vps_fresh() -> Host:
     return Host("vps", SITE, s, {"/etc/network/interfaces": ("644", "root", ALPINE_INTERFACES)})
 
 
+# `iptables-save` of an awall-activated VPS, abridged, as the facts print it (no comments,
+# no counters)
+AWALL_RULES = """\
+*filter
+:INPUT DROP
+:FORWARD DROP
+:OUTPUT DROP
+:limit-ssh-0 -
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -i eth0 -p tcp --dport 22 -m tcp --syn -j limit-ssh-0
+-A INPUT -i eth0 -p tcp --dport 22 -j ACCEPT
+-A INPUT -i eth0 -p udp --dport 51821 -j ACCEPT
+-A limit-ssh-0 -m recent --name limit-ssh-0 --rsource --update --hitcount 3 --seconds 20 -j DROP
+-A limit-ssh-0 -m recent --name limit-ssh-0 --rsource --set -j ACCEPT
+COMMIT
+"""
+
+
 def alpine_vps_converged() -> Host:
     t = SITE.tunnel
     s = base(ALPINE_OS, "init", True, commands(
@@ -396,6 +414,8 @@ def alpine_vps_converged() -> Host:
         "orig": "./etc/network/interfaces\n", "created": "dir /etc/wireguard\n",
         "state_dirs": "/var/lib/tunnelops\n/run/tunnelops\n",
         "awall": awall_list(policies),
+        # what the activation recorded, and what is live: the same rules
+        "awall_live": AWALL_RULES, "awall_applied": AWALL_RULES,
     }
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", vps_setconf(t, HOME_PUB)),
