@@ -17,6 +17,7 @@ NetworkManager live path is covered by plan tests and by the VM tier).
 from __future__ import annotations
 
 import io
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,16 +27,21 @@ from rich.console import Console
 
 from tests.conftest import check_index_free, slot
 from tunnelops import commands, inventory, verify
+from tunnelops.backends import firewalld as firewalld_backend
+from tunnelops.changes import CommandChange, StepPlan
 from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.topology import PODMAN_USER
+from tunnelops.model import PortSpec
 from tunnelops.remote import Remote
+from tunnelops.steps.context import Ctx
 from tunnelops.verify import VerifyReport
 
 pytestmark = pytest.mark.lab
 
 TOPO = Topology(*slot("labf", 15))
 CONTAINER = "tunnelops-game"
+GUARD_S = 8  # the dead man's switch of the run that tests it (the product's default is 20)
 
 
 class Env:
@@ -214,3 +220,81 @@ def test_live_fault_is_found_then_repaired_by_one_bootstrap(
     assert {r: h.round_trips for r, h in again.hosts.items()} == {"vps": 2, "home": 2}
     lab_report(f"{fault.name}: verify row {fault.row}, repaired by "
                f"{'; '.join(fixes['home'])}; converged re-run {time.monotonic() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------------- firewalld's guard
+FW_STATE = ("firewall-cmd --list-all-zones; echo '## permanent'; "
+            "firewall-cmd --permanent --list-all-zones; echo '## files'; "
+            "find /etc/firewalld -type f -exec sha256sum {} + | sort")
+
+
+def fw_state(env: Env) -> str:
+    """firewalld's runtime and permanent zones and its files; the values of a zone's lists
+    sorted (a reload lists runtime ports in the permanent file's order)."""
+    lines = []
+    for line in env.sh("home", FW_STATE).splitlines():
+        key, sep, values = line.partition(": ")
+        lines.append(f"{key}{sep}{' '.join(sorted(values.split()))}" if sep and
+                     line.startswith("  ") else line)
+    return "\n".join(lines)
+
+
+def new_ssh_to_home(env: Env) -> bool:
+    try:
+        with socket.create_connection((env.lab.topo.home_lan, 22), timeout=1.5) as s:
+            s.settimeout(1.5)
+            return s.recv(4) == b"SSH-"
+    except OSError:
+        return False
+
+
+def test_firewalld_change_that_locks_ssh_out_at_home_undoes_itself(
+        env: Env, monkeypatch: pytest.MonkeyPatch, lab_report: Callable[[str], None]) -> None:
+    """A real firewalld (home): a firewall step that also takes SSH out of the zone (runtime
+    and permanent) fails the run on the guard's proof, and the host's watchdog puts back
+    firewalld's configuration and its runtime state as they were before the run (its
+    restore is `--reload` of the configuration saved before: runtime-only settings made by
+    hand are firewalld's to lose on a reload; here runtime and permanent agree)."""
+    assert env.restore().ok
+    before = fw_state(env)
+    assert new_ssh_to_home(env)
+    real = firewalld_backend.plan
+
+    def with_lockout(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
+        p = real(ctx, ports, step)
+        p.changes.append(CommandChange(
+            "test: take ssh out of zone public",
+            "firewall-cmd -q --permanent --zone=public --remove-service=ssh; "
+            "firewall-cmd -q --zone=public --remove-service=ssh"))
+        return p
+
+    path, original = env.lab.inventory, env.lab.inventory.read_text()
+    monkeypatch.setattr(firewalld_backend, "plan", with_lockout)
+    inventory.save(path, env.site.with_port_added("12347/udp"))  # a real firewall change
+    try:
+        env.sh("vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+        out = io.StringIO()
+        opts = commands.Options(inventory_dir=env.lab.inventory_dir, site=TOPO.name,
+                                guard_seconds=GUARD_S, console=Console(file=out, width=200))
+        report = commands.bootstrap(opts, None, None)
+        ended = time.monotonic()
+    finally:
+        path.write_text(original)
+        monkeypatch.undo()
+    assert not report.ok
+    assert "SSH stopped working after the firewall change" in (report.hosts["home"].error
+                                                               or ""), out.getvalue()[-2000:]
+    # the control: the change was made, and really shuts new connections out
+    locked = fw_state(env)
+    assert "12347/udp" in locked and not new_ssh_to_home(env)
+    # ... until the host restores it by itself: configuration and runtime as before
+    deadline = time.monotonic() + GUARD_S + 5
+    while fw_state(env) != before and time.monotonic() < deadline:
+        time.sleep(0.3)
+    restored = time.monotonic() - ended
+    assert fw_state(env) == before
+    assert new_ssh_to_home(env)
+    assert env.sh("home", "ls /run/tunnelops | grep '^guard\\.' || :").strip() == ""
+    lab_report(f"firewalld lock-out at home undone {restored:.1f} s after the run ended "
+               f"(guard {GUARD_S} s)")
+    assert env.restore().ok
