@@ -25,7 +25,7 @@ from tunnelops.changes import StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.render import podman as podman_render
 from tunnelops.render.wireguard import home_wg_quick
-from tunnelops.steps import home, vps
+from tunnelops.steps import home, teardown, vps
 from tunnelops.steps.context import Ctx
 
 from .test_changes import SHELLS
@@ -401,3 +401,18 @@ def test_awall_guard_restores_what_activation_changed_also_for_the_next_boot() -
     # sets before the rules that use them; the record goes, so the next run re-activates
     assert g.restore.index("ipset restore") < g.restore.index("iptables-restore")
     assert g.restore.endswith(f"rm -f {awall_backend.APPLIED}")
+
+
+def test_alpine_teardown_never_runs_ifdown() -> None:
+    """Teardown of an Alpine VPS whose stanza still says `requires eth0` (the seed's, an
+    older tunnelops'): ifdown wg0 could take eth0 with it; the link is deleted instead."""
+    f = recorded("alpine-vps-converged")
+    stanza = "/etc/network/interfaces.d/wg0"
+    f.files[stanza] = dataclasses.replace(
+        f.files[stanza], content=f.files[stanza].content.replace(
+            "\tuse wireguard", "\trequires eth0\n\tuse wireguard"))
+    plans = teardown.plan(Ctx(SITE, "vps", f))
+    wg = next(p for p in plans if p.step == "wireguard")
+    assert [(c.summary, c.shell()) for c in wg.changes] == [
+        ("take wg0 down", "wg-quick down wg0 2>/dev/null || ip link del wg0")]
+    assert "ifdown" not in "".join(c.shell() for p in plans for c in p.changes)
