@@ -32,6 +32,8 @@ def _call(fn, *args, **kwargs) -> None:
         report = fn(*args, **kwargs)
     except commands.UsageError as e:
         raise Exit(f"error: {e}", code=2) from None
+    except commands.Interrupted as e:
+        raise Exit(f"{e}", code=130) from None
     if not getattr(report, "ok", report):
         raise Exit(code=1)
 
@@ -61,10 +63,16 @@ def remove_port(c, port, service=None, site=None, dry_run=False, trust_new_host=
 
 
 @task(help={"purge_keys": "also delete the WireGuard keys (a new bootstrap makes new ones)",
+            "remove_users": "also remove the service users tunnelops created (their home "
+                            "and the services' data stay)",
+            "delete_data": "with --remove-users: delete their home too, the services' data "
+                           "with it",
             **COMMON})
-def teardown(c, site=None, purge_keys=False, dry_run=False, trust_new_host=False):
+def teardown(c, site=None, purge_keys=False, remove_users=False, delete_data=False,
+             dry_run=False, trust_new_host=False):
     """Remove everything tunnelops made on both hosts; put back the files it edited."""
-    _call(commands.teardown, _opts(site, dry_run, trust_new_host), purge_keys)
+    _call(commands.teardown, _opts(site, dry_run, trust_new_host), purge_keys, remove_users,
+          delete_data)
 
 
 @task(help={"site": COMMON["site"],

@@ -3,6 +3,7 @@ record what it discovered, print. tasks.py only parses arguments and calls these
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +13,18 @@ from rich.console import Console
 from tunnelops import inventory, ui, verify_ui
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
-from tunnelops.remote import Transcript
+from tunnelops.remote import Transcript, ssh_port
+from tunnelops.steps import teardown as teardown_steps
 from tunnelops.verify import VerifyReport
 from tunnelops.verify import run as run_verify
 
 
 class UsageError(RuntimeError):
     """Bad input: one line naming the problem and the fix; nothing on any host changed."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C during a run: one line saying where each host was and how to converge."""
 
 
 @dataclass
@@ -46,24 +52,42 @@ def resolve_site(opts: Options, vps: str | None = None,
             if (vps and str(site.vps.host) != vps) or (home and str(site.home.host) != home):
                 raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
-            return path, site
+            return path, with_ssh_port(site, path)
         if not (vps and home):
             raise UsageError(f"no site in {opts.inventory_dir}: run `inv bootstrap --vps HOST "
                              "--home HOST` first")
         name = opts.site or "site"
         site = inventory.new_site(name, vps, home)
-        return opts.inventory_dir / f"{name}.toml", site
+        path = opts.inventory_dir / f"{name}.toml"
+        return path, with_ssh_port(site, path)
     except (inventory.InventoryError, ModelError) as e:
         raise UsageError(str(e)) from None
 
 
-def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
+def with_ssh_port(site: Site, path: Path) -> Site:
+    """The site with the VPS's real SSH port (an ssh_config alias's Port counts, not only
+    host:port), so the firewall always lets it in and no service may take it."""
+    port = ssh_port(str(site.vps.host), site.ssh_config)
+    try:
+        return dataclasses.replace(site, vps=dataclasses.replace(site.vps, port=port))
+    except ModelError as e:
+        raise UsageError(f"{path}: {e}") from None
+
+
+def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
     labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
                      inventory_path=str(path), **mode)
-        report = engine.execute()
+        try:
+            report = engine.execute()
+        except KeyboardInterrupt:
+            where = "; ".join(f"{labels[r]}: {t}" for r, t in engine.phases.last.items())
+            raise Interrupted(
+                f"interrupted ({where or 'before connecting'}): what was applied stays, a "
+                f"change that could cut SSH puts itself back within {opts.guard_seconds}s "
+                "unless proven; re-run the same command to converge") from None
     ui.show(opts.console, report)
     return report
 
@@ -72,9 +96,10 @@ def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
     path, site = resolve_site(opts, vps, home)
     report = run(site, path, opts)
     if not opts.dry_run and report.discovered:
-        if not path.exists():
-            inventory.save(path, site)
-            opts.console.print(f"recorded the site in {path}")
+        with inventory.locked(path):
+            if not path.exists():
+                inventory.save(path, site)
+                opts.console.print(f"recorded the site in {path}")
         inventory.update_discovered(path, report.discovered["public_ip"],
                                     report.discovered["wan_interface"] or None)
     return report
@@ -88,35 +113,54 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
     """add-port / remove-port: record it in the inventory, then converge both hosts, which
     touches exactly what the port needs (the VPS's forwarding of it: one element of a port set
     with nftables; home firewall; the container's port mapping). Bad input fails here, before
-    any SSH connection."""
+    any SSH connection. The file is changed under its lock, against what it says at that
+    moment: two commands at once both land (the second run then waits for the host lock)."""
     try:
         spec = PortSpec.parse(spec_text)
     except ModelError as e:
         raise UsageError(str(e)) from None
     path, site = resolve_site(opts)
-    try:
-        if add:
-            new = site if _has_port(site, spec, service) else site.with_port_added(spec, service)
-        else:
-            new = site.with_port_removed(spec, service) if _has_port(site, spec, service) \
-                else site
+    noop: list[bool] = []
+
+    def change(current: Site) -> Site:
+        current = with_ssh_port(current, path)
+        try:
             if service is not None:
-                site.service(service)  # an unknown service is an error even when idle
-    except ModelError as e:
-        raise UsageError(str(e)) from None
-    if new is site:
+                current.service(service)  # an unknown service is an error even when idle
+            if _has_port(current, spec, service) == add:
+                noop.append(True)
+                return current
+            return (current.with_port_added(spec, service) if add
+                    else current.with_port_removed(spec, service))
+        except ModelError as e:
+            raise UsageError(str(e)) from None
+
+    new = change(site) if opts.dry_run else with_ssh_port(inventory.update(path, change), path)
+    verb = "added" if add else "removed"
+    if noop:
         opts.console.print(f"{spec} is {'already' if add else 'not'} in {path.name}: "
                            "converging the hosts only")
     elif not opts.dry_run:
-        inventory.save(path, new)
-        opts.console.print(f"{'added' if add else 'removed'} {spec} in {path}")
-    return run(new, path, opts)
+        opts.console.print(f"{verb} {spec} in {path}")
+    report = run(new, path, opts)
+    if not report.ok and not opts.dry_run and not noop:
+        # the file says what the hosts must become; any later run finishes it
+        opts.console.print(f"{spec} is {verb} in {path.name}, but not on every host yet: "
+                           "re-run `inv bootstrap` to finish (or undo it with "
+                           f"`inv {'remove' if add else 'add'}-port {spec}`)")
+    return report
 
 
-def teardown(opts: Options, purge_keys: bool = False) -> RunReport:
-    """Remove everything tunnelops made on both hosts; keys too with purge_keys."""
+def teardown(opts: Options, purge_keys: bool = False, remove_users: bool = False,
+             delete_data: bool = False) -> RunReport:
+    """Remove everything tunnelops made on both hosts; keys too with purge_keys; the service
+    users it created with remove_users (their home and data too with delete_data)."""
+    if delete_data and not remove_users:
+        raise UsageError("--delete-data deletes the home of the service users tunnelops "
+                         "created: give --remove-users too")
     path, site = resolve_site(opts)
-    return run(site, path, opts, teardown=True, purge_keys=purge_keys)
+    return run(site, path, opts, teardown=True, teardown_opts=teardown_steps.Options(
+        purge_keys, remove_users, delete_data))
 
 
 def verify(opts: Options, whoami_url: str | None = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 
-from tunnelops.backends import wglive
+from tunnelops.backends import netguard, wglive
 from tunnelops.changes import Change, CommandChange, FileChange, StepPlan
 from tunnelops.render.ifupdown import wg_stanza
 from tunnelops.render.wireguard import vps_setconf
@@ -82,5 +82,7 @@ def plan(ctx: Ctx, home_public_key: str | None) -> StepPlan:
     elif fixes := _live_fixes(ctx, conf, conf_changed):
         p.changes += fixes
         p.post.append(readback(ctx))
+    if p.changes:
+        p.guard = netguard.ifupdown(ctx, [ctx.wg_conf, stanza_path, INTERFACES])
     p.notes.append("ifupdown-ng (use wireguard)")
     return p

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 
-from tunnelops.backends import wglive
+from tunnelops.backends import netguard, wglive
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render import networkmanager as render
 from tunnelops.render.wireguard import home_import_conf
@@ -122,5 +122,7 @@ def plan(ctx: Ctx, vps_public_key: str, endpoint: str, *, activate: bool = True)
             "\n".join(f"+ {k} = {v}" for k, v in zip(args[0::2], args[1::2], strict=True))))
     if activate and (up := _activation(ctx, conf, bool(p.changes))):
         p.changes.append(up)
+    if p.changes:
+        p.guard = netguard.networkmanager(ctx)
     p.notes.append("NetworkManager profile (nmcli import + patch)")
     return p

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from tunnelops.backends import wglive
+from tunnelops.backends import netguard, wglive
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render.wireguard import parse_wg_conf
 from tunnelops.steps.context import Ctx
@@ -49,6 +49,8 @@ def plan(ctx: Ctx, content: str, *, policy_routing: bool) -> StepPlan:
             f"{clear}wg-quick up {iface}"))
     else:
         p.changes += live_fixes(ctx, content, file_changed, policy_routing)
+    if p.changes:
+        p.guard = netguard.wg_quick(ctx, clear_rules_shell(ctx) if policy_routing else "")
     if not f.kernel_wireguard:
         p.notes.append("kernel has no WireGuard module: userspace wireguard-go (via wg-quick)")
     if f.systemd:

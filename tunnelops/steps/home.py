@@ -38,7 +38,8 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
         need.append("nft")
     if ctx.site.services:
         need += ["podman", "slirp4netns"]
-    return [packages.plan(f, need), keys.plan(ctx)]
+    return [packages.plan(f, need), keys.plan(ctx), podman.plan_users(ctx),
+            podman.plan_images(ctx)]
 
 
 def configure(ctx: Ctx) -> list[StepPlan]:
