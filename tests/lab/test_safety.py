@@ -50,7 +50,7 @@ pytestmark = pytest.mark.lab
 
 _name, _, _index = os.environ.get("TUNNELOPS_SAFETY_LAB", "labs:5").partition(":")
 LAB = slot(_name, int(_index))
-VPS = f"{_name}-vps"  # its ssh alias
+VPS = f"{LAB[0]}-vps"  # its ssh alias (the slot's name: TUNNELOPS_TEST_SLOT)
 VPS_IP = re.escape(Topology(*LAB).vps_public)
 PROJECT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"
