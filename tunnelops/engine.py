@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tunnelops import facts as facts_mod
+from tunnelops import prog
 from tunnelops.changes import (
     GUARD_DIR,
     RESTORED,
@@ -147,7 +148,7 @@ class Run:
         self.guard_seconds, self.src = guard_seconds, inventory_path
         self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                                  trust_new=trust_new, transcript=transcript,
-                                 ask_password=ask_password)
+                                 ask_password=ask_password, record_new_hosts=not dry_run)
         self.remotes = remotes or {
             "vps": Remote(str(site.vps.host), **self._remote_args),
             "home": Remote(str(site.home.host), **self._remote_args)}
@@ -419,7 +420,7 @@ class Run:
             rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
         if role == "home" and not self.teardown and f.raw.get("ping", "").strip() != "ok":
             self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
-                            "tunnel: run `inv verify` to find the broken link")
+                            f"tunnel: run {prog.cmd('verify')} to find the broken link")
         self.reports[role].facts = f
 
     def _liveness(self, role: str) -> None:

@@ -91,10 +91,14 @@ def _terminal_password(prompt: str) -> str:
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown keys unless asked to trust them; then record them."""
+    """Refuse unknown keys unless asked to trust them; then record them (a dry run trusts
+    them for its own connection only: it writes nothing, known_hosts included)."""
 
-    def __init__(self, dest: str, known_hosts: Path, trust_new: bool) -> None:
+    def __init__(self, dest: str, known_hosts: Path, trust_new: bool,
+                 record: bool = True, accepted: list[str] | None = None) -> None:
         self.dest, self.known_hosts, self.trust_new = dest, known_hosts, trust_new
+        self.record = record
+        self.accepted = accepted if accepted is not None else []
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
@@ -103,6 +107,9 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
                 f"{self.dest}: unknown host key {key.get_name()} {key.fingerprint}: check it, "
                 f"then re-run with --trust-new-host to record it in {self.known_hosts}")
         client.get_host_keys().add(hostname, key.get_name(), key)
+        self.accepted.append(f"{hostname} {key.get_name()} {key.fingerprint}")
+        if not self.record:
+            return
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with open(self.known_hosts, "a") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
@@ -139,8 +146,13 @@ class Remote:
                  known_hosts: str | None = None, trust_new: bool = False,
                  connect_timeout: float = 10, command_timeout: float | None = None,
                  transcript: Transcript | None = None,
-                 ask_password: Callable[[str], str] | None = None) -> None:
+                 ask_password: Callable[[str], str] | None = None,
+                 record_new_hosts: bool = True) -> None:
         self.dest = dest
+        # trusted unknown host keys, "host type fingerprint"; recorded unless record_new_hosts
+        # is False (a dry run)
+        self.new_host_keys: list[str] = []
+        self._record_new = record_new_hosts
         # a dead link must fail a run, never hang it (TUNNELOPS_TIMEOUT for slow hosts/tests)
         self.command_timeout = command_timeout or float(os.environ.get("TUNNELOPS_TIMEOUT",
                                                                        "180"))
@@ -167,8 +179,8 @@ class Remote:
         client.get_host_keys().clear()
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
-        client.set_missing_host_key_policy(_HostKeyPolicy(self.dest, self.known_hosts,
-                                                          self._trust_new))
+        client.set_missing_host_key_policy(_HostKeyPolicy(
+            self.dest, self.known_hosts, self._trust_new, self._record_new, self.new_host_keys))
         if isinstance(conn.gateway, Connection):  # ProxyJump hops get the same policy
             self._prepare(conn.gateway)
 
@@ -419,3 +431,74 @@ class Remote:
             raise RemoteError(f"another tunnelops run holds the lock on {self.dest} ({holder}): "
                               "wait for it to finish, then re-run")
         self._lock_chan = chan
+
+    # ---------------------------------------------------------------- streaming
+    def stream(self, script: str, out: Callable[[bytes], None],
+               err: Callable[[bytes], None], *, sudo: bool = True,
+               hold_stdin: bool = False) -> int:
+        """Run a script, handing its output on as it arrives, until it ends (one round trip;
+        no timeout: `logs --follow` runs until Ctrl-C). With hold_stdin the script's stdin
+        stays open after the script, so it can wait on it: EOF means the laptop is gone.
+        On Ctrl-C, stdin is closed, the script gets 3 s to stop, and KeyboardInterrupt is
+        re-raised. Returns the exit status."""
+        self.connect()
+        if sudo and not self.is_root and self._sudo_password is None:
+            self.run("true", what="checking sudo")  # asks for a password if sudo wants one
+        body = script if script.endswith("\n") else script + "\n"
+        if self.transcript:
+            self.transcript.add(self.dest, "sent", body)
+        self.round_trips += 1
+        transport = self.conn.transport
+        assert transport is not None
+        try:
+            chan, early = self._open(sudo, timeout=30)
+            if early:
+                err(early)
+            if not chan.exit_status_ready():
+                chan.sendall(body.encode())
+                if not hold_stdin:
+                    chan.shutdown_write()
+        except (SSHException, OSError) as e:
+            raise RemoteError(f"{self.dest}: cannot start a remote command ({e})") from None
+        received: list[bytes] = [early]
+
+        muted = False
+
+        def drain() -> bool:
+            got = False
+            for ready, recv, sink in ((chan.recv_ready, chan.recv, out),
+                                      (chan.recv_stderr_ready, chan.recv_stderr, err)):
+                while ready():
+                    data = recv(65536)
+                    received.append(data)
+                    if not muted:
+                        sink(data)
+                    got = True
+            return got
+
+        try:
+            while True:
+                if not drain():
+                    if (chan.eof_received or chan.closed) and chan.exit_status_ready():
+                        break
+                    if not transport.is_active():
+                        raise RemoteError(f"{self.dest}: the SSH connection broke: check the "
+                                          "link, then re-run")
+                    select.select([chan], [], [], 0.2)
+            drain()
+            return chan.recv_exit_status()
+        except KeyboardInterrupt:
+            # the user is done: let the script stop; drain() drops its output from now on
+            muted = True
+            with contextlib.suppress(SSHException, OSError):
+                chan.shutdown_write()
+                deadline = time.monotonic() + 3
+                while not chan.exit_status_ready() and time.monotonic() < deadline:
+                    if not drain():
+                        select.select([chan], [], [], 0.1)
+            raise
+        finally:
+            chan.close()
+            if self.transcript:
+                self.transcript.add(self.dest, "received",
+                                    b"".join(received).decode(errors="replace"))

@@ -50,7 +50,7 @@ pytestmark = pytest.mark.lab
 
 _name, _, _index = os.environ.get("TUNNELOPS_SAFETY_LAB", "labs:5").partition(":")
 LAB = slot(_name, int(_index))
-VPS = f"{LAB[0]}-vps"  # its ssh alias (the slot's name: TUNNELOPS_TEST_SLOT)
+VPS = f"{LAB[0]}-vps"  # its ssh alias (with the slot's suffix)
 VPS_IP = re.escape(Topology(*LAB).vps_public)
 PROJECT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"
@@ -275,9 +275,16 @@ def test_unknown_host_key_refused_with_fingerprint_until_trusted(labs: Lab,
     assert empty.read_text() == ""
     assert sh(labs, "home", "ls /etc/wireguard/wg0.key 2>/dev/null; :") == ""  # untouched
 
-    # --trust-new-host records both keys (a dry run: it changes nothing on the hosts)
+    # with --dry-run, --trust-new-host trusts them for that run only: a dry run writes nothing
     proc = inv(labs, "bootstrap", "--site", name, "--trust-new-host", "--dry-run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("trusted for this run only, not written to") == 2, proc.stdout
+    assert empty.read_text() == ""
+
+    # --trust-new-host records both keys (verify: it changes nothing on the hosts; that its
+    # checks fail on this fresh site does not matter here)
+    proc = inv(labs, "verify", "--site", name, "--trust-new-host")
+    assert "unknown host key" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     recorded = {" ".join(line.split()[1:3]) for line in empty.read_text().splitlines()}
     assert recorded == {labs.host_public_key(r) for r in HOSTS}
     # ... in a form OpenSSH itself accepts, and then known without the flag
