@@ -108,6 +108,43 @@ def plan_images(ctx: Ctx) -> StepPlan:
     return p
 
 
+def created_network(cmd: list[str]) -> str:
+    """The --network a container was created with, from its create command ("" if none)."""
+    for i, arg in enumerate(cmd):
+        if arg in ("--network", "--net") and i + 1 < len(cmd):
+            return cmd[i + 1]
+        for flag in ("--network=", "--net="):
+            if arg.startswith(flag):
+                return arg[len(flag):]
+    return ""
+
+
+def _published(container: dict) -> set[tuple[str, int, int]]:
+    """(proto, host port, container port) of every port `podman ps` shows published."""
+    out = set()
+    for p in container.get("Ports") or []:
+        for k in range(int(p.get("range") or 1)):
+            out.add((p.get("protocol", "tcp"), int(p["host_port"]) + k,
+                     int(p["container_port"]) + k))
+    return out
+
+
+def spec_drift(svc: Service, container: dict, created: list[str] | None,
+               network: str) -> str | None:
+    """Why a container whose spec label matches is still not the service's: created by hand
+    (or by another tool) with the label copied but another network or other ports."""
+    if created:
+        have = created_network(created)
+        if have != network:
+            return f"created with --network {have or '(none)'}, not {network}"
+    want = {(p.proto, n, n) for p in svc.ports for n in range(p.first, p.last + 1)}
+    have_ports = _published(container)
+    if container.get("Ports") is not None and have_ports != want:
+        shown = ", ".join(f"{h}->{c}/{pr}" for pr, h, c in sorted(have_ports)) or "none"
+        return f"publishes {shown}"
+    return None
+
+
 def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     p = StepPlan(f"service:{svc.name}")
     f, t = ctx.facts, ctx.tunnel
@@ -132,10 +169,13 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
             p.changes.append(FileChange(unit_path, unit, old.content if old else None,
                                         owner=f"{svc.user}:{svc.user}"))
     same = current is not None and current.get("Labels", {}).get(render.SPEC_LABEL) == spec
+    drift = spec_drift(svc, current, info.get("created", {}).get(svc.container_name),
+                       render.network_option(kind, t)) if same and current else None
     running = current is not None and current.get("State") == "running"
     service_unit = f"{svc.container_name}.service"
-    if not same:
-        why = "create" if current is None else "replace (its specification changed)"
+    if not same or drift:
+        why = "create" if current is None else \
+            f"replace (its specification changed{': ' + drift if drift else ''})"
         check = "podman " + shlex.join(render.create_args(svc, t, kind, spec, _new(svc)))
         if quadlet:
             # the new specification checked first (image, options), the old container
@@ -163,7 +203,7 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     elif not quadlet:
         p.notes.append(f"Podman {info.get('version')} has no Quadlet: "
                        "a generated systemd user unit")
-        if not same:
+        if not same or drift:
             p.changes.append(CommandChange(
                 f"install a systemd user unit for {svc.container_name}",
                 as_user(svc.user, f"mkdir -p ~/.config/systemd/user && cd ~/.config/systemd/user"

@@ -33,10 +33,12 @@ def _interface(ctx: Ctx) -> StepPlan:
         p.changes.append(CommandChange(f"delete the NetworkManager profile {ctx.iface}",
                                        f"nmcli connection delete {iface} >/dev/null"))
     if f.wg:
+        # Never `ifdown`: a stanza with `requires eth0` (the seed's, or an older
+        # tunnelops') can take the WAN down with it (ifupdown-ng < 0.12). Deleting the link
+        # is all ifdown would do for wg0; its stanza goes with the files.
         p.changes.append(CommandChange(
             f"take {ctx.iface} down",
-            f"wg-quick down {iface} 2>/dev/null || ifdown {iface} 2>/dev/null || "
-            f"ip link del {iface}"))
+            f"wg-quick down {iface} 2>/dev/null || ip link del {iface}"))
     if ctx.role == "home" and any(str(r.get("table")) == str(ctx.tunnel.route_table)
                                   for r in f.rules):
         p.changes.append(CommandChange(f"remove the policy rules to table "
