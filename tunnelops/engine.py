@@ -235,8 +235,7 @@ class Run:
         users = service_images(self.site) if role == "home" else {}
         self._apply(role, self._prep[role], tail=(
             f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
-            f"printf '\\n{MARK} commands\\n'; for c in {' '.join(facts_mod.COMMANDS)}; do "
-            "command -v $c >/dev/null 2>&1 && echo $c; done\n"
+            f"printf '\\n{MARK} commands\\n'; {facts_mod.commands_shell()}\n"
             f"m() {{ printf '\\n{MARK} %s\\n' \"$*\"; }}\n" + facts_mod.user_lines(users)))
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:

@@ -27,10 +27,25 @@ FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
 COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall-cmd", "podman",
             "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "flock", "ping", "sudo",
             "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
+# Not a command, a capability: iproute2's `ip -j` (BusyBox ip, a fresh Alpine's, has no JSON,
+# and without it the live addresses, MTU, rules and routes cannot be read).
+IP_JSON = "ip-json"
+
+
+def commands_shell() -> str:
+    """Shell listing, one a line, the COMMANDS the host has, then IP_JSON if it can."""
+    return (f"for c in {' '.join(COMMANDS)}; do command -v $c >/dev/null 2>&1 && echo $c; "
+            f"done; ip -j link show lo >/dev/null 2>&1 && echo {IP_JSON}")
 
 # the live elements of tunnelops' service port sets (numeric: ports, never service names)
 NFT_SETS_LIST = (f"for s in {' '.join(SVC_SETS.values())}; do "
                  "nft -n list set inet tunnelops $s 2>/dev/null; done")
+
+# awall's live rules (both families) without counters, and what tunnelops recorded after its
+# last `awall activate` (the same text then): awall itself has no record of what is live
+AWALL_LIVE = ("{ iptables-save; ip6tables-save; } 2>/dev/null | "
+              "sed -e '/^#/d' -e 's/ \\[[0-9]*:[0-9]*\\]$//'")
+AWALL_APPLIED = "/var/lib/tunnelops/awall.applied"
 
 # the NetworkManager properties tunnelops manages, read back with one `nmcli -g`
 # (+ connection.zone: `firewall-cmd --permanent --change-interface` of an interface NM manages
@@ -180,8 +195,7 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         "m pid1; cat /proc/1/comm 2>/dev/null",
         "m kernel_wg; if [ -d /sys/module/wireguard ] || modprobe -n -q wireguard 2>/dev/null;"
         " then echo yes; else echo no; fi",
-        "m commands; for c in " + " ".join(COMMANDS) +
-        "; do command -v $c >/dev/null 2>&1 && echo $c; done",
+        "m commands; " + commands_shell(),
         f"m key; [ -s {q(key_path)} ] && echo exists",
         f"m pubkey; cat {q(key_path.removesuffix('.key') + '.pub')} 2>/dev/null",
     ]
@@ -219,6 +233,8 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         "m state_dirs; for d in /etc/tunnelops /var/lib/tunnelops /run/tunnelops; do"
         " [ -e $d ] && echo $d; done",
         "m awall; command -v awall >/dev/null && awall list 2>/dev/null",
+        f"m awall_live; command -v awall >/dev/null && {{ {AWALL_LIVE}; }}",
+        f"m awall_applied; cat {AWALL_APPLIED} 2>/dev/null",
     ]
     if nm_connection:
         props = ",".join(NM_PROPS)
@@ -247,10 +263,15 @@ def user_lines(users: Mapping[str, Iterable[str]] | Iterable[str]) -> str:
                       for i in imgs)
         inner = ("cd; podman version --format \"version={{.Client.Version}}\"; "
                  f"echo nofile=$(ulimit -Hn); {has}"
+                 # how each of our containers was created (its --network is not in `ps`)
+                 "podman container inspect --format \"create {{.Name}} "
+                 "{{json .Config.CreateCommand}}\" $(podman ps -aq --filter "
+                 "label=tunnelops.service) 2>/dev/null; "
                  "podman ps -a --filter label=tunnelops.service --format json")
         out.append(
             f"m user {u}; if id {u} >/dev/null 2>&1; then uid=$(id -u {u}); "
             f"echo \"uid=$uid\"; echo \"home=$(getent passwd {u} | cut -d: -f6)\"; "
+            f"echo \"comment=$(getent passwd {u} | cut -d: -f5)\"; "
             f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
             f"echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"; "
             "if command -v podman >/dev/null; then "
@@ -264,9 +285,12 @@ def user_lines(users: Mapping[str, Iterable[str]] | Iterable[str]) -> str:
 
 
 def parse_user(body: str) -> dict:
-    info: dict = {"containers": [], "images": []}
+    info: dict = {"containers": [], "images": [], "created": {}}
     for line in body.splitlines():
-        if line.startswith("[") or line.startswith("{") or info.get("_json"):
+        if line.startswith("create ") and not info.get("_json"):
+            _, name, cmd = [*line.split(" ", 2), ""][:3]
+            info["created"][name] = _json(cmd, None)
+        elif line.startswith("[") or line.startswith("{") or info.get("_json"):
             info["_json"] = info.get("_json", "") + line + "\n"
         elif line.startswith("has_image="):
             info["images"].append(line.split("=", 1)[1])

@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from tunnelops import verify_client
+from tunnelops.backends.wglive import wanted_mtu
 from tunnelops.facts import MARK, _json, _parse_firewalld, _parse_wg, _route_text, _sections
 from tunnelops.model import PortSpec, Service, Site
 from tunnelops.remote import Remote, RemoteError, Transcript
@@ -206,6 +207,9 @@ def _common_sections(site: Site, peer_address: str) -> list[str]:
         "m wgconf; for f in /etc/NetworkManager/system-connections/"
         f"{t.interface}.nmconnection /etc/network/interfaces.d/{t.interface} "
         f"/etc/wireguard/{t.interface}.conf; do [ -e \"$f\" ] && echo \"$f\"; done",
+        # the MTU of the uplink (what wg-quick derives wg0's MTU from, as the plan does)
+        "m uplink_mtu; d=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* dev \\([^ ]*\\).*/"
+        "\\1/p'); [ -n \"$d\" ] && cat \"/sys/class/net/$d/mtu\"",
         f"m pmtu; if [ -r /sys/class/net/{i}/mtu ]; then mtu=$(cat /sys/class/net/{i}/mtu); "
         "if ping -n -q -M do -s 0 -c 1 -W 1 127.0.0.1 >/dev/null 2>&1; then "
         f"echo \"mtu=$mtu pmtu=$(pmtu {_q(peer_address)} $mtu)\"; else echo \"mtu=$mtu df=no\";"
@@ -363,6 +367,7 @@ class HostState:
     iptables: str = ""
     firewalld: dict = field(default_factory=dict)
     underlay: dict = field(default_factory=dict)  # dev, mtu, pmtu
+    uplink_mtu: int | None = None  # the MTU of the interface of the route to the internet
     containers: dict = field(default_factory=dict)  # container name -> podman inspect dict
     users_missing: list[str] = field(default_factory=list)
     egress: dict = field(default_factory=dict)  # service -> {"rc": str, "body": str}
@@ -415,6 +420,8 @@ def parse_state(output: str) -> HostState:
         rtt = re.search(r"= [\d.]+/([\d.]+)/", ping)
         if rtt:
             st.ping["rtt_ms"] = float(rtt.group(1))
+    up_mtu = s.get("uplink_mtu", "").strip()
+    st.uplink_mtu = int(up_mtu) if up_mtu.isdigit() else None
     pm = _kv(s.get("pmtu", ""))
     st.mtu = int(pm.get("mtu", 0) or 0)
     st.pmtu = int(pm["pmtu"]) if pm.get("pmtu", "").isdigit() else None
@@ -807,15 +814,29 @@ class _Rows:
         return next((c for c in self.rows if c.id == id), None)
 
 
-def _wg_up_hint(site: Site, st: HostState, role: str) -> str:
-    i = site.tunnel.interface
+def _wg_backend(st: HostState) -> str:
     conf = " ".join(st.wg_config)
     if "nmconnection" in conf:
-        how = f"`nmcli connection up {i}`"
-    elif "interfaces.d" in conf:
-        how = f"`ifup {i}`"
-    else:
-        how = f"`wg-quick up {i}`"
+        return "networkmanager"
+    return "ifupdown" if "interfaces.d" in conf else "wg-quick"
+
+
+def _wanted_mtu(site: Site, st: HostState) -> int | None:
+    """The MTU bootstrap gives wg0 (the plan's own rule: backends.wglive.wanted_mtu)."""
+    return wanted_mtu(site.tunnel, _wg_backend(st), st.uplink_mtu)
+
+
+def _mtu_fix(site: Site, st: HostState, mtu: int) -> str:
+    i = site.tunnel.interface
+    if _wg_backend(st) == "networkmanager":
+        return f"nmcli connection up {i}"
+    return f"ip link set dev {i} mtu {mtu}"
+
+
+def _wg_up_hint(site: Site, st: HostState, role: str) -> str:
+    i = site.tunnel.interface
+    how = {"networkmanager": f"`nmcli connection up {i}`", "ifupdown": f"`ifup {i}`",
+           "wg-quick": f"`wg-quick up {i}`"}[_wg_backend(st)]
     where = "at home" if role == "home" else "on the VPS"
     return f"bring it up {where} with {how}, or re-run `inv bootstrap`"
 
@@ -871,6 +892,9 @@ def evaluate(site: Site, vps: HostState | None, home: HostState | None,
             r.add(f"wg.{role}", name, False, f"listening on {port or 'no port'}",
                   f"the VPS must listen on {t.listen_port}/udp ([tunnel] listen_port): "
                   "re-run `inv bootstrap`")
+        elif (want_mtu := _wanted_mtu(site, st)) and st.mtu and st.mtu != want_mtu:
+            r.add(f"wg.{role}", name, False, f"{addr}, MTU {st.mtu}, not {want_mtu}",
+                  f"set it back: `{_mtu_fix(site, st, want_mtu)}`, or re-run `inv bootstrap`")
         else:
             r.add(f"wg.{role}", name, True,
                   f"{addr}, port {port}{' (dials out)' if role == 'home' else ''}, "
@@ -917,10 +941,14 @@ def evaluate(site: Site, vps: HostState | None, home: HostState | None,
         if "0.0.0.0/0" not in allowed:
             problems.append(f"AllowedIPs {', '.join(allowed) or '(none)'} lack 0.0.0.0/0: the "
                             "containers' traffic can't enter the tunnel")
+        keepalive = home_peer.get("keepalive", 0) if home_peer else 0
+        if home_peer and keepalive != t.keepalive:
+            problems.append(f"keepalive {keepalive or 'off'}, not {t.keepalive}: home is behind "
+                            "NAT, the VPS cannot reach it once the router forgets the mapping")
         r.add("wg.home_peer", "home peer endpoint, AllowedIPs", not problems,
               "; ".join(problems) if problems else f"{endpoint}, {', '.join(allowed)}",
               "re-run `inv bootstrap` (home's peer: Endpoint = VPS_PUBLIC:"
-              f"{t.listen_port}, AllowedIPs = 0.0.0.0/0)")
+              f"{t.listen_port}, AllowedIPs = 0.0.0.0/0, PersistentKeepalive = {t.keepalive})")
     else:
         r.add("wg.home_peer", "home peer endpoint, AllowedIPs", None,
               f"not checked: no {wg_name} at home")
@@ -1431,8 +1459,9 @@ def _ingress_row(r: _Rows, site: Site, home: HostState | None, laptop: LaptopSta
         r.add(id_, name, True, measured)
     elif pre:
         r.add(id_, name, False, measured, cause or
-              f"home's firewall drops {spec}: open it on {site.tunnel.interface}'s zone "
-              "(re-run `inv bootstrap`)")
+              f"home's firewall drops {spec} although the home firewall row finds it open: "
+              f"another rule drops it (look at `nft list ruleset` at home); bootstrap only "
+              f"manages the port in {site.tunnel.interface}'s zone")
     else:
         r.add(id_, name, False, measured, cause or
               f"nothing reached home: check the VPS's DNAT/filter for {spec} and the tunnel")
@@ -1467,9 +1496,11 @@ def _egress_row(r: _Rows, site: Site, home: HostState | None, svc: Service,
     ok = seen == vps_ip
     r.add(id_, name, ok, f"{url} sees {seen}" + ("" if ok else f", not {vps_ip}"),
           (f"fix `{upstream.id}` first" if upstream else
-           f"its traffic leaves through {seen}, not the tunnel: the container needs the "
-           f"outbound setting and home the rule from {site.tunnel.home_address} → table "
-           f"{site.tunnel.route_table}; re-run `inv bootstrap`"))
+           f"its traffic leaves through {seen}, not the tunnel, although its outbound "
+           f"setting, the rule from {site.tunnel.home_address} → table "
+           f"{site.tunnel.route_table} and the tunnel all pass: look for another rule or route "
+           f"at home that takes it first (`ip rule`, `ip route get 1.1.1.1 from "
+           f"{site.tunnel.home_address}`)"))
 
 
 # ============================================================================ laptop probes

@@ -8,10 +8,12 @@ it clear of the tunnel other tests build."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tunnelops import facts as facts_mod
-from tunnelops.backends import keys, networkmanager
+from tunnelops.backends import keys, networkmanager, wglive
 from tunnelops.changes import apply_script, step_outcomes
 from tunnelops.inventory import new_site
 from tunnelops.remote import Remote
@@ -99,3 +101,34 @@ def test_networkmanager_profile_imported_patched_idempotent(home, lab):
     # activation is where this kernel stops NetworkManager (no WireGuard module)
     up = remote.run(f"nmcli connection up {IFACE}")
     assert up.exit != 0
+
+
+def _unguarded(plan):
+    """The step without its dead man's switch: this test proves no SSH path, so nothing
+    would confirm it (and its watchdog would put the old profile back under the test)."""
+    return dataclasses.replace(plan, guard=None)
+
+
+def test_networkmanager_profile_peer_edited_behind_its_back_is_reimported(home, lab):
+    """The profile's own peer (its keyfile, as NetworkManager stores it) narrowed by hand,
+    while the import file is right: read from the real keyfile, re-imported, then nothing."""
+    site, remote = home
+    vps = lab.topo.vps_public
+    _apply(remote, [keys.plan(Ctx(site, "home", _facts(remote, site)))])
+    _apply(remote, [_unguarded(networkmanager.plan(Ctx(site, "home", _facts(remote, site)),
+                                                   VPS_KEY, vps, activate=False))])
+    f = _facts(remote, site)
+    assert networkmanager.profile_peers(f.nm["peers"]) == [
+        wglive.WantedPeer(VPS_KEY, frozenset({"0.0.0.0/0"}), f"{vps}:51821", 25)]
+    keyfile = f"/etc/NetworkManager/system-connections/{IFACE}.nmconnection"
+    remote.run(f"sed -i 's|^allowed-ips=0.0.0.0/0;|allowed-ips=192.168.2.1/32;|' {keyfile} "
+               "&& nmcli connection reload")
+    drift = networkmanager.plan(Ctx(site, "home", _facts(remote, site)), VPS_KEY, vps,
+                                activate=False)
+    assert drift.changes[0].summary == (
+        f"import /etc/wireguard/{IFACE}.conf into NetworkManager as {IFACE} (its peer "
+        "differs from the file)")
+    _apply(remote, [_unguarded(drift)])
+    assert "allowed-ips=0.0.0.0/0;" in remote.run(f"cat {keyfile}").stdout
+    assert networkmanager.plan(Ctx(site, "home", _facts(remote, site)), VPS_KEY, vps,
+                               activate=False).changes == []

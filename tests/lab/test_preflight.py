@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import check_index_free, slot
+from tests.conftest import own_lab, slot
 from tests.lab.test_safety import run, sh, site_copy, state, state_diff
 from tunnelops import inventory
-from tunnelops.lab import Lab, LabError, Topology
+from tunnelops.lab import Lab, Topology, image
 from tunnelops.lab.instance import HOSTS
 
 pytestmark = pytest.mark.lab
@@ -28,17 +28,7 @@ TOPO = Topology(*slot("labp", 16))
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    instance = Lab(TOPO, inventory_dir=tmp_path_factory.mktemp("inventory"))
-    check_index_free(TOPO)
-    instance.down()
-    try:
-        instance.up()
-    except LabError as e:
-        pytest.fail(f"cannot bring the lab {TOPO.name!r} up: {e}", pytrace=False)
-    try:
-        yield instance
-    finally:
-        instance.down()
+    yield from own_lab(TOPO, tmp_path_factory.mktemp("inventory"))
 
 
 def with_service(lab: Lab, name: str, **changes: object) -> str:
@@ -108,8 +98,14 @@ def test_a_restart_is_announced_and_the_service_swapped_in_place(lab: Lab) -> No
 def test_teardown_keeps_a_service_users_data_unless_asked(lab: Lab) -> None:
     """A service user that tunnelops created: plain teardown deleted /home/USER with the
     game's data in it, then userdel failed (podman's pause process) on every later teardown."""
+    assert run(lab, "teardown").ok  # gamer's container would hold the ports: refused
     name = with_service(lab, "newuser", user="player")
-    assert run(lab, site=name).ok
+    first = run(lab, site=name)  # makes the user, then cannot pull the lab's local image
+    assert "step images failed" in first.error("home"), first
+    lab.exec("home", ["podman", "import", "-q", *image.import_changes(), "-", image.IMAGE],
+             user="player", input=image.build_tar(lab.root / "cache").read_bytes(), timeout=60)
+    again = run(lab, site=name)
+    assert again.ok, again
     sh(lab, "home", "echo world-save > /home/player/save.dat")
     plain = run(lab, "teardown", site=name)
     assert plain.ok, plain

@@ -680,7 +680,8 @@ def test_lock_waits_for_the_changes_of_a_run_that_lost_its_connection(labs: Lab)
 
 
 # ============================================================================ 2. no lock-out
-SSH_RULE = "        tcp dport 22 ct state new update @ssh_new4"  # the rate limit: SSH's first rule
+# the rate limit: SSH's first rule
+SSH_RULE = "        tcp dport 22 tcp flags & (syn | ack) == syn ct state new update @ssh_new4"
 
 
 def with_rule(rule: str) -> Callable[..., str]:
@@ -762,7 +763,7 @@ from tunnelops.render import nftables
 inventory_dir, site, guard, rule = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 if rule:
     real = nftables.vps_ruleset
-    anchor = "        tcp dport 22 ct state new update @ssh_new4"
+    anchor = "        tcp dport 22 tcp flags & (syn | ack) == syn ct state new update @ssh_new4"
     nftables.vps_ruleset = lambda *a, **k: real(*a, **k).replace(
         anchor, f"        {rule}\\n{anchor}")
 # the laptop vanishes right after the firewall change: no goodbye, no confirmation

@@ -438,7 +438,7 @@ def test_facts_script_runs_here(sandbox: Path) -> None:
     f = facts.parse(res.stdout)
     assert f.uid == os.getuid()
     assert f.os_id and f.pid1
-    assert f.commands <= set(facts.COMMANDS)
+    assert f.commands <= {*facts.COMMANDS, facts.IP_JSON}
     assert f.key_exists and f.public_key == PEER
     assert sorted(f.files) == sorted([str(wgdir / "wg0.conf"), str(plain)])
     wg = f.files[str(wgdir / "wg0.conf")]
@@ -462,7 +462,7 @@ def test_facts_give_podmans_version_before_the_service_user_exists() -> None:
     users = facts.parse(out).users
     assert users["tunnelops-no-such-user"].pop("nofile").isdigit()  # this shell's hard limit
     assert users == {"tunnelops-no-such-user": {"version": "5.2.3", "containers": [],
-                                                "images": []}}
+                                                "images": [], "created": {}}}
 
 
 # --------------------------------------------------------------------------- parse
@@ -519,7 +519,7 @@ def test_recorded_facts_parse() -> None:
     ff = recorded("fedora-home-fresh")
     assert ff.nm == {"running": True, "exists": False, "values": {}, "peers": ""}
     assert ff.users["gamer"] == {"version": "5.2.3", "containers": [],  # no such user yet
-                                 "images": []}
+                                 "images": [], "created": {}}
 
     d = recorded("debian-vps-converged")
     assert (d.family, d.kernel_wireguard, d.has("wireguard-go")) == ("debian", False, True)

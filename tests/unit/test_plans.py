@@ -28,6 +28,7 @@ from tests.unit.facts.generate import (
 )
 from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
+from tunnelops.backends import ifupdown as ifupdown_backend
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
@@ -107,7 +108,7 @@ def test_alpine_fresh_vps() -> None:
     assert (ctx.vps_public_ip, ctx.wan_interface) == (VPS_IP, "eth0")
     plans = vps_plans(ctx)
     assert summary(plans) == [
-        ("packages", ["install awall wireguard-tools"]),
+        ("packages", ["install awall iproute2 wireguard-tools"]),
         ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
@@ -118,8 +119,8 @@ def test_alpine_fresh_vps() -> None:
                       "create /etc/awall/optional/game.json",
                       "awall enable ssh wireguard game", "awall activate"]),
     ]
-    assert change(plans, "packages", "install awall wireguard-tools").script == \
-        "apk add --no-cache awall wireguard-tools"
+    assert change(plans, "packages", "install awall iproute2 wireguard-tools").script == \
+        "apk add --no-cache awall iproute2 wireguard-tools"
     assert step(plans, "wireguard").notes == ["ifupdown-ng (use wireguard)"]
 
     conf = change(plans, "wireguard", "create /etc/wireguard/wg0.conf")
@@ -127,7 +128,7 @@ def test_alpine_fresh_vps() -> None:
                               mode=0o600, key_path=KEY)
     assert f"PrivateKey = {PRIVATE_KEY_PLACEHOLDER}" in conf.content
     assert change(plans, "wireguard", "create /etc/network/interfaces.d/wg0").content == \
-        ifupdown.wg_stanza(T, "eth0")
+        ifupdown.wg_stanza(T)
     interfaces = change(plans, "wireguard", "update /etc/network/interfaces")
     assert (interfaces.old, interfaces.content) == (
         ALPINE_INTERFACES, ALPINE_INTERFACES + "source-directory /etc/network/interfaces.d\n")
@@ -144,7 +145,9 @@ def test_alpine_fresh_vps() -> None:
     assert base["zone"] == {"inet": {"iface": "eth0"}, "vpn": {"iface": "wg0"}}
     assert change(plans, "firewall", "awall enable ssh wireguard game").script == \
         "awall enable ssh wireguard game"
-    assert change(plans, "firewall", "awall activate").script == "awall activate --force"
+    assert change(plans, "firewall", "awall activate").script == (
+        f"awall activate --force\nmkdir -p /var/lib/tunnelops; {awall_backend.LIVE} > "
+        "/var/lib/tunnelops/awall.applied")
     assert fw.guard is not None and fw.guard.seconds == ctx.guard_seconds
     # the kernel firewall is primed before the snapshot, so the rollback restores tables
     assert fw.guard.snapshot.startswith(awall_backend.PRIME + "; ")
@@ -183,9 +186,13 @@ def test_alpine_port_range_added_rewrites_only_the_service_policy() -> None:
 def test_alpine_vps_new_home_key_resyncs_the_interface() -> None:
     ctx = vps_ctx(recorded("alpine-vps-converged"))
     ctx.peer_public_key = generate.VPS_PUB  # any other key
-    assert summary(vps.configure(ctx))[1] == (
+    wg = step(vps.configure(ctx), "wireguard")
+    assert summary([wg]) == [(
         "wireguard", ["update /etc/wireguard/wg0.conf",
-                      "sync wg0 with /etc/wireguard/wg0.conf"])
+                      "sync wg0 with /etc/wireguard/wg0.conf (peer ZCgYP8TZ… is not in the "
+                      "config; peer eHxVOYea… is missing)"])]
+    assert wg.changes[1].script == "wg syncconf wg0 /etc/wireguard/wg0.conf"
+    assert wg.post == [ifupdown_backend.readback(ctx)]  # never `ifdown wg0`
 
 
 def test_alpine_without_kernel_wireguard_uses_wg_quick() -> None:
@@ -194,7 +201,8 @@ def test_alpine_without_kernel_wireguard_uses_wg_quick() -> None:
     ctx = vps_ctx(f)
     plans = vps_plans(ctx)
     assert summary(plans)[0] == (
-        "packages", ["install awall wireguard-go wireguard-tools wireguard-tools-wg-quick"])
+        "packages",
+        ["install awall iproute2 wireguard-go wireguard-tools wireguard-tools-wg-quick"])
     assert summary(plans)[3] == ("wireguard", ["create /etc/wireguard/wg0.conf",
                                                "bring wg0 up with wg-quick"])
     assert change(plans, "wireguard", "create /etc/wireguard/wg0.conf").content == \
@@ -424,7 +432,7 @@ def test_debian_vps_drift_is_repaired() -> None:
     f.wg["peers"] = []  # `wg set wg0 peer ... remove` by hand
     plans = vps.configure(vps_ctx(f, RANGE_SITE))
     assert summary(plans)[1:] == [
-        ("wireguard", ["sync wg0 peers with its config"]),
+        ("wireguard", ["sync wg0 peers with its config (peer ZCgYP8TZ… is missing)"]),
         ("firewall", ["load table inet tunnelops (the live table drifted)"])]
     assert step(plans, "firewall").guard is not None
 

@@ -68,15 +68,20 @@ def test_base_policy_custom_interfaces() -> None:
     assert policy["zone"] == {"inet": {"iface": "ens3"}, "vpn": {"iface": "wgt"}}
 
 
-def test_ssh_policy_is_the_seed() -> None:
+def test_ssh_policy_is_the_seed_counting_connection_attempts_only() -> None:
     assert awall.ssh_policy() == {
         "description": "Managed by tunnelops: local edits are overwritten. Allow SSH from "
                        "internet",
-        "filter": [{"in": "inet", "out": "_fw", "service": "ssh", "action": "accept",
-                    "conn-limit": {"count": 3, "interval": 20}}],
+        "filter": [{"in": "inet", "out": "_fw", "service": "ssh", "match": "-m tcp --syn",
+                    "action": "accept", "conn-limit": {"count": 3, "interval": 20}},
+                   {"in": "inet", "out": "_fw", "service": "ssh", "action": "accept"}],
     }
+
+
+def test_ssh_policy_on_another_port_names_its_service() -> None:
     other = awall.ssh_policy(2222, count=5, interval=60)
-    assert other["filter"][0]["service"] == {"proto": "tcp", "port": 2222}
+    assert other["service"] == {"tunnelops-ssh": {"proto": "tcp", "port": 2222}}
+    assert [f["service"] for f in other["filter"]] == ["tunnelops-ssh"] * 2
     assert other["filter"][0]["conn-limit"] == {"count": 5, "interval": 60}
 
 
@@ -84,14 +89,17 @@ def test_wireguard_policy_text() -> None:
     assert awall.dumps(awall.wireguard_policy(CUSTOM)) == managed("""\
 {
     "description": "MANAGED Allow WireGuard from internet",
+    "service": {
+        "tunnelops-wireguard": {
+            "proto": "udp",
+            "port": 51999
+        }
+    },
     "filter": [
         {
             "in": "inet",
             "out": "_fw",
-            "service": {
-                "proto": "udp",
-                "port": 51999
-            },
+            "service": "tunnelops-wireguard",
             "action": "accept"
         }
     ]

@@ -80,9 +80,11 @@ def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, list
         f"{R}{ICMP}"
         f"{R}{ICMPV6}"
         f'{R}ip6 saddr fe80::/10 udp dport 546 accept comment "dhcpv6 replies"\n'
-        f"{R}tcp dport {ssh} ct state new update @ssh_new4 {{ ip saddr limit rate over "
+        f"{R}tcp dport {ssh} tcp flags & (syn | ack) == syn ct state new update @ssh_new4 "
+        "{ ip saddr limit rate over "
         '9/minute burst 3 packets } drop comment "ssh rate limit"\n'
-        f"{R}tcp dport {ssh} ct state new update @ssh_new6 {{ ip6 saddr limit rate over "
+        f"{R}tcp dport {ssh} tcp flags & (syn | ack) == syn ct state new update @ssh_new6 "
+        "{ ip6 saddr limit rate over "
         '9/minute burst 3 packets } drop comment "ssh rate limit"\n'
         f'{R}tcp dport {ssh} accept comment "ssh"\n'
         f'{R}udp dport {listen} accept comment "wireguard"\n'

@@ -80,3 +80,13 @@ def test_an_interface_that_is_not_ours_is_never_taken_down() -> None:
     assert any(s == "take wg0 down" for s in summaries(plan(f, "vps")))
     del f.files["/etc/wireguard/wg0.conf"]  # the user's wg0, not ours
     assert not any("wg0" in s for s in summaries(plan(f, "vps")) if "take" in s)
+
+
+def test_a_user_tunnelops_made_is_known_by_its_comment_after_a_plain_teardown() -> None:
+    """A plain teardown keeps the user (and its data) but removes tunnelops's records: a later
+    --remove-users still knows the user is tunnelops's by its comment, and only then."""
+    f = recorded("fedora-home-converged")
+    f.raw["created"] = ""
+    assert "userdel" not in shell(plan(f, remove_users=True))
+    f.users["gamer"]["comment"] = "tunnelops service user"
+    assert "userdel gamer" in shell(plan(f, remove_users=True))

@@ -63,8 +63,11 @@ def ifupdown(ctx: Ctx, paths: list[str], step: str = "wireguard") -> Guard:
     stanza requires), the old stanza and config back, and up again if it was up."""
     i, d = shlex.quote(ctx.iface), _state(step)
     snapshot = [snapshot_files(step, paths), _was_up(step, ctx.iface)]
+    # ifupdown-ng may still think the deleted link configured (its state file): then ifup
+    # does nothing, and the interface is forgotten there first
     restore = [f"ip link del {i} 2>/dev/null", restore_files(step, paths),
-               f"if [ -e {d}/up ]; then ifup {i}; fi"]
+               f"if [ -e {d}/up ]; then ifup {i} 2>/dev/null; ip link show {i} >/dev/null "
+               f"2>&1 || {{ sed -i '/^{ctx.iface}=/d' /run/ifstate 2>/dev/null; ifup {i}; }}; fi"]
     return Guard("; ".join(snapshot), "; ".join(restore), seconds=ctx.guard_seconds)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from tunnelops.changes import CommandChange, StepPlan
-from tunnelops.facts import HostFacts
+from tunnelops.facts import IP_JSON, HostFacts
 from tunnelops.steps.context import PlanError
 
 # command -> package, per family
@@ -20,6 +20,7 @@ PACKAGES: dict[str, dict[str, str]] = {
     "flock": {"alpine": "util-linux", "debian": "util-linux", "fedora": "util-linux"},
     "podman": {"alpine": "podman", "debian": "podman", "fedora": "podman"},
     "slirp4netns": {"alpine": "slirp4netns", "debian": "slirp4netns", "fedora": "slirp4netns"},
+    IP_JSON: {"alpine": "iproute2", "debian": "iproute2", "fedora": "iproute"},
 }
 
 

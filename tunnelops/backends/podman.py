@@ -57,6 +57,9 @@ def _unit_dir(home: str) -> str:
 
 
 PULL_TIMEOUT_S = 600
+# the comment of a user tunnelops made: teardown --remove-users knows it by it even after a
+# plain teardown removed tunnelops's records (the user, with its data, was kept then)
+USER_COMMENT = "tunnelops service user"
 
 
 def plan_users(ctx: Ctx) -> StepPlan:
@@ -68,7 +71,8 @@ def plan_users(ctx: Ctx) -> StepPlan:
         if not info.get("uid"):
             p.changes.append(CommandChange(
                 f"create user {user} for rootless podman",
-                f"useradd -m {u} 2>/dev/null || adduser -D {u}\n"
+                f"useradd -m -c {shlex.quote(USER_COMMENT)} {u} 2>/dev/null || "
+                f"adduser -D -g {shlex.quote(USER_COMMENT)} {u}\n"
                 f"{record_shell(f'user {user}')}\n"
                 f"grep -q '^{user}:' /etc/subuid || usermod --add-subuids 200000-265535 {u}\n"
                 f"grep -q '^{user}:' /etc/subgid || usermod --add-subgids 200000-265535 {u}"))
@@ -98,12 +102,48 @@ def plan_images(ctx: Ctx) -> StepPlan:
         img = shlex.quote(svc.image)
         p.changes.append(CommandChange(
             f"pull image {svc.image} for {svc.user}",
-            as_user(svc.user, f"podman image exists {img} || {{ err=$(timeout "
-                              f"{PULL_TIMEOUT_S} podman pull -q {img} 2>&1 >/dev/null) || "
-                              f"{{ echo \"image {svc.image} of service {svc.name} cannot be "
-                              f"pulled ($(printf '%s' \"$err\" | tail -n 1)): check its name "
-                              "and the host's access to the registry\" >&2; exit 1; }; }")))
+            as_user(svc.user, f"podman image exists {img} || {{ " + _or_fail(
+                f"timeout {PULL_TIMEOUT_S} podman pull -q {img}",
+                f"image {svc.image} of service {svc.name} cannot be pulled",
+                ": check its name and the host's access to the registry") + "; }")))
     return p
+
+
+def created_network(cmd: list[str]) -> str:
+    """The --network a container was created with, from its create command ("" if none)."""
+    for i, arg in enumerate(cmd):
+        if arg in ("--network", "--net") and i + 1 < len(cmd):
+            return cmd[i + 1]
+        for flag in ("--network=", "--net="):
+            if arg.startswith(flag):
+                return arg[len(flag):]
+    return ""
+
+
+def _published(container: dict) -> set[tuple[str, int, int]]:
+    """(proto, host port, container port) of every port `podman ps` shows published."""
+    out = set()
+    for p in container.get("Ports") or []:
+        for k in range(int(p.get("range") or 1)):
+            out.add((p.get("protocol", "tcp"), int(p["host_port"]) + k,
+                     int(p["container_port"]) + k))
+    return out
+
+
+def spec_drift(svc: Service, container: dict, created: list[str] | None,
+               network: str) -> str | None:
+    """Why a container whose spec label matches is still not the service's: created by hand
+    (or by another tool) with the label copied but another network or other ports."""
+    if created:
+        have = created_network(created)
+        if have != network:
+            return f"created with --network {have or '(none)'}, not {network}"
+    want = {(p.proto, n, n) for p in svc.ports for n in range(p.first, p.last + 1)}
+    have_ports = _published(container)
+    if container.get("Ports") is not None and have_ports != want:
+        shown = ", ".join(f"{h}->{c}/{pr}" for pr, h, c in sorted(have_ports)) or "none"
+        return f"publishes {shown}"
+    return None
 
 
 def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
@@ -130,10 +170,13 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
             p.changes.append(FileChange(unit_path, unit, old.content if old else None,
                                         owner=f"{svc.user}:{svc.user}"))
     same = current is not None and current.get("Labels", {}).get(render.SPEC_LABEL) == spec
+    drift = spec_drift(svc, current, info.get("created", {}).get(svc.container_name),
+                       render.network_option(kind, t)) if same and current else None
     running = current is not None and current.get("State") == "running"
     service_unit = f"{svc.container_name}.service"
-    if not same:
-        why = "create" if current is None else "replace (its specification changed)"
+    if not same or drift:
+        why = "create" if current is None else \
+            f"replace (its specification changed{': ' + drift if drift else ''})"
         check = "podman " + shlex.join(render.create_args(svc, t, kind, spec, _new(svc)))
         if quadlet:
             # the new specification checked first (image, options), the old container
@@ -161,7 +204,7 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     elif not quadlet:
         p.notes.append(f"Podman {info.get('version')} has no Quadlet: "
                        "a generated systemd user unit")
-        if not same:
+        if not same or drift:
             p.changes.append(CommandChange(
                 f"install a systemd user unit for {svc.container_name}",
                 as_user(svc.user, f"mkdir -p ~/.config/systemd/user && cd ~/.config/systemd/user"
@@ -181,9 +224,17 @@ def _checked(svc: Service, create: str) -> str:
     """Shell: create the new container beside the old one (nothing is bound yet), or fail
     with podman's reason in one line while the old one goes on serving."""
     new = shlex.quote(_new(svc))
-    return (f"podman rm -f {new} >/dev/null 2>&1; err=$({create} 2>&1 >/dev/null) || "
-            f"{{ echo \"{svc.container_name}: the new container cannot be created "
-            f"($(printf '%s' \"$err\" | tail -n 1)); the old one still serves\" >&2; exit 1; }}")
+    return (f"podman rm -f {new} >/dev/null 2>&1; " + _or_fail(
+        create, f"{svc.container_name}: the new container cannot be created",
+        "; the old one still serves"))
+
+
+def _or_fail(command: str, what: str, fix: str, before_exit: str = "") -> str:
+    """Shell running COMMAND; if it fails (after BEFORE_EXIT), the step fails with one line:
+    WHAT (the last line of COMMAND's own error)FIX."""
+    q, undo = shlex.quote, f"{before_exit}; " if before_exit else ""
+    return (f"err=$({command} 2>&1 >/dev/null) || {{ {undo}printf '%s (%s)%s\\n' {q(what)} "
+            f"\"$(printf '%s' \"$err\" | tail -n 1)\" {q(fix)} >&2; exit 1; }}")
 
 
 def _swap(svc: Service, create: str) -> str:
@@ -191,12 +242,11 @@ def _swap(svc: Service, create: str) -> str:
     runs: create the new one, stop the old one (their ports are the same), start the new
     one; if it does not start, the old one is started again and the step fails saying why."""
     old, new = shlex.quote(svc.container_name), shlex.quote(_new(svc))
+    back = f"podman rm -f {new} >/dev/null 2>&1; podman start {old} >/dev/null 2>&1"
     return (f"{_checked(svc, create)}; podman stop -t 5 {old} >/dev/null 2>&1; "
-            f"if err=$(podman start {new} 2>&1 >/dev/null); then podman rm -f {old} "
-            f">/dev/null && podman rename {new} {old}; else podman rm -f {new} >/dev/null "
-            f"2>&1; podman start {old} >/dev/null 2>&1; echo \"{svc.container_name}: the new "
-            f"container does not start ($(printf '%s' \"$err\" | tail -n 1)); the old one "
-            "serves again\" >&2; exit 1; fi")
+            + _or_fail(f"podman start {new}", f"{svc.container_name}: the new container "
+                       "does not start", "; the old one serves again", before_exit=back)
+            + f"; podman rm -f {old} >/dev/null && podman rename {new} {old}")
 
 
 def _what_changes(svc: Service, current: dict) -> str:

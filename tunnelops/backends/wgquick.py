@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from tunnelops.backends import netguard
+from tunnelops.backends import netguard, wglive
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render.wireguard import parse_wg_conf
 from tunnelops.steps.context import Ctx
@@ -15,31 +15,6 @@ def _interface_section(text: str | None) -> list[tuple[str, str]]:
     if not text:
         return []
     return [kv for kv in parse_wg_conf(text).get("Interface", []) if kv[0] != "PrivateKey"]
-
-
-def home_rules(ctx: Ctx) -> list[tuple[int, str, str]]:
-    """(priority, selector, shell to add it) for the two policy rules home needs."""
-    t = ctx.tunnel
-    first, second = t.rule_priorities
-    return [
-        (first, f"from {t.home_address}/32",
-         f"ip -4 rule add from {t.home_address}/32 table {t.route_table} priority {first}"),
-        (second, f"to {t.vps_address}/32",
-         f"ip -4 rule add to {t.vps_address}/32 table {t.route_table} priority {second}"),
-    ]
-
-
-def rule_present(ctx: Ctx, priority: int, selector: str) -> bool:
-    t = ctx.tunnel
-    kind, addr = selector.split(" ")
-    ip = addr.removesuffix("/32")
-    key = "src" if kind == "from" else "dst"
-    for r in ctx.facts.rules:
-        if r.get("priority") == priority and r.get(key) == ip \
-                and str(r.get("table")) == str(t.route_table) \
-                and r.get(f"{key}len", 32) == 32:
-            return True
-    return False
 
 
 def clear_rules_shell(ctx: Ctx) -> str:
@@ -72,13 +47,8 @@ def plan(ctx: Ctx, content: str, *, policy_routing: bool) -> StepPlan:
             f"restart {ctx.iface} ({half or 'interface settings changed'})",
             f"wg-quick down {iface} || ip link del {iface} || true; "
             f"{clear}wg-quick up {iface}"))
-    elif file_changed or _peers_drifted(ctx, content):
-        p.changes.append(CommandChange(
-            f"sync {ctx.iface} peers with its config",
-            f"s=$(mktemp /run/tunnelops-strip.XXXXXX); wg-quick strip {iface} > \"$s\" && "
-            f"wg syncconf {iface} \"$s\"; rc=$?; rm -f \"$s\"; [ $rc = 0 ]"))
-    elif policy_routing:
-        p.changes += _routing_repairs(ctx)
+    else:
+        p.changes += live_fixes(ctx, content, file_changed, policy_routing)
     if p.changes:
         p.guard = netguard.wg_quick(ctx, clear_rules_shell(ctx) if policy_routing else "")
     if not f.kernel_wireguard:
@@ -90,6 +60,32 @@ def plan(ctx: Ctx, content: str, *, policy_routing: bool) -> StepPlan:
         p.notes.append(f"no systemd (PID 1 is {f.pid1 or '?'}): {ctx.iface} is not started "
                        "at boot")
     return p
+
+
+def live_fixes(ctx: Ctx, content: str, file_changed: bool,
+               policy_routing: bool) -> list[CommandChange]:
+    """A running interface whose settings section is right: bring what is live back to the
+    file, each with its own smallest command (the peers and listen port with `wg syncconf`,
+    which keeps the sessions; an address added by hand and the MTU with `ip`; home's rules
+    and table route with `ip rule` / `ip route`)."""
+    f, i = ctx.facts, shlex.quote(ctx.iface)
+    out = []
+    drift = wglive.peer_drift(content, f.wg)
+    if file_changed or drift:
+        why = "; ".join(drift) if drift else "its config changed"
+        out.append(CommandChange(
+            f"sync {ctx.iface} peers with its config ({why})",
+            f"s=$(mktemp /run/tunnelops-strip.XXXXXX); wg-quick strip {i} > \"$s\" && "
+            f"wg syncconf {i} \"$s\"; rc=$?; rm -f \"$s\"; [ $rc = 0 ]"))
+    t = ctx.tunnel
+    address = t.vps_address if ctx.role == "vps" else t.home_address
+    out += wglive.address_fixes(f, ctx.iface, f"{address}/{t.prefixlen}")
+    want = wglive.wanted_mtu(t, "wg-quick", wglive.uplink_mtu(f))
+    if (why := wglive.mtu_drift(f, ctx.iface, want)) and want is not None:
+        out.append(wglive.mtu_fix(ctx.iface, want, why))
+    if policy_routing:
+        out += wglive.routing_fixes(f, ctx.tunnel)
+    return out
 
 
 def _half_up(ctx: Ctx) -> str | None:
@@ -105,24 +101,3 @@ def _half_up(ctx: Ctx) -> str | None:
                for a in i.get("addr_info", [])):
         return f"it lacks its address {address}"
     return None
-
-
-def _peers_drifted(ctx: Ctx, content: str) -> bool:
-    """The live interface no longer matches the file (e.g. `wg set` by hand)."""
-    want = {v for k, v in parse_wg_conf(content).get("Peer", []) if k == "PublicKey"}
-    have = {peer["public_key"] for peer in ctx.facts.wg.get("peers", [])}
-    return want != have
-
-
-def _routing_repairs(ctx: Ctx) -> list[CommandChange]:
-    t, out = ctx.tunnel, []
-    for prio, sel, add in home_rules(ctx):
-        if not rule_present(ctx, prio, sel):
-            out.append(CommandChange(f"add policy rule {sel} table {t.route_table}", add,
-                                     f"+ ip rule {sel} table {t.route_table} priority {prio}"))
-    if not any(r.get("dst") == "default" and r.get("dev") == ctx.iface
-               for r in ctx.facts.table_routes):
-        out.append(CommandChange(
-            f"add default route via {ctx.iface} in table {t.route_table}",
-            f"ip -4 route replace default dev {shlex.quote(ctx.iface)} table {t.route_table}"))
-    return out

@@ -11,6 +11,13 @@ alpinelinux/awall) and its sources:
   The seed's "from-addr" is not an awall attribute (it only worked because awall's
   default SNAT address is the egress interface's own, 192.168.2.1).
 - Limits are {"count": N, "interval": seconds}; on filters they apply per source address.
+- A rule's "service" is a list of service NAMES only (a single name is a one-element list);
+  an inline definition there is a schema error ("Type mismatch: 'filter.1.service' should be
+  string, is table"), a warning today and a failed activation in strict mode. So every
+  service a rule uses is defined in the policy file's own top-level "service" dictionary:
+  WireGuard's port, a non-22 SSH port, each service's ports.
+- "match" adds iptables match options to a rule (awall's own tests: test/optional/
+  custom.json). The SSH limiter uses it to count connection attempts only (see ssh_policy).
 Service names get a "tunnelops-" prefix so they cannot collide with awall's built-in
 services ("ssh", "http", ...) or with the user's own policies.
 """
@@ -50,32 +57,43 @@ def base_policy(wan_iface: str, t: Tunnel) -> Policy:
     }
 
 
+SSH_SERVICE = "tunnelops-ssh"
+WIREGUARD_SERVICE = "tunnelops-wireguard"
+# The limiter's rule matches TCP SYNs only (`--syn`: SYN set, ACK and RST clear): a
+# connection attempt. Without it, the packets of a connection that conntrack picked up
+# mid-stream (our own SSH session, when the first activation turns tracking on) are NEW
+# too, and in-flight ACKs use up the limit: the guard's proof connection is then dropped.
+SYN_ONLY = "-m tcp --syn"
+
+
 def ssh_policy(port: int = 22, count: int = 3, interval: int = 20) -> Policy:
-    # "ssh" is awall's built-in service (tcp/22); another port needs its own definition.
-    service: str | dict[str, Any] = "ssh" if port == 22 else {"proto": "tcp", "port": port}
-    return {
-        "description": f"{MANAGED} Allow SSH from internet",
-        "filter": [
-            {
-                "in": "inet",
-                "out": "_fw",
-                "service": service,
-                "action": "accept",
-                "conn-limit": {"count": count, "interval": interval},
-            }
-        ],
-    }
+    """The seed's rate-limited SSH, counting connection attempts only; everything else to
+    the SSH port that is not established (mid-stream pickups) is accepted by a second rule,
+    as with nftables."""
+    # "ssh" is awall's built-in service (tcp/22); another port gets its own definition.
+    name = "ssh" if port == 22 else SSH_SERVICE
+    policy: Policy = {"description": f"{MANAGED} Allow SSH from internet"}
+    if port != 22:
+        policy["service"] = {name: {"proto": "tcp", "port": port}}
+    rule = {"in": "inet", "out": "_fw", "service": name}
+    policy["filter"] = [
+        {**rule, "match": SYN_ONLY, "action": "accept",
+         "conn-limit": {"count": count, "interval": interval}},
+        {**rule, "action": "accept"},
+    ]
+    return policy
 
 
 def wireguard_policy(t: Tunnel) -> Policy:
     return {
         "description": f"{MANAGED} Allow WireGuard from internet",
+        "service": {WIREGUARD_SERVICE: {"proto": "udp", "port": t.listen_port}},
         "filter": [
             {
                 "in": "inet",
                 # Only to the VPS itself; the seed's rule (no "out") also allowed forwarding.
                 "out": "_fw",
-                "service": {"proto": "udp", "port": t.listen_port},
+                "service": WIREGUARD_SERVICE,
                 "action": "accept",
             }
         ],

@@ -3,6 +3,13 @@
 ifupdown-ng's wireguard executor creates the link and loads /etc/wireguard/wg0.conf with
 `wg setconf` (see render.wireguard.vps_setconf); the address and MTU live here because
 `wg setconf` does not accept them.
+
+No `requires WAN` (the seed had `requires eth0`): ifupdown-ng's dependency solver takes a
+required interface down with its dependent, and before 0.12 an `ifdown wg0` could take eth0
+down with it when eth0 was not marked explicitly configured in its state -- on a VPS, a
+lock-out. The VPS end only listens (its peer has no endpoint), so it needs nothing from the
+WAN to come up; and the `source-directory` line that brings this stanza in comes after the
+WAN's own stanza, so at boot wg0 is still configured after it.
 """
 
 from __future__ import annotations
@@ -12,13 +19,12 @@ from tunnelops.model import Tunnel
 MANAGED = "# Managed by tunnelops: local edits are overwritten."
 
 
-def wg_stanza(t: Tunnel, wan_iface: str) -> str:
+def wg_stanza(t: Tunnel) -> str:
     lines = [
         MANAGED,
         "# The address carries its prefix: without it the VPS gets no route to the home peer.",
         f"auto {t.interface}",
         f"iface {t.interface} inet static",
-        f"\trequires {wan_iface}",
         "\tuse wireguard",
         f"\taddress {t.vps_address}/{t.prefixlen}",
     ]

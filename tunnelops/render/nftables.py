@@ -37,6 +37,7 @@ ICMPV6_TYPES = ("echo-request, destination-unreachable, packet-too-big, time-exc
 # The seed's awall conn-limit {count 3, interval 20}: 3 new connections per 20 s per source
 # address, i.e. 9/minute with a burst of 3.
 SSH_RATE = "9/minute burst 3 packets"
+SYN_ONLY = "tcp flags & (syn | ack) == syn"
 
 
 @dataclass(frozen=True, order=True)
@@ -213,9 +214,13 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
         f"icmp type {{ {ICMP_TYPES} }} accept",
         f"icmpv6 type {{ {ICMPV6_TYPES} }} accept",
         'ip6 saddr fe80::/10 udp dport 546 accept comment "dhcpv6 replies"',
-        f"tcp dport {ssh_port} ct state new update @ssh_new4 "
+        # Connection attempts only (SYN without ACK): when this table's first load turns
+        # conntrack on, the connections already open (our own SSH session) are picked up
+        # mid-stream and their in-flight packets are `ct state new` too; counted, they use
+        # up the burst and the next real connection (the guard's proof) is dropped.
+        f"tcp dport {ssh_port} {SYN_ONLY} ct state new update @ssh_new4 "
         f'{{ ip saddr limit rate over {SSH_RATE} }} drop comment "ssh rate limit"',
-        f"tcp dport {ssh_port} ct state new update @ssh_new6 "
+        f"tcp dport {ssh_port} {SYN_ONLY} ct state new update @ssh_new6 "
         f'{{ ip6 saddr limit rate over {SSH_RATE} }} drop comment "ssh rate limit"',
         f'tcp dport {ssh_port} accept comment "ssh"',
         f'udp dport {t.listen_port} accept comment "wireguard"',

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tunnelops.backends import firewalld, keys, networkmanager, nftables, packages, podman, wgquick
 from tunnelops.changes import StepPlan
+from tunnelops.facts import IP_JSON
 from tunnelops.render import nftables as nft_render
 from tunnelops.render.wireguard import home_wg_quick
 from tunnelops.steps.context import Ctx, PlanError
@@ -26,7 +27,8 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
     if f.family == "unknown":
         raise PlanError(f"{f.os_pretty or 'this distribution'} is not supported at home: use "
                         "Fedora/RHEL, Debian/Ubuntu or Alpine")
-    need = ["wg"]
+    # iproute2 for `ip -j`: the live addresses, MTU, rules and routes are read as JSON
+    need = ["wg", IP_JSON]
     backend, _ = wg_backend(ctx)
     if backend == "wg-quick":
         need.append("wg-quick")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from tunnelops.backends import firewalld, podman
 from tunnelops.backends.nftables import OUR_LINES
 from tunnelops.backends.originals import restore_shell
+from tunnelops.backends.podman import USER_COMMENT
 from tunnelops.backends.sysctl import ORIG_FORWARD
 from tunnelops.backends.wgquick import clear_rules_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
@@ -32,10 +33,12 @@ def _interface(ctx: Ctx) -> StepPlan:
         p.changes.append(CommandChange(f"delete the NetworkManager profile {ctx.iface}",
                                        f"nmcli connection delete {iface} >/dev/null"))
     if f.wg:
+        # Never `ifdown`: a stanza with `requires eth0` (the seed's, or an older
+        # tunnelops') can take the WAN down with it (ifupdown-ng < 0.12). Deleting the link
+        # is all ifdown would do for wg0; its stanza goes with the files.
         p.changes.append(CommandChange(
             f"take {ctx.iface} down",
-            f"wg-quick down {iface} 2>/dev/null || ifdown {iface} 2>/dev/null || "
-            f"ip link del {iface}"))
+            f"wg-quick down {iface} 2>/dev/null || ip link del {iface}"))
     if ctx.role == "home" and any(str(r.get("table")) == str(ctx.tunnel.route_table)
                                   for r in f.rules):
         p.changes.append(CommandChange(f"remove the policy rules to table "
@@ -141,12 +144,20 @@ def _records(ctx: Ctx, opts: Options) -> list[CommandChange]:
     """Undo what tunnelops recorded creating: lingering, a runtime dir, and (only when asked)
     the service users, whose home holds the service's data (a game's world save)."""
     out = []
-    for rec in ctx.facts.lines("created"):
+    records = ctx.facts.lines("created")
+    # users tunnelops made, known by their comment too: a plain teardown kept them (with their
+    # data) but removed its records
+    made = {u for u, info in ctx.facts.users.items()
+            if info.get("uid") and info.get("comment") == USER_COMMENT}
+    records += [f"user {u}" for u in sorted(made) if f"user {u}" not in records]
+    for rec in records:
         kind, _, what = rec.partition(" ")
         w = shlex.quote(what)
         if kind == "user" and opts.remove_users:
             # podman's pause process (and a lingering user manager) keep the user busy
-            stop = (f"loginctl terminate-user {w} 2>/dev/null; pkill -KILL -u {w} 2>/dev/null; "
+            # (each may fail: no logind in a container, nothing left to kill; set -e runs)
+            stop = (f"loginctl terminate-user {w} 2>/dev/null || :; "
+                    f"pkill -KILL -u {w} 2>/dev/null || :; "
                     f"n=0; while pgrep -u {w} >/dev/null 2>&1 && [ $n -lt 50 ]; do "
                     "sleep 0.1; n=$((n+1)); done; ")
             if opts.delete_data:

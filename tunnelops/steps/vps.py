@@ -16,6 +16,7 @@ from tunnelops.backends import (
     wgquick,
 )
 from tunnelops.changes import StepPlan
+from tunnelops.facts import IP_JSON
 from tunnelops.render import nftables as nft_render
 from tunnelops.render.wireguard import vps_wg_quick
 from tunnelops.steps.context import Ctx, PlanError
@@ -58,7 +59,8 @@ def wg_backend(ctx: Ctx) -> str:
 def prepare(ctx: Ctx) -> list[StepPlan]:
     supported(ctx)
     f = ctx.facts
-    need = ["wg"]
+    # iproute2 for `ip -j`: the live addresses, MTU, rules and routes are read as JSON
+    need = ["wg", IP_JSON]
     if wg_backend(ctx) == "wg-quick":
         need.append("wg-quick")
         if not f.kernel_wireguard:
@@ -75,7 +77,7 @@ def configure(ctx: Ctx) -> list[StepPlan]:
     wan = ctx.wan_interface or "eth0"
     plans = [sysctl.plan(ctx)]
     if wg_backend(ctx) == "ifupdown":
-        plans.append(ifupdown.plan(ctx, wan, ctx.peer_public_key))
+        plans.append(ifupdown.plan(ctx, ctx.peer_public_key))
     else:
         plans.append(wgquick.plan(ctx, vps_wg_quick(site.tunnel, ctx.peer_public_key),
                                   policy_routing=False))

@@ -107,9 +107,9 @@ def j(value: object) -> str:
 
 
 def commands(*names: str) -> str:
-    unknown = set(names) - set(facts.COMMANDS)
+    unknown = set(names) - set(facts.COMMANDS) - {facts.IP_JSON}
     assert not unknown, unknown
-    return "".join(f"{c}\n" for c in facts.COMMANDS if c in names)
+    return "".join(f"{c}\n" for c in (*facts.COMMANDS, facts.IP_JSON) if c in names)
 
 
 LIFE = {"valid_life_time": 4294967295, "preferred_life_time": 4294967295}
@@ -388,10 +388,28 @@ def alpine_vps_fresh() -> Host:
     return Host("vps", SITE, s, {"/etc/network/interfaces": ("644", "root", ALPINE_INTERFACES)})
 
 
+# `iptables-save` of an awall-activated VPS, abridged, as the facts print it (no comments,
+# no counters)
+AWALL_RULES = """\
+*filter
+:INPUT DROP
+:FORWARD DROP
+:OUTPUT DROP
+:limit-ssh-0 -
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -i eth0 -p tcp --dport 22 -m tcp --syn -j limit-ssh-0
+-A INPUT -i eth0 -p tcp --dport 22 -j ACCEPT
+-A INPUT -i eth0 -p udp --dport 51821 -j ACCEPT
+-A limit-ssh-0 -m recent --name limit-ssh-0 --rsource --update --hitcount 3 --seconds 20 -j DROP
+-A limit-ssh-0 -m recent --name limit-ssh-0 --rsource --set -j ACCEPT
+COMMIT
+"""
+
+
 def alpine_vps_converged() -> Host:
     t = SITE.tunnel
     s = base(ALPINE_OS, "init", True, commands(
-        "wg", "wg-quick", "awall", "rc-update", "apk", "ifup", "flock", "ping"))
+        "wg", "wg-quick", "awall", "rc-update", "apk", "ifup", "flock", "ping", facts.IP_JSON))
     ctx = Ctx(SITE, "vps", HostFacts())
     policies = {name: ("enabled", json.loads(text)["description"])
                 for name, text in ((p.rsplit("/", 1)[1].removesuffix(".json"), text)
@@ -412,11 +430,13 @@ def alpine_vps_converged() -> Host:
         "orig": "./etc/network/interfaces\n", "created": "dir /etc/wireguard\n",
         "state_dirs": "/var/lib/tunnelops\n/run/tunnelops\n",
         "awall": awall_list(policies),
+        # what the activation recorded, and what is live: the same rules
+        "awall_live": AWALL_RULES, "awall_applied": AWALL_RULES,
     }
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", vps_setconf(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
-        "/etc/network/interfaces.d/wg0": ("644", "root", ifupdown.wg_stanza(t, "eth0")),
+        "/etc/network/interfaces.d/wg0": ("644", "root", ifupdown.wg_stanza(t)),
         "/etc/network/interfaces": ("644", "root", ALPINE_INTERFACES
                                     + "source-directory /etc/network/interfaces.d\n"),
         **{p: ("644", "root", text) for p, text in awall_backend.files(
@@ -426,7 +446,7 @@ def alpine_vps_converged() -> Host:
 
 
 FEDORA_CMDS = ("nft", "nmcli", "firewall-cmd", "podman", "systemctl", "dnf", "flock", "ping",
-               "sudo", "pasta", "loginctl", "runuser", "setpriv")
+               "sudo", "pasta", "loginctl", "runuser", "setpriv", facts.IP_JSON)
 FEDORA_PODMAN = "5.2.3"
 FEDORA_LAN = nic(2, "enp1s0", "192.168.1.50", 24, dynamic=True)
 FEDORA_ROUTES = [{"dst": "default", "gateway": "192.168.1.1", "dev": "enp1s0", "protocol": "dhcp",
@@ -519,15 +539,23 @@ def fedora_home_converged() -> Host:
         "/etc/tunnelops/firewalld-ports": ("644", "root", "12345/udp\n12346/tcp\n"),
         unit: ("644", "gamer", podman.quadlet_unit(svc, t, kind, spec)),
     }
+    # what Quadlet's generated ExecStart ran (its --network=VALUE form)
+    created = ["/usr/bin/podman", "run", f"--name={svc.container_name}",
+               f"--cidfile=/run/user/1001/{svc.container_name}.cid", "--replace", "--rm",
+               "--cgroups=split", f"--network={podman.network_option(kind, t)}",
+               "--sdnotify=conmon", "-d", *podman.publish_args(svc, t), "--label",
+               f"{podman.SPEC_LABEL}={spec}", "--label", f"{podman.SERVICE_LABEL}={svc.name}",
+               svc.image]
     users = {"gamer": "uid=1001\nhome=/home/gamer\nlinger=yes\nruntime=yes\n"
                       f"version={user_info['version']}\nnofile=524288\n"
                       f"has_image={svc.image}\n"
+                      f"create {svc.container_name} {json.dumps(created)}\n"
                       + json.dumps([container], indent=2) + "\n"}
     return Host("home", SITE, s, files, users)
 
 
 DEBIAN_CMDS = ("wireguard-go", "nft", "systemctl", "apt-get", "flock", "ping", "loginctl",
-               "runuser", "setpriv")
+               "runuser", "setpriv", facts.IP_JSON)
 
 
 def debian_vps_fresh() -> Host:
@@ -587,7 +615,7 @@ def debian_vps_converged_snat() -> Host:
 
 
 FEDORA_VPS_CMDS = ("nft", "firewall-cmd", "systemctl", "dnf", "flock", "ping", "sudo",
-                   "loginctl", "runuser", "setpriv")
+                   "loginctl", "runuser", "setpriv", facts.IP_JSON)
 FEDORA_VPS_WAN = nic(2, "eth0", VPS_IP, 24, dynamic=True)
 FEDORA_VPS_DEFAULT = {"dst": "default", "gateway": "203.0.113.1", "dev": "eth0",
                       "protocol": "dhcp", "prefsrc": VPS_IP, "metric": 100, "flags": []}
@@ -651,7 +679,7 @@ def private_ip_vps() -> Host:
     """A VPS behind its provider's NAT: its only IPv4 is 10.0.0.5."""
     s = base(UBUNTU_OS, "systemd", True, commands(
         "nft", "systemctl", "apt-get", "flock", "ping", "sudo", "loginctl", "runuser",
-        "setpriv"))
+        "setpriv", facts.IP_JSON))
     s |= {
         "addrs": j([LO, nic(2, "ens3", "10.0.0.5", 24, dynamic=True)]),
         "rules": j(DEFAULT_RULES), "table_routes": MISSING_TABLE,
@@ -666,7 +694,7 @@ def private_ip_vps() -> Host:
 def arch_vps() -> Host:
     s = base(ARCH_OS, "systemd", True, commands("wg", "wg-quick", "nft", "systemctl", "flock",
                                                  "ping", "sudo", "loginctl", "runuser",
-                                                 "setpriv"))
+                                                 "setpriv", facts.IP_JSON))
     s |= {"addrs": j([LO, nic(2, "ens3", "198.51.100.77", 24)]), "rules": j(DEFAULT_RULES),
           "table_routes": MISSING_TABLE,
           "main_default": j([{"dst": "default", "gateway": "198.51.100.1", "dev": "ens3",
