@@ -38,7 +38,7 @@ from tests.lab.labb_site import (
 )
 from tunnelops import commands, inventory, verify
 from tunnelops.engine import RunReport
-from tunnelops.lab import Lab, Topology
+from tunnelops.lab import Lab, Topology, demo
 
 pytestmark = pytest.mark.lab
 
@@ -137,6 +137,8 @@ def test_preserve_the_game_sees_each_player(labg: Lab) -> None:
     assert seen_from_inet(labg, 12346, "tcp") == t.inet_vps_side == "198.51.100.1"
     assert seen_from_inet(labg, 12345, "udp") == t.inet_vps_side  # and the reply came back
     assert seen_from_laptop(labg, 12345) == t.router_wan == "203.0.113.2"
+    shown = demo.probes(labg)  # the demo's table: a player's probe beside whom the game saw
+    assert [(p.sender, p.seen, p.ok) for p in shown[:2]] == [(t.inet_vps_side,) * 2 + (True,)] * 2
     rows = client_rows(labg)
     assert rows == {
         "client.game.tcp": (True, "game sees 203.0.113.2, the address the VPS saw the probe "
@@ -149,6 +151,7 @@ def test_switch_to_snat_converges_in_one_run(labg: Lab) -> None:
     assert_switched(labg, "snat")
     assert seen_from_inet(labg, 12346, "tcp") == TUNNEL_VPS
     assert seen_from_inet(labg, 12345, "udp") == TUNNEL_VPS
+    assert [(p.seen, p.ok) for p in demo.probes(labg, snat=True)[:2]] == [(TUNNEL_VPS, True)] * 2
     rows = client_rows(labg)
     assert [ok for ok, _ in rows.values()] == [True, True]
     assert all(m.startswith(f"game sees {TUNNEL_VPS}: every player appears as the VPS")

@@ -1,5 +1,6 @@
 """The VPS end: packages, keys, forwarding, the WireGuard interface, the firewall (inbound
-SSH rate-limited and WireGuard allowed, all else dropped; DNAT/SNAT for the services)."""
+SSH rate-limited and WireGuard allowed, all else dropped; DNAT for the services, and SNAT
+with client_ip = "snat")."""
 
 from __future__ import annotations
 
