@@ -54,7 +54,7 @@ def vps_section(site: Site) -> str:
             "elif [ -r /proc/net/nf_conntrack ]; then s=proc; else s=none; fi; "
             f"n=0; while [ $s != none ] && [ $n -lt {WAIT_POLLS} ] && ! {{ {checks}; }}; do "
             "sleep 0.1; n=$((n+1)); done; "
-            f"echo source=$s; ct | grep -E {every} | head -n 400")
+            f"echo source=$s; ct | grep -E {every} | head -n 200")
 
 
 def parse_seen(text: str) -> tuple[str, dict[str, set[str]]]:

@@ -580,6 +580,9 @@ def test_switch_client_ip_on_nftables() -> None:
         assert 'oifname "eth0" ip saddr 192.168.2.0/24 masquerade' in ruleset  # home egress
         assert "dnat ip to 192.168.2.2" in ruleset
         assert fw.guard is not None
+        assert fw.notes[-1] == ("client_ip = snat: players reach home as 192.168.2.1"
+                                if mode == "snat" else "client_ip = preserve: players reach "
+                                "home with their own address (no SNAT)")
         assert_converged(vps.configure(vps_ctx(recorded(converged[mode]), site)))
 
 

@@ -89,4 +89,7 @@ def configure(ctx: Ctx) -> list[StepPlan]:
     else:
         plans.append(nftables.plan(ctx, nft_render.vps_ruleset(
             wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port, snat=site.snat)))
+    plans[-1].notes.append(
+        f"client_ip = snat: players reach home as {site.tunnel.vps_address}" if site.snat
+        else "client_ip = preserve: players reach home with their own address (no SNAT)")
     return plans
