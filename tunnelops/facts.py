@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
 from tunnelops.render.networkmanager import home_settings
 from tunnelops.render.nftables import SVC_SETS, Element, port_sets
+from tunnelops.render.podman import user_env
 
 MARK = "::tunnelops::"
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
@@ -195,8 +196,8 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
             f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
             f"echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"; "
             "if command -v podman >/dev/null; then "
-            f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd {u} "
-            "| cut -d: -f6) sh -c 'cd; podman version --format \"version={{.Client.Version}}\";"
+            f"runuser -u {u} -- {user_env(u, '$uid')} "
+            "sh -c 'cd; podman version --format \"version={{.Client.Version}}\";"
             " podman ps -a --filter label=tunnelops.service --format json' 2>/dev/null; fi; "
             # no such user yet: Podman's version still decides the network and Quadlet
             "elif command -v podman >/dev/null; then "

@@ -49,6 +49,7 @@ from tunnelops.facts import MARK, _json, _parse_firewalld, _parse_wg, _route_tex
 from tunnelops.model import PortSpec, Service, Site
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nftables as nft_render
+from tunnelops.render import podman as podman_render
 
 HANDSHAKE_MAX_AGE = 180  # WireGuard re-handshakes every 2 minutes while traffic flows
 DEFAULT_WHOAMI_URL = "https://api.ipify.org"
@@ -281,8 +282,8 @@ def _http_get(url: str) -> str:
 
 def _as_user(user: str, script: str) -> str:
     u = _q(user)
-    return (f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {u}) "
-            f"HOME=\"$(getent passwd {u} | cut -d: -f6)\" sh -c {_q('cd; ' + script)}")
+    return (f"runuser -u {u} -- {podman_render.user_env(u, f'$(id -u {u})')} "
+            f"sh -c {_q('cd; ' + script)}")
 
 
 def home_script(site: Site, whoami_url: str, probe_table: str) -> str:

@@ -46,8 +46,7 @@ def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
     u = shlex.quote(user)
     uid_expr = uid if uid else f"$(id -u {u})"
     inner = shlex.quote("cd; " + argv_or_script)
-    return (f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
-            f"HOME=\"$(getent passwd {u} | cut -d: -f6)\" sh -c {inner}")
+    return f"runuser -u {u} -- {render.user_env(u, uid_expr)} sh -c {inner}"
 
 
 def _unit_dir(home: str) -> str:

@@ -24,6 +24,19 @@ SPEC_LABEL = "tunnelops.spec"
 SERVICE_LABEL = "tunnelops.service"
 
 
+def user_env(user_q: str, uid_expr: str) -> str:
+    """`env ...` for a command root runs as a user (`runuser -u USER -- ENV CMD`): what rootless
+    podman needs from a login session, i.e. the user's runtime directory, home and its OWN
+    D-Bus session bus. runuser keeps root's environment, and root's SSH session carries
+    DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus (pam_systemd, dbus-user-session):
+    podman then cannot reach the user's systemd ("dial unix /run/user/0/bus: permission
+    denied"), falls back to cgroupfs with warnings and each call takes ~3x longer.
+    `user_q` is the shell-quoted user name, `uid_expr` shell text giving its uid."""
+    return (f"env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
+            f"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid_expr}/bus "
+            f"HOME=\"$(getent passwd {user_q} | cut -d: -f6)\"")
+
+
 def network_option(kind: str, t: Tunnel) -> str:
     if kind == "slirp4netns":
         return f"slirp4netns:outbound_addr={t.interface}"
