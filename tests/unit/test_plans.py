@@ -226,6 +226,8 @@ def test_fedora_fresh_home() -> None:
             "open 12345/udp in zone public (runtime)",
             "open 12346/tcp in zone public (runtime)",
             "create /etc/tunnelops/firewalld-ports"]),
+        ("network-online", [
+            "create /etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf"]),
         ("service:game", [
             "create user gamer for rootless podman",
             "enable lingering for gamer",

@@ -53,6 +53,36 @@ def _unit_dir(home: str) -> str:
     return f"{home}/.config/containers/systemd"
 
 
+def generated_dropin_path(home: str, svc: Service) -> str:
+    """The tunnel-wait drop-in of a `podman generate systemd` unit (Podman < 4.4)."""
+    return (f"{home}/.config/systemd/user/container-{svc.container_name}.service.d/"
+            "90-tunnelops-tunnel.conf")
+
+
+NETWORK_ONLINE_DROPIN = "/etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf"
+NETWORK_ONLINE_WANTS = (
+    "# Managed by tunnelops: local edits are overwritten.\n"
+    "# Rootless Quadlet units wait for the system's network-online.target (Podman's\n"
+    "# podman-user-wait-network-online.service, 90 s timeout); with nothing to pull it in\n"
+    "# (Debian 13 with NetworkManager) it never becomes active and every start waits 90 s.\n"
+    "[Unit]\n"
+    "Wants=network-online.target\n")
+
+
+def plan_network_online(ctx: Ctx) -> StepPlan:
+    """The system's network-online.target wanted at boot (and reached now), so a rootless
+    service's start waits for the network for as long as it takes to come up, not 90 s."""
+    p = StepPlan("network-online")
+    if not ctx.facts.systemd or not ctx.site.services:
+        return p
+    old = ctx.facts.file(NETWORK_ONLINE_DROPIN)
+    if old is None or old.content != NETWORK_ONLINE_WANTS:
+        p.changes.append(FileChange(NETWORK_ONLINE_DROPIN, NETWORK_ONLINE_WANTS,
+                                    old.content if old else None))
+        p.post.append("systemctl daemon-reload && systemctl start network-online.target")
+    return p
+
+
 def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     p = StepPlan(f"service:{svc.name}")
     f, t = ctx.facts, ctx.tunnel
@@ -83,6 +113,7 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     rm = f"podman rm -f -t 5 {shlex.quote(svc.container_name)} >/dev/null 2>&1 || true"
     quadlet = f.systemd and _version(info) >= (4, 4)
     home = info.get("home") or f"/home/{svc.user}"
+    unit_changed = False  # a unit file (or drop-in) written: the user's systemd must reload
     if quadlet:
         unit_path = f"{_unit_dir(home)}/{svc.container_name}.container"
         unit = render.quadlet_unit(svc, t, kind, spec)
@@ -92,11 +123,26 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
                 f"create ~/.config/containers/systemd of {svc.user}",
                 as_user(svc.user, "mkdir -p .config/containers/systemd")))
         if old is None or old.content != unit:
+            unit_changed = True
             p.changes.append(FileChange(unit_path, unit, old.content if old else None,
+                                        owner=f"{svc.user}:{svc.user}"))
+    elif f.systemd:  # the generated unit waits for the tunnel through a drop-in
+        dropin = generated_dropin_path(home, svc)
+        want, old = render.tunnel_dropin(t), f.file(dropin)
+        if old is None:
+            p.changes.append(CommandChange(
+                f"create the drop-in directory of container-{svc.container_name}.service",
+                as_user(svc.user, f"mkdir -p {shlex.quote(dropin.rsplit('/', 1)[0])}")))
+        if old is None or old.content != want:
+            unit_changed = True
+            p.changes.append(FileChange(dropin, want, old.content if old else None,
                                         owner=f"{svc.user}:{svc.user}"))
     same = current is not None and current.get("Labels", {}).get(render.SPEC_LABEL) == spec
     running = current is not None and current.get("State") == "running"
     service_unit = f"{svc.container_name}.service"
+    if same and unit_changed:  # e.g. the ordering changed: the container itself is the same
+        p.changes.append(CommandChange(f"reload the systemd user units of {svc.user}",
+                                       as_user(svc.user, "systemctl --user daemon-reload")))
     if not same:
         why = "create" if current is None else "replace (its specification changed)"
         if quadlet:
@@ -114,6 +160,9 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     if not f.systemd:
         p.notes.append(f"no systemd (PID 1 is {f.pid1 or '?'}): {svc.container_name} runs "
                        "directly and will not come back after a reboot")
+    elif quadlet:
+        p.notes.append(f"{service_unit}: Quadlet unit, {svc.user} lingering: starts at boot "
+                       f"once {t.interface} is up")
     elif not quadlet:
         p.notes.append(f"Podman {info.get('version')} has no Quadlet: "
                        "a generated systemd user unit")

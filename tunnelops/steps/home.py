@@ -56,4 +56,4 @@ def configure(ctx: Ctx) -> list[StepPlan]:
     else:
         fw = nftables.plan(ctx, nft_render.home_ruleset(site.tunnel, site.services))
     services = [podman.plan_service(ctx, svc) for svc in site.services]
-    return [wg, fw, *services, podman.plan_removed(ctx)]
+    return [wg, fw, podman.plan_network_online(ctx), *services, podman.plan_removed(ctx)]
