@@ -25,8 +25,8 @@ from tunnelops.render.podman import user_env
 MARK = "::tunnelops::"
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
 COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall-cmd", "podman",
-            "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "flock", "ping", "sudo",
-            "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
+            "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "ifparse", "flock", "ping",
+            "sudo", "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
 
 # the live elements of tunnelops' service port sets (numeric: ports, never service names)
 NFT_SETS_LIST = (f"for s in {' '.join(SVC_SETS.values())}; do "

@@ -545,3 +545,35 @@ def test_private_keys_only_travel_as_the_placeholder() -> None:
         "/etc/wireguard/wg0.conf", KEY, 0o600)] * 3
     assert not [c for p in all_plans for c in p.changes
                 if isinstance(c, CommandChange) and "PrivateKey" in c.script]
+
+
+# --------------------------------------------------------------------------- ifupdown-ng on Debian
+
+def test_debian_vps_with_ifupdown_ng_and_kernel_wireguard_uses_it() -> None:
+    """The seed's ifupdown-ng `use wireguard` on a Debian VPS that has it (the VM tier's):
+    the same stanza, /etc/network/interfaces sourcing it, `ifup wg0`; no wg-quick."""
+    f = recorded("debian-vps-fresh")
+    f.kernel_wireguard = True
+    f.commands = f.commands | {"ifup", "ifparse", "wg"}
+    ctx = vps_ctx(f, RANGE_SITE)
+    assert vps.wg_backend(ctx) == "ifupdown"
+    plans = vps_plans(ctx)
+    assert step(plans, "packages").changes == []  # wg is there; no wg-quick needed
+    wg = step(plans, "wireguard")
+    assert [c.summary for c in wg.changes] == [
+        "create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d/wg0",
+        "create /etc/network/interfaces", "ifup wg0"]
+    assert wg.changes[1].content == ifupdown.wg_stanza(RANGE_SITE.tunnel, "eth0")
+    assert wg.notes == ["ifupdown-ng (use wireguard)"]
+    assert step(plans, "firewall").notes == step(
+        vps_plans(vps_ctx(recorded("debian-vps-fresh"), RANGE_SITE)), "firewall").notes
+
+
+def test_debian_vps_classic_ifupdown_or_no_module_keeps_wg_quick() -> None:
+    f = recorded("debian-vps-fresh")
+    f.kernel_wireguard = True
+    f.commands = f.commands | {"ifup"}  # classic ifupdown: no ifparse, no `use wireguard`
+    assert vps.wg_backend(vps_ctx(f, RANGE_SITE)) == "wg-quick"
+    f.commands = f.commands | {"ifparse"}
+    f.kernel_wireguard = False  # ifupdown-ng makes kernel links only
+    assert vps.wg_backend(vps_ctx(f, RANGE_SITE)) == "wg-quick"
