@@ -62,6 +62,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "env": "str_table",
         "volumes": "str_list",
         "command": "str_list",
+        "network": "str",
     },
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -298,6 +299,7 @@ class _Reader:
                     env=tuple(svc_t.get("env", {}).items()),
                     volumes=tuple(svc_t.get("volumes", ())),
                     command=tuple(svc_t.get("command", ())),
+                    network=svc_t.get("network", "auto"),
                 ))
             except ModelError as err:
                 raise self.model_error(err, "services", index, raw_ports) from None
@@ -462,7 +464,8 @@ def _update_ports(table: Any, desired: list[str]) -> None:
 
 
 def _update_service(table: Any, svc: Service) -> None:
-    _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user})
+    _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user,
+                          "network": None if svc.network == "auto" else svc.network})
     _update_ports(table, [str(p) for p in svc.ports])
     env = dict(svc.env)
     current_env = table.get("env")

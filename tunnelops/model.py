@@ -22,6 +22,7 @@ DEFAULT_SSH_PORT = 22
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+SERVICE_NETWORKS = ("auto", "pasta", "slirp4netns")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TUNNEL_IFACE_RE = re.compile(r"[a-zA-Z0-9_-]{1,15}")
 # Host interfaces may also carry a dot (VLANs such as eth0.100).
@@ -297,9 +298,15 @@ class Service:
     env: tuple[tuple[str, str], ...] = ()
     volumes: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
+    # the container's network: "auto" (pasta where Podman 5 made it the default, else
+    # slirp4netns), or one of them by name; either way its egress leaves through the tunnel
+    network: str = "auto"
 
     def __post_init__(self) -> None:
         check_name(self.name, "service name")
+        if self.network not in SERVICE_NETWORKS:
+            raise ModelError(f"network {_show(self.network)} of service {self.name!r} is not "
+                             f"one of {', '.join(SERVICE_NETWORKS)}", where=("network",))
         image = self.image
         if (not isinstance(image, str) or not image
                 or any(ch.isspace() or not ch.isprintable() for ch in image)):

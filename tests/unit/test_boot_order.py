@@ -160,3 +160,31 @@ def test_no_systemd_no_network_online_drop_in() -> None:
     assert plan_of(ctx, "network-online").changes == []
     notes = plan_of(ctx, "service:game").notes
     assert any("will not come back after a reboot" in n for n in notes)
+
+
+# ------------------------------------------------------------------ the network, by choice
+def test_service_network_choice_overrides_podmans_default() -> None:
+    """slirp4netns where asked for, even on Podman 5 (whose default is pasta)."""
+    slirp = dataclasses.replace(SVC, network="slirp4netns")
+    site = dataclasses.replace(SITE, services=(slirp,))
+    ctx = Ctx(site, "home", facts.parse(generate.load("fedora-home-converged")),
+              peer_public_key=VPS_PUB, vps_public_ip=VPS_IP, wan_interface="eth0")
+    plan = next(p for p in home.configure(ctx) if p.step == "service:game")
+    assert "tunnelops-game: slirp4netns:outbound_addr=wg0" in plan.notes
+    unit = next(c for c in plan.changes if isinstance(c, FileChange))
+    assert "Network=slirp4netns:outbound_addr=wg0" in unit.content
+    assert any(c.summary == "replace (its specification changed) container tunnelops-game "
+               "(slirp4netns)" for c in plan.changes)
+
+
+def test_pasta_asked_on_a_podman_without_it_is_refused() -> None:
+    import pytest
+
+    from tunnelops.steps.context import PlanError
+    site = dataclasses.replace(SITE, services=(dataclasses.replace(SVC, network="pasta"),))
+    f = facts.parse(generate.load("fedora-home-converged"))
+    f.users["gamer"]["version"] = "4.3.1"
+    ctx = Ctx(site, "home", f, peer_public_key=VPS_PUB, vps_public_ip=VPS_IP,
+              wan_interface="eth0")
+    with pytest.raises(PlanError, match=r"Podman 4\.3\.1 does not have"):
+        home.configure(ctx)

@@ -21,7 +21,7 @@ from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.model import Service
 from tunnelops.render import podman as render
-from tunnelops.steps.context import Ctx
+from tunnelops.steps.context import Ctx, PlanError
 
 
 def _version(info: dict) -> tuple[int, ...]:
@@ -31,8 +31,15 @@ def _version(info: dict) -> tuple[int, ...]:
         return (0,)
 
 
-def network_kind(ctx: Ctx, info: dict) -> str:
-    """pasta where Podman 5 made it the default (or slirp4netns is absent), else slirp4netns."""
+def network_kind(ctx: Ctx, info: dict, svc: Service | None = None) -> str:
+    """The service's own choice, else pasta where Podman 5 made it the default (or
+    slirp4netns is absent), else slirp4netns."""
+    if svc is not None and svc.network != "auto":
+        if svc.network == "pasta" and (4, 4) > _version(info) > (0,):
+            raise PlanError(f"service {svc.name} asks for network pasta, which Podman "
+                            f"{info.get('version')} does not have (4.4 or later does): set "
+                            "network = \"slirp4netns\" or \"auto\"")
+        return svc.network
     has_slirp, has_pasta = ctx.facts.has("slirp4netns"), ctx.facts.has("pasta")
     if _version(info) >= (5, 0):
         return "pasta" if has_pasta or not has_slirp else "slirp4netns"
@@ -105,7 +112,7 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
             f"create /run/user/UID for {svc.user} (what logind would do)",
             f"install -d -m 700 -o {u} -g {u} /run/user/$(id -u {u}); "
             + record_shell(f"runtime-dir {svc.user}")))
-    kind = network_kind(ctx, info)
+    kind = network_kind(ctx, info, svc)
     spec = render.spec_hash(svc, t, render.network_option(kind, t))
     current = next((c for c in info.get("containers", [])
                     if c.get("Labels", {}).get(render.SERVICE_LABEL) == svc.name), None)

@@ -36,6 +36,8 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
         need.append("nft")
     if ctx.site.services:
         need += ["podman", "slirp4netns"]
+    if any(s.network == "pasta" for s in ctx.site.services):
+        need.append("pasta")
     return [packages.plan(f, need), keys.plan(ctx)]
 
 
