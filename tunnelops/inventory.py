@@ -465,7 +465,7 @@ def _update_ports(table: Any, desired: list[str]) -> None:
 
 def _update_service(table: Any, svc: Service) -> None:
     _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user,
-                          "network": None if svc.network == "auto" else svc.network})
+                          "network": svc.network}, skip_when_absent={"network": "auto"})
     _update_ports(table, [str(p) for p in svc.ports])
     env = dict(svc.env)
     current_env = table.get("env")

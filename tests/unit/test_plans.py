@@ -28,6 +28,7 @@ from tests.unit.facts.generate import (
 )
 from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
+from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
@@ -335,7 +336,7 @@ def test_fedora_home_falls_back_to_wg_quick(kernel_wg: bool, nm_running: bool,
     assert wg.changes[1].script == (
         "while ip -4 rule del priority 100 table 201 2>/dev/null; do :; done; "
         "while ip -4 rule del priority 101 table 201 2>/dev/null; do :; done; wg-quick up wg0")
-    assert wg.post == ["systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true"]
+    assert wg.post == [enable_shell("wg-quick@wg0.service")]
 
 
 def test_home_wg_quick_repairs_policy_routing() -> None:
@@ -392,7 +393,7 @@ def test_debian_fresh_vps() -> None:
     assert wg.changes[0] == FileChange("/etc/wireguard/wg0.conf", vps_wg_quick(T, HOME_PUB),
                                        None, mode=0o600, key_path=KEY)
     assert wg.changes[1].script == "wg-quick up wg0"
-    assert wg.post == ["systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true"]
+    assert wg.post == [enable_shell("wg-quick@wg0.service")]
     assert wg.notes == ["kernel has no WireGuard module: userspace wireguard-go (via wg-quick)"]
 
     fw = step(plans, "firewall")
@@ -411,7 +412,7 @@ def test_debian_fresh_vps() -> None:
         "# tunnelops: its own table, loaded after everything else\n"
         'include "/etc/tunnelops/tunnelops.nft"\n')
     assert fw.guard is not None and fw.post == [
-        "systemctl enable nftables >/dev/null 2>&1 || true"]
+        enable_shell("nftables.service")]
 
 
 def test_debian_converged_vps_plans_nothing() -> None:

@@ -68,8 +68,35 @@ def _firewall(ctx: Ctx) -> StepPlan:
     return p
 
 
+def _user_units(ctx: Ctx) -> list[tuple[str, str, str]]:
+    """(user, unit, file) of every service whose systemd user unit tunnelops installed: the
+    Quadlet file, or the tunnel drop-in of a `podman generate systemd` unit."""
+    out = []
+    for svc in ctx.site.services:
+        home = f"/home/{svc.user}"
+        quadlet = f"{home}/.config/containers/systemd/{svc.container_name}.container"
+        dropin = podman.generated_dropin_path(home, svc)
+        if ctx.facts.file(quadlet):
+            out.append((svc.user, f"{svc.container_name}.service", quadlet))
+        if ctx.facts.file(dropin):
+            out.append((svc.user, f"container-{svc.container_name}.service", dropin))
+    return out
+
+
 def _containers(ctx: Ctx) -> StepPlan:
     p = StepPlan("services")
+    # Units first: with the unit still loaded, systemd would start a removed container again
+    # (Restart=always); a generated unit is also disabled and its file removed.
+    for user, unit, _ in _user_units(ctx):
+        u = shlex.quote(unit)
+        extra = ""
+        if unit.startswith("container-"):
+            extra = (f"; systemctl --user disable {u} 2>/dev/null; "
+                     f"rm -f .config/systemd/user/{u}")
+        p.changes.append(CommandChange(
+            f"stop {unit} of {user}",
+            podman.as_user(user, f"systemctl --user stop {u}; systemctl --user reset-failed "
+                                 f"{u} 2>/dev/null{extra}; :")))
     for user, info in ctx.facts.users.items():
         for c in info.get("containers", []):
             if podman_render.SERVICE_LABEL in c.get("Labels", {}):
@@ -98,6 +125,11 @@ def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
             "put back the original " + ", ".join(sorted(originals)), restore_shell()))
     if any(o.startswith("/etc/firewalld/") for o in originals) and f.firewalld.get("running"):
         p.post.append("firewall-cmd -q --reload")
+    if f.systemd:  # unit files and drop-ins removed above: the managers forget them
+        if f.file(podman.NETWORK_ONLINE_DROPIN):
+            p.post.append("systemctl daemon-reload")
+        for user in sorted({user for user, _, _ in _user_units(ctx)}):
+            p.post.append(podman.as_user(user, "systemctl --user daemon-reload"))
     if (f.raw.get("ip_forward") or "").strip() == "1":
         p.changes.append(CommandChange(
             "restore net.ipv4.ip_forward to its value before tunnelops",
@@ -110,6 +142,9 @@ def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
             p.changes.append(CommandChange(f"remove user {what} (tunnelops created it)",
                                            f"userdel -r {w} 2>/dev/null || deluser --remove-home"
                                            f" {w}"))
+        elif kind == "enabled":
+            p.changes.append(CommandChange(f"disable {what} (tunnelops enabled it)",
+                                           f"systemctl disable {w} >/dev/null 2>&1 || true"))
         elif kind == "linger":
             p.changes.append(CommandChange(f"disable lingering for {what}",
                                            f"loginctl disable-linger {w}"))
