@@ -12,7 +12,7 @@ from tests.unit.facts.generate import SITE
 from tunnelops import facts
 from tunnelops.backends import podman
 from tunnelops.backends.originals import enable_shell
-from tunnelops.changes import RemoveFile
+from tunnelops.changes import CommandChange, RemoveFile
 from tunnelops.steps import teardown
 from tunnelops.steps.context import Ctx
 
@@ -54,3 +54,34 @@ def test_a_unit_tunnelops_enabled_is_disabled_and_only_that() -> None:
 def test_no_systemd_nothing_to_reload() -> None:
     files = plans("fedora-home-converged", pid1="catatonit")["files"]
     assert not any("daemon-reload" in x for x in files.post)
+
+
+def test_directories_made_for_unit_files_go_when_empty_deepest_first() -> None:
+    f = facts.parse(generate.load("fedora-home-converged"))
+    f.raw["created"] = ("emptydir /home/gamer/.config\n"
+                        "emptydir /home/gamer/.config/containers\n"
+                        "emptydir /home/gamer/.config/containers/systemd\n")
+    files = {p.step: p for p in teardown.plan(Ctx(SITE, "home", f))}["files"]
+    assert [c.script for c in files.changes
+            if isinstance(c, CommandChange) and c.summary.startswith("remove /home")] == [
+        "rmdir /home/gamer/.config/containers/systemd 2>/dev/null || true",
+        "rmdir /home/gamer/.config/containers 2>/dev/null || true",
+        "rmdir /home/gamer/.config 2>/dev/null || true"]
+
+
+def test_user_dirs_notes_only_the_directories_it_makes(tmp_path) -> None:
+    """The shell itself, with runuser and the record as stand-ins."""
+    import subprocess
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    script = podman.user_dirs("gamer", str(home), ".config/containers/systemd")
+    records = tmp_path / "created"
+    script = script.replace("/var/lib/tunnelops/created", str(records)).replace(
+        "mkdir -p /var/lib/tunnelops", "true")
+    # runuser -u gamer -- env X=.. D=.. HOME=.. sh -c 'cd; mkdir DIR'
+    fake = 'runuser() { shift 8; (cd "$HOME_DIR" && sh -c "${2#cd; }"); }\n'
+    subprocess.run(["sh", "-c", fake + script], check=True, timeout=10,
+                   env={"PATH": "/usr/bin:/bin", "HOME_DIR": str(home)})
+    assert (home / ".config/containers/systemd").is_dir()
+    assert records.read_text().splitlines() == [
+        f"emptydir {home}/.config/containers", f"emptydir {home}/.config/containers/systemd"]

@@ -56,6 +56,20 @@ def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
     return f"runuser -u {u} -- {render.user_env(u, uid_expr)} sh -c {inner}"
 
 
+def user_dirs(user: str, home: str, rel: str) -> str:
+    """Shell making HOME/REL (and its missing parents) as the user, noting each directory it
+    had to make, so teardown removes exactly those (when empty) and no other."""
+    parts = rel.strip("/").split("/")
+    out = []
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        path = f"{home}/{sub}"
+        out.append(f"[ -d {shlex.quote(path)} ] || {{ "
+                   f"{as_user(user, f'mkdir {shlex.quote(sub)}')} && "
+                   f"{{ {record_shell(f'emptydir {path}')}; }}; }}")
+    return "\n".join(out)
+
+
 def _unit_dir(home: str) -> str:
     return f"{home}/.config/containers/systemd"
 
@@ -84,6 +98,11 @@ def plan_network_online(ctx: Ctx) -> StepPlan:
         return p
     old = ctx.facts.file(NETWORK_ONLINE_DROPIN)
     if old is None or old.content != NETWORK_ONLINE_WANTS:
+        d = shlex.quote(NETWORK_ONLINE_DROPIN.rsplit("/", 1)[0])
+        if old is None:
+            p.changes.append(CommandChange(
+                f"create {d}", f"[ -d {d} ] || {{ mkdir {d} && {{ "
+                               f"{record_shell('emptydir ' + d)}; }}; }}"))
         p.changes.append(FileChange(NETWORK_ONLINE_DROPIN, NETWORK_ONLINE_WANTS,
                                     old.content if old else None))
         p.post.append("systemctl daemon-reload && systemctl start network-online.target")
@@ -128,7 +147,7 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
         if old is None:  # by the user: root's `mkdir -p` would leave ~/.config root's, 0700
             p.changes.append(CommandChange(
                 f"create ~/.config/containers/systemd of {svc.user}",
-                as_user(svc.user, "mkdir -p .config/containers/systemd")))
+                user_dirs(svc.user, home, ".config/containers/systemd")))
         if old is None or old.content != unit:
             unit_changed = True
             p.changes.append(FileChange(unit_path, unit, old.content if old else None,
@@ -139,7 +158,8 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
         if old is None:
             p.changes.append(CommandChange(
                 f"create the drop-in directory of container-{svc.container_name}.service",
-                as_user(svc.user, f"mkdir -p {shlex.quote(dropin.rsplit('/', 1)[0])}")))
+                user_dirs(svc.user, home, dropin.rsplit("/", 1)[0]
+                          .removeprefix(f"{home}/"))))
         if old is None or old.content != want:
             unit_changed = True
             p.changes.append(FileChange(dropin, want, old.content if old else None,

@@ -135,9 +135,13 @@ def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
             "restore net.ipv4.ip_forward to its value before tunnelops",
             f"[ -s {ORIG_FORWARD} ] && sysctl -q -w net.ipv4.ip_forward=$(cat {ORIG_FORWARD}) "
             "|| true"))
+    emptied = []
     for rec in f.lines("created"):
         kind, _, what = rec.partition(" ")
         w = shlex.quote(what)
+        if kind == "emptydir":  # made for a unit file: removed when nothing else is in it
+            emptied.append(CommandChange(f"remove {what} (tunnelops made it)",
+                                         f"rmdir {w} 2>/dev/null || true"))
         if kind == "user":
             p.changes.append(CommandChange(f"remove user {what} (tunnelops created it)",
                                            f"userdel -r {w} 2>/dev/null || deluser --remove-home"
@@ -153,6 +157,7 @@ def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
                                            f"rm -rf /run/user/$(id -u {w})"))
         elif kind == "dir" and purge_keys:
             p.changes.append(CommandChange(f"remove {what}", f"rm -rf {w}"))
+    p.changes += reversed(emptied)  # the deepest first
     if purge_keys and f.key_exists:
         p.changes.append(CommandChange(f"remove the WireGuard keys {ctx.key_path}",
                                        f"rm -f {shlex.quote(ctx.key_path)} "
