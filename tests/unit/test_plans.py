@@ -112,7 +112,8 @@ def test_alpine_fresh_vps() -> None:
         ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
-        ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d/wg0",
+        ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d",
+                       "create /etc/network/interfaces.d/wg0",
                        "update /etc/network/interfaces", "ifup wg0"]),
         ("firewall", ["create /etc/awall/base.json", "create /etc/awall/optional/ssh.json",
                       "create /etc/awall/optional/wireguard.json",
@@ -563,9 +564,10 @@ def test_debian_vps_with_ifupdown_ng_and_kernel_wireguard_uses_it() -> None:
     assert step(plans, "packages").changes == []  # wg is there; no wg-quick needed
     wg = step(plans, "wireguard")
     assert [c.summary for c in wg.changes] == [
-        "create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d/wg0",
+        "create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d",
+        "create /etc/network/interfaces.d/wg0",
         "create /etc/network/interfaces", "ifup wg0"]
-    assert wg.changes[1].content == ifupdown.wg_stanza(RANGE_SITE.tunnel, "eth0")
+    assert wg.changes[2].content == ifupdown.wg_stanza(RANGE_SITE.tunnel, "eth0")
     assert wg.notes == ["ifupdown-ng (use wireguard)"]
     assert step(plans, "firewall").notes == step(
         vps_plans(vps_ctx(recorded("debian-vps-fresh"), RANGE_SITE)), "firewall").notes
