@@ -28,7 +28,7 @@ machine (its VPS address would clash), rather than failing obscurely half-way th
   printed at the end of the run (measurements worth seeing even when tests pass).
 
 Several checkouts (worktrees) may run lab tests on one machine at once: TUNNELOPS_TEST_SLOT=N
-(1-4) gives every test instance of this checkout a name suffix N and an index +20*N, so their
+(1-4) gives every test instance of this checkout a name suffix zN and an index +20*N, so their
 namespaces, links and addresses never meet (`slot(name, index)`).
 
 Mark lab test modules with `pytestmark = pytest.mark.lab` (the marker is declared in
@@ -54,7 +54,8 @@ def slot(name: str, index: int) -> tuple[str, int]:
     n = int(os.environ.get("TUNNELOPS_TEST_SLOT", "0") or 0)
     if not 0 <= n <= 4:
         raise pytest.UsageError(f"TUNNELOPS_TEST_SLOT={n} is out of range: use 0-4")
-    return (f"{name}{n}", index + 20 * n) if n else (name, index)
+    # 'z' appears in no base name: labb in slot 2 never meets labb2 in slot 0
+    return (f"{name}z{n}", index + 20 * n) if n else (name, index)
 
 
 def session_lab_topology() -> Topology:

@@ -13,10 +13,10 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 
-from tunnelops.backends.originals import backup_shell
+from tunnelops.backends.originals import backup_shell, record_shell
 from tunnelops.facts import MARK
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER
-from tunnelops.remote import APPLY_LOCK_PATH
+from tunnelops.remote import APPLY_LOCK_PATH, LOCK_PATH
 
 TMP_PREFIX = ".tunnelops."
 APPLY_LOCK = APPLY_LOCK_PATH
@@ -63,6 +63,8 @@ class FileChange:
                 "mv -f \"$t.k\" \"$t\"; k=")
         lines += [f"chmod {self.mode:o} \"$t\"", f"chown {q(self.owner)} \"$t\"",
                   f"mv -f \"$t\" {q(self.path)}"]
+        if self.old is None and not self.backup:  # ours: teardown removes what is recorded
+            lines.append(record_shell(f"file {self.path}"))
         return "\n".join(lines)
 
 
@@ -101,12 +103,14 @@ Change = FileChange | CommandChange | RemoveFile
 
 @dataclass(frozen=True)
 class Guard:
-    """A dead man's switch for a firewall change, kept on the host itself.
+    """A dead man's switch for a change that could cut SSH (firewall, interfaces, addresses,
+    routes and rules, NetworkManager profiles, sysctl), kept on the host itself.
 
-    `snapshot` saves the current state before the change; after it, a detached watchdog runs
-    `restore` in `seconds` unless the laptop proves that a *fresh* SSH connection still works
-    by removing the marker file. So a change that cuts SSH undoes itself, even if the laptop
-    has vanished."""
+    `snapshot` saves the current state before the change; then a marker file is created, and
+    a detached watchdog runs `restore` `seconds` after the apply script ended, unless the
+    laptop proves that a *fresh* SSH connection still works and removes the marker. So a
+    change that cuts SSH undoes itself, even if the laptop has vanished. The watchdog never
+    restores under another live run (see `watchdog`)."""
 
     snapshot: str
     restore: str
@@ -114,6 +118,10 @@ class Guard:
 
 
 GUARD_DIR = "/run/tunnelops"
+SNAPSHOT_DIR = "/var/lib/tunnelops/guard"
+LOCK_FILE = LOCK_PATH  # the host lock, which the watchdog respects (tests point it elsewhere)
+# how long a watchdog waits for its apply script to end before it starts its own clock
+WATCHDOG_SCRIPT_WAIT_S = 120
 
 
 def guard_marker(step: str, token: str = "") -> str:
@@ -123,6 +131,72 @@ def guard_marker(step: str, token: str = "") -> str:
     return f"{GUARD_DIR}/guard.{step}" + (f".{token}" if token else "")
 
 
+def snapshot_files(step: str, paths: list[str]) -> str:
+    """Shell saving each path (or that it is absent) for `restore_files`."""
+    d = shlex.quote(f"{SNAPSHOT_DIR}/{step}")
+    out = [f"rm -rf {d}; mkdir -p {d}"]
+    for i, path in enumerate(paths):
+        p = shlex.quote(path)
+        out.append(f"if [ -e {p} ]; then cp -a {p} {d}/{i}; else : > {d}/{i}.absent; fi")
+    return "; ".join(out)
+
+
+def restore_files(step: str, paths: list[str]) -> str:
+    """Shell putting back what `snapshot_files` saved: the old file, or no file."""
+    d = shlex.quote(f"{SNAPSHOT_DIR}/{step}")
+    return "; ".join(f"if [ -e {d}/{i}.absent ]; then rm -f {shlex.quote(path)}; "
+                     f"elif [ -e {d}/{i} ]; then cp -a {d}/{i} {shlex.quote(path)}; fi"
+                     for i, path in enumerate(paths))
+
+
+def watchdog(guarded: list[tuple[str, Guard]], token: str) -> str:
+    """Shell (run detached, `$1` = the apply script's PID) that restores each guarded step
+    whose marker is still there, newest first, once the script has ended and the guard's
+    time has passed. It takes the host lock first, so it never restores under a live run of
+    someone else: while another run holds the lock it waits (that run, finding the marker,
+    proves SSH and confirms it, or leaves it for us). Its own run (same token in the lock's
+    info) holds the lock while waiting for the proof: then it restores at once."""
+    q = shlex.quote
+    markers = [q(guard_marker(step, token)) for step, _ in guarded]
+    secs = max(g.seconds for _, g in guarded)
+    lock, info = q(LOCK_FILE), q(LOCK_FILE + ".info")
+    any_left = " || ".join(f"[ -e {m} ]" for m in markers)
+    lines = [
+        "n=0; while kill -0 \"$1\" 2>/dev/null && "
+        f"[ $n -lt {WATCHDOG_SCRIPT_WAIT_S * 5} ]; do sleep 0.2; n=$((n+1)); done",
+        f"sleep {secs}",
+        f"exec 9>>{lock}",
+        f"while {any_left}; do",
+        f"  if flock -n 9; then printf 'watchdog of run {token} restoring since %s\\n' "
+        f"\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > {info}; break; fi",
+        f"  grep -qs 'token={token}' {info} && break",
+        "  sleep 1",
+        "done",
+    ]
+    for (_, g), m in reversed(list(zip(guarded, markers, strict=True))):
+        # the lock's fd closed for what the restore starts (wireguard-go, ...): a daemon
+        # inheriting it would hold the host lock for as long as it lives
+        # taking the marker is atomic (rename): either the laptop's confirmation or this
+        # restore wins, never both (see `confirm_shell`)
+        lines.append(f"if mv -f {m} {m}.undo 2>/dev/null; then ( exec 9>&-; {g.restore} ); "
+                     f"rm -f {m}.undo; fi")
+    return "\n".join(lines)
+
+
+RESTORED = "guard-restored"
+
+
+def confirm_shell(markers: tuple[str, ...] | list[str]) -> str:
+    """Shell that keeps the changes guarded by these markers, unless their watchdog already
+    put the host back (the proof of SSH came too late, or worked only because of the
+    restore): then it prints MARK guard-restored and exits 3."""
+    q = shlex.quote
+    take = " && ".join(f"mv -f {q(m)} {q(m + '.kept')} 2>/dev/null" for m in markers)
+    kept = " ".join(q(m + ".kept") for m in markers)
+    return (f"if {take}; then rm -f {kept}; else rm -f {kept}; "
+            f"printf '\\n{MARK} {RESTORED}\\n'; exit 3; fi")
+
+
 @dataclass
 class StepPlan:
     """One step's wanted changes on one host, then what to run once they are in place."""
@@ -130,7 +204,7 @@ class StepPlan:
     step: str
     changes: list[Change] = field(default_factory=list)
     post: list[str] = field(default_factory=list)  # shell run after the changes, if any
-    guard: Guard | None = None  # firewall changes: restored by the host unless confirmed
+    guard: Guard | None = None  # could cut SSH: restored by the host unless confirmed
     notes: list[str] = field(default_factory=list)  # said in the recap (backend choices...)
 
     @property
@@ -139,8 +213,11 @@ class StepPlan:
 
 
 def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
-                 interrupt: str | None = None, guard_token: str = "") -> str:
-    """One script for all the changes of one host. Prints `MARK step NAME ok|failed`.
+                 interrupt: str | None = None, guard_token: str = "",
+                 confirm: tuple[str, ...] = ()) -> str:
+    """One script for (a segment of) the changes of one host. Prints `MARK step NAME
+    ok|failed`. `confirm`: guard markers of the previous segment, proven to keep SSH working
+    since: removed first.
 
     `interrupt` is for tests of interrupted runs: "STEP" kills the remote shell right after
     that step, "STEP:mid" while it is writing its first file (temp file written, not renamed).
@@ -151,6 +228,8 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
         "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         f"r() {{ printf '\\n{MARK} step %s %s\\n' \"$1\" \"$2\"; }}",
     ]
+    if confirm:
+        out.append(confirm_shell(confirm))
     for d in cleanup_dirs:  # leftovers of an interrupted earlier run
         out.append(f"rm -f {q(d)}/{TMP_PREFIX}* 2>/dev/null")
     # A shared lock held for as long as this shell lives (by a helper, so that nothing the
@@ -158,6 +237,14 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
     # lost its connection cannot go on changing the host under the next run (acquire_lock).
     out.append(f"flock -s {q(APPLY_LOCK)} sh -c \"while kill -0 $$; do sleep 0.2; done\" "
                "</dev/null >/dev/null 2>&1 &")
+    guarded = [(p.step, p.guard) for p in plans if p.changes and p.guard]
+    if guarded:
+        # One watchdog for the segment, started before any change: it waits for this script
+        # to end (so a slow step after a guarded one never eats the guard's time), then
+        # restores whatever is still unconfirmed.
+        out += [f"mkdir -p {GUARD_DIR}",
+                f"setsid sh -c {q(watchdog(guarded, guard_token))} watchdog $$ "
+                "</dev/null >/dev/null 2>&1 &"]
     for plan in plans:
         if not plan.changes:
             continue
@@ -170,14 +257,9 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
                 # the whole session dies (as with a dropped connection), not just this shell
                 parts[first] = shell[:shell.rindex("mv -f")] + "kill -KILL 0"
         if plan.guard:
-            g, marker = plan.guard, q(guard_marker(plan.step, guard_token))
-            watchdog = (f"sleep {g.seconds}; [ -e {marker} ] || exit 0; rm -f {marker}; "
-                        f"{g.restore}")
-            parts = [
-                f"mkdir -p {GUARD_DIR}", g.snapshot, *parts,
-                f": > {marker}",
-                f"setsid sh -c {q(watchdog)} </dev/null >/dev/null 2>&1 &",
-            ]
+            # armed before the first change: a step that fails half-way is undone too
+            parts = [plan.guard.snapshot, f": > {q(guard_marker(plan.step, guard_token))}",
+                     *parts]
         body = "\n".join(parts)
         # Not `( ... ) && r ok || ...`: a subshell inside an AND-OR list runs with `set -e`
         # ignored (POSIX; dash, bash and BusyBox alike), so a failing command would not stop
@@ -188,6 +270,19 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
         if interrupt == plan.step:
             out.append("kill -KILL $$")
     return "\n".join(out) + "\n"
+
+
+def segments(plans: list[StepPlan]) -> list[list[StepPlan]]:
+    """The changed steps cut after each run of guarded steps: each segment is applied by its
+    own script, and its guards are proven (a new SSH connection) before the next segment
+    starts. So a guard's time never runs behind unrelated slow steps (an image pull, a
+    90 s systemd wait) and a change that cut SSH stops the run before anything else."""
+    out: list[list[StepPlan]] = []
+    for p in (p for p in plans if p.changed):
+        if not out or (out[-1][-1].guard and not p.guard):
+            out.append([])
+        out[-1].append(p)
+    return out
 
 
 def step_outcomes(output: str) -> dict[str, str]:

@@ -1,24 +1,39 @@
-"""The commands behind `inv ...`: find and validate the site (before any SSH), run the engine,
-record what it discovered, print. tasks.py only parses arguments and calls these."""
+"""The commands behind `tunnelops ...` (and `inv ...`): find and validate the site (before any
+SSH), run the engine, record what it discovered, print. cli.py only parses arguments and
+calls these."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from rich.console import Console
 
-from tunnelops import inventory, ui, verify_ui
+from tunnelops import inventory, prog, ui, verify_ui
+from tunnelops import logs as logs_mod
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
-from tunnelops.remote import Transcript
+from tunnelops.remote import Remote, RemoteError, Transcript, ssh_port
+from tunnelops.steps import teardown as teardown_steps
 from tunnelops.verify import VerifyReport
 from tunnelops.verify import run as run_verify
 
 
 class UsageError(RuntimeError):
     """Bad input: one line naming the problem and the fix; nothing on any host changed."""
+
+
+class CommandError(RuntimeError):
+    """A command that could not do its job (a host unreachable, a container missing): one
+    line naming the host and the fix."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C during a run: one line saying where each host was and how to converge."""
 
 
 @dataclass
@@ -30,10 +45,12 @@ class Options:
     guard_seconds: int = 20
     console: Console = field(default_factory=Console)
     transcript: Transcript | None = None
+    inventory_source: str = ""  # how inventory_dir was chosen, for messages
 
 
-def default_inventory_dir() -> Path:
-    return Path(os.environ.get("TUNNELOPS_INVENTORY", Path.cwd() / "inventory"))
+def _where(opts: Options) -> str:
+    return f"{opts.inventory_dir} ({opts.inventory_source})" if opts.inventory_source \
+        else str(opts.inventory_dir)
 
 
 def resolve_site(opts: Options, vps: str | None = None,
@@ -46,25 +63,60 @@ def resolve_site(opts: Options, vps: str | None = None,
             if (vps and str(site.vps.host) != vps) or (home and str(site.home.host) != home):
                 raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
-            return path, site
+            return path, with_ssh_port(site, path)
         if not (vps and home):
-            raise UsageError(f"no site in {opts.inventory_dir}: run `inv bootstrap --vps HOST "
-                             "--home HOST` first")
+            raise UsageError(_no_site(opts, vps, home))
         name = opts.site or "site"
         site = inventory.new_site(name, vps, home)
-        return opts.inventory_dir / f"{name}.toml", site
+        path = opts.inventory_dir / f"{name}.toml"
+        return path, with_ssh_port(site, path)
     except (inventory.InventoryError, ModelError) as e:
         raise UsageError(str(e)) from None
 
 
-def run(site: Site, path: Path, opts: Options, **mode: bool) -> RunReport:
+def _no_site(opts: Options, vps: str | None, home: str | None) -> str:
+    """Why there is no site to work on, and the command that makes one."""
+    if not (vps or home):
+        return (f"no site in {_where(opts)}: run {prog.cmd('bootstrap --vps HOST --home HOST')}"
+                " first, or point --inventory (or $TUNNELOPS_INVENTORY) at your inventory")
+    given = f"--vps {shlex.quote(vps)}" if vps else f"--home {shlex.quote(home or '')}"
+    both = f"--vps {shlex.quote(vps or 'HOST')} --home {shlex.quote(home or 'HOST')}"
+    return (f"{'--home' if vps else '--vps'} is missing: no site in {_where(opts)} has {given},"
+            f" and a new one needs both hosts: {prog.cmd('bootstrap ' + both)}")
+
+
+def with_ssh_port(site: Site, path: Path) -> Site:
+    """The site with the VPS's real SSH port (an ssh_config alias's Port counts, not only
+    host:port), so the firewall always lets it in and no service may take it."""
+    port = ssh_port(str(site.vps.host), site.ssh_config)
+    try:
+        return dataclasses.replace(site, vps=dataclasses.replace(site.vps, port=port))
+    except ModelError as e:
+        raise UsageError(f"{path}: {e}") from None
+
+
+def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
     labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
                      inventory_path=str(path), **mode)
-        report = engine.execute()
+        try:
+            report = engine.execute()
+        except KeyboardInterrupt:
+            where = "; ".join(f"{labels[r]}: {t}" for r, t in engine.phases.last.items())
+            raise Interrupted(
+                f"interrupted ({where or 'before connecting'}): what was applied stays, a "
+                f"change that could cut SSH puts itself back within {opts.guard_seconds}s "
+                "unless proven; re-run the same command to converge") from None
+    _name_commands(report)
     ui.show(opts.console, report)
+    if opts.dry_run:
+        for remote in engine.remotes.values():
+            for key in remote.new_host_keys:
+                opts.console.print(f"dry run: new host key {key} trusted for this run only, "
+                                   f"not written to {remote.known_hosts}",
+                                   highlight=False, markup=False, soft_wrap=True)
     return report
 
 
@@ -72,9 +124,10 @@ def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
     path, site = resolve_site(opts, vps, home)
     report = run(site, path, opts)
     if not opts.dry_run and report.discovered:
-        if not path.exists():
-            inventory.save(path, site)
-            opts.console.print(f"recorded the site in {path}")
+        with inventory.locked(path):
+            if not path.exists():
+                inventory.save(path, site)
+                opts.console.print(f"recorded the site in {path}")
         inventory.update_discovered(path, report.discovered["public_ip"],
                                     report.discovered["wan_interface"] or None)
     return report
@@ -88,35 +141,54 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
     """add-port / remove-port: record it in the inventory, then converge both hosts, which
     touches exactly what the port needs (the VPS's forwarding of it: one element of a port set
     with nftables; home firewall; the container's port mapping). Bad input fails here, before
-    any SSH connection."""
+    any SSH connection. The file is changed under its lock, against what it says at that
+    moment: two commands at once both land (the second run then waits for the host lock)."""
     try:
         spec = PortSpec.parse(spec_text)
     except ModelError as e:
         raise UsageError(str(e)) from None
     path, site = resolve_site(opts)
-    try:
-        if add:
-            new = site if _has_port(site, spec, service) else site.with_port_added(spec, service)
-        else:
-            new = site.with_port_removed(spec, service) if _has_port(site, spec, service) \
-                else site
+    noop: list[bool] = []
+
+    def change(current: Site) -> Site:
+        current = with_ssh_port(current, path)
+        try:
             if service is not None:
-                site.service(service)  # an unknown service is an error even when idle
-    except ModelError as e:
-        raise UsageError(str(e)) from None
-    if new is site:
+                current.service(service)  # an unknown service is an error even when idle
+            if _has_port(current, spec, service) == add:
+                noop.append(True)
+                return current
+            return (current.with_port_added(spec, service) if add
+                    else current.with_port_removed(spec, service))
+        except ModelError as e:
+            raise UsageError(str(e)) from None
+
+    new = change(site) if opts.dry_run else with_ssh_port(inventory.update(path, change), path)
+    verb = "added" if add else "removed"
+    if noop:
         opts.console.print(f"{spec} is {'already' if add else 'not'} in {path.name}: "
                            "converging the hosts only")
     elif not opts.dry_run:
-        inventory.save(path, new)
-        opts.console.print(f"{'added' if add else 'removed'} {spec} in {path}")
-    return run(new, path, opts)
+        opts.console.print(f"{verb} {spec} in {path}")
+    report = run(new, path, opts)
+    if not report.ok and not opts.dry_run and not noop:
+        # the file says what the hosts must become; any later run finishes it
+        undo = prog.cmd(f"{'remove' if add else 'add'}-port {spec}")
+        opts.console.print(f"{spec} is {verb} in {path.name}, but not on every host yet: "
+                           f"re-run {prog.cmd('bootstrap')} to finish (or undo it with {undo})")
+    return report
 
 
-def teardown(opts: Options, purge_keys: bool = False) -> RunReport:
-    """Remove everything tunnelops made on both hosts; keys too with purge_keys."""
+def teardown(opts: Options, purge_keys: bool = False, remove_users: bool = False,
+             delete_data: bool = False) -> RunReport:
+    """Remove everything tunnelops made on both hosts; keys too with purge_keys; the service
+    users it created with remove_users (their home and data too with delete_data)."""
+    if delete_data and not remove_users:
+        raise UsageError("--delete-data deletes the home of the service users tunnelops "
+                         "created: give --remove-users too")
     path, site = resolve_site(opts)
-    return run(site, path, opts, teardown=True, purge_keys=purge_keys)
+    return run(site, path, opts, teardown=True, teardown_opts=teardown_steps.Options(
+        purge_keys, remove_users, delete_data))
 
 
 def verify(opts: Options, whoami_url: str | None = None,
@@ -129,8 +201,68 @@ def verify(opts: Options, whoami_url: str | None = None,
                          "use e.g. https://api.ipify.org")
     report = run_verify(site, whoami_url=whoami_url, trust_new=opts.trust_new_host,
                         transcript=opts.transcript)
+    _name_commands(report)
     if as_json:
         opts.console.file.write(report.to_json() + "\n")
     else:
         verify_ui.show(opts.console, report)
     return report
+
+
+def _name_commands(report: RunReport | VerifyReport) -> None:
+    """Commands that messages name, as the user runs tunnelops (see prog)."""
+    if isinstance(report, VerifyReport):
+        for check in report.checks:
+            check.hint = prog.named(check.hint)
+        return
+    for host in report.hosts.values():
+        host.error = prog.named(host.error) if host.error else host.error
+        for step in host.steps:
+            step.notes = [prog.named(n) for n in step.notes]
+
+
+def logs(opts: Options, service: str, *, follow: bool = False, lines: str | int = 50,
+         out: BinaryIO | None = None, err: BinaryIO | None = None) -> bool:
+    """`tunnelops logs SERVICE`: the container's logs, as its user at home, through one SSH
+    connection; with follow, until Ctrl-C (which ends it normally)."""
+    try:
+        count = logs_mod.parse_lines(lines)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    _, site = resolve_site(opts)
+    try:
+        svc = site.service(service)
+    except ModelError as e:
+        raise UsageError(str(e)) from None
+    out = out or sys.stdout.buffer
+    err = err or sys.stderr.buffer
+
+    def sink(stream: BinaryIO):
+        def write(data: bytes) -> None:
+            stream.write(data)
+            stream.flush()
+        return write
+
+    home = Remote(str(site.home.host), ssh_config=site.ssh_config,
+                  known_hosts=site.known_hosts, trust_new=opts.trust_new_host,
+                  transcript=opts.transcript)
+    try:
+        status = home.stream(logs_mod.script(svc, follow=follow, lines=count),
+                             sink(out), sink(err), hold_stdin=follow)
+    except KeyboardInterrupt:
+        return True  # the user stopped following: that is how --follow ends
+    except RemoteError as e:
+        raise CommandError(str(e)) from None
+    finally:
+        home.close()
+    if status == logs_mod.NO_USER:
+        raise CommandError(f"{home.dest}: user {svc.user} of service {svc.name} does not exist "
+                           f"there yet: run {prog.cmd('bootstrap')}")
+    if status == logs_mod.NO_CONTAINER:
+        raise CommandError(f"{home.dest}: service {svc.name} has no container "
+                           f"({svc.container_name}, user {svc.user}) yet: run "
+                           f"{prog.cmd('bootstrap')}")
+    if status != 0:
+        raise CommandError(f"{home.dest}: podman logs {svc.container_name} (as {svc.user}) "
+                           f"failed with exit status {status} (its message is above)")
+    return True

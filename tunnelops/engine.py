@@ -23,11 +23,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tunnelops import facts as facts_mod
-from tunnelops.changes import GUARD_DIR, StepPlan, apply_script, guard_marker, step_outcomes
+from tunnelops import prog
+from tunnelops.changes import (
+    GUARD_DIR,
+    RESTORED,
+    StepPlan,
+    apply_script,
+    confirm_shell,
+    guard_marker,
+    segments,
+    step_outcomes,
+)
 from tunnelops.facts import MARK, HostFacts
 from tunnelops.model import Site
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.steps import home as home_steps
+from tunnelops.steps import safety
 from tunnelops.steps import teardown as teardown_steps
 from tunnelops.steps import vps as vps_steps
 from tunnelops.steps.context import Ctx, PlanError, managed_files
@@ -42,6 +53,18 @@ class Ui:
     """What the engine tells whoever watches. The default says nothing."""
 
     def phase(self, role: str, text: str) -> None: ...
+
+
+class _Phases(Ui):
+    """Remembers each host's last phase (for Ctrl-C's message), then tells the real Ui."""
+
+    def __init__(self, ui: Ui) -> None:
+        self.ui = ui
+        self.last: dict[str, str] = {}
+
+    def phase(self, role: str, text: str) -> None:
+        self.last[role] = text
+        self.ui.phase(role, text)
 
 
 @dataclass
@@ -84,6 +107,16 @@ class RunReport:
         return all(h.error is None and h.count("failed") == 0 for h in self.hosts.values())
 
 
+def service_images(site: Site) -> dict[str, list[str]]:
+    """Each service user and the images of its services (facts read them as that user)."""
+    out: dict[str, list[str]] = {}
+    for s in site.services:
+        out.setdefault(s.user, [])
+        if s.image not in out[s.user]:
+            out[s.user].append(s.image)
+    return dict(sorted(out.items()))
+
+
 class _HostFailed(Exception):
     pass
 
@@ -107,13 +140,15 @@ class Run:
                  guard_seconds: int = 20, inventory_path: str = "the inventory",
                  ask_password: Callable[[str], str] | None = None,
                  remotes: dict[str, Remote] | None = None, teardown: bool = False,
-                 purge_keys: bool = False) -> None:
-        self.site, self.dry_run, self.ui = site, dry_run, ui or Ui()
-        self.teardown, self.purge_keys = teardown, purge_keys
+                 teardown_opts: teardown_steps.Options | None = None) -> None:
+        self.site, self.dry_run = site, dry_run
+        self.ui = self.phases = _Phases(ui or Ui())
+        self.teardown = teardown
+        self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
         self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                                  trust_new=trust_new, transcript=transcript,
-                                 ask_password=ask_password)
+                                 ask_password=ask_password, record_new_hosts=not dry_run)
         self.remotes = remotes or {
             "vps": Remote(str(site.vps.host), **self._remote_args),
             "home": Remote(str(site.home.host), **self._remote_args)}
@@ -121,15 +156,24 @@ class Run:
         self.ctx: dict[str, Ctx] = {}
         self.guard_token = secrets.token_hex(6)  # this run's own guard markers
         self._prep: dict[str, list[StepPlan]] = {}
+        self._configured: dict[str, list[StepPlan]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _both(self, fn: Callable[[str], None], roles: tuple[str, ...] = ROLES) -> None:
-        """Run fn(role) for each live host in parallel; a failure stops only that host."""
+        """Run fn(role) for each live host in parallel; a failure stops only that host.
+        Ctrl-C stops waiting at once: the connections are closed under the threads."""
         live = [r for r in roles if self.reports[r].error is None]
-        with ThreadPoolExecutor(len(ROLES)) as pool:
+        pool = ThreadPoolExecutor(len(ROLES))
+        try:
             futures = {r: pool.submit(self._guarded, fn, r) for r in live}
             for f in futures.values():
                 f.result()
+        except KeyboardInterrupt:
+            for remote in self.remotes.values():
+                remote.close()
+            raise
+        finally:
+            pool.shutdown(wait=False)
 
     def _guarded(self, fn: Callable[[str], None], role: str) -> None:
         try:
@@ -145,7 +189,7 @@ class Run:
     def _facts_script(self, role: str, probes: str = "") -> str:
         files, secret = managed_files(self.site)
         t = self.site.tunnel
-        users = sorted({s.user for s in self.site.services}) if role == "home" else []
+        users = service_images(self.site) if role == "home" else {}
         return facts_mod.script(
             interface=t.interface, route_table=t.route_table,
             key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
@@ -165,10 +209,10 @@ class Run:
         remote = self.remotes[role]
         remote.connect()
         self.ui.phase(role, "taking the host lock")
-        remote.acquire_lock()
+        remote.acquire_lock(token=self.guard_token)
         self.ui.phase(role, "gathering facts")
         f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
-                               "grep '^guard\\.'\n")
+                               "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n")
         if f.lines("guards") and not self.dry_run:
             self._confirm_pending(role, f.lines("guards"))
         self.reports[role].facts = f
@@ -178,43 +222,96 @@ class Run:
         """Pure: what prepare would do, and whether this host can be served at all (a
         supported distribution, a VPS public address)."""
         ctx = self.ctx[role]
+        safety.check(ctx)
         if role == "vps":
             ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
         self._prep[role] = (vps_steps if role == "vps" else home_steps).prepare(ctx)
 
     def _prepare(self, role: str) -> None:
+        """Packages, keys, service users and images: what every later step needs, before
+        anything on either host is configured; then what it changed is read back (same
+        round trip)."""
         ctx = self.ctx[role]
+        users = service_images(self.site) if role == "home" else {}
         self._apply(role, self._prep[role], tail=(
             f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
             f"printf '\\n{MARK} commands\\n'; for c in {' '.join(facts_mod.COMMANDS)}; do "
-            "command -v $c >/dev/null 2>&1 && echo $c; done"))
+            "command -v $c >/dev/null 2>&1 && echo $c; done\n"
+            f"m() {{ printf '\\n{MARK} %s\\n' \"$*\"; }}\n" + facts_mod.user_lines(users)))
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
-            return teardown_steps.plan(ctx, self.purge_keys)
+            return teardown_steps.plan(ctx, self.teardown_opts)
         return (vps_steps if ctx.role == "vps" else home_steps).configure(ctx)
 
+    def _plan_configure(self, role: str) -> None:
+        """Pure: the host's whole plan, refused if it would overwrite what is not ours."""
+        plans = self._plans(self.ctx[role])
+        if not self.teardown:
+            safety.check_files(self.ctx[role], plans)
+        self._configured[role] = plans
+
     def _configure(self, role: str) -> None:
-        self._apply(role, self._plans(self.ctx[role]))
+        self._apply(role, self._configured[role])
 
     def _apply(self, role: str, plans: list[StepPlan], tail: str = "") -> None:
-        rep, remote = self.reports[role], self.remotes[role]
-        pending = [p for p in plans if p.changed]
+        rep = self.reports[role]
         for p in plans:
             status = "ok" if not p.changed else ("would change" if self.dry_run else "changed")
             rep.steps.append(StepResult(p.step, status, [c.summary for c in p.changes],
                                         [d for c in p.changes if (d := c.diff())], p.notes))
-        if self.dry_run or not pending:
+        parts = segments(plans)
+        if self.dry_run or not parts:
             return
-        self.ui.phase(role, "applying " + ", ".join(p.step for p in pending))
+        confirm: list[StepPlan] = []  # guarded steps the previous segment proved
+        out = ""
+        for i, seg in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                out = self._apply_segment(role, seg, confirm, tail if last else "")
+                guarded = [p for p in seg if p.guard]
+                confirm = self._confirm_guards(role, guarded, now=last) if guarded else []
+            except (_HostFailed, RemoteError) as e:
+                later = {p.step for rest in parts[i + 1:] for p in rest}
+                why = ("an earlier step failed" if isinstance(e, _HostFailed)
+                       else "the run stopped before it")
+                for r in rep.steps:
+                    if r.step in later:
+                        r.status = "failed"
+                        r.notes.append(f"not run: {why}")
+                raise
+        if tail:
+            sec = facts_mod._sections(out)
+            ctx = self.ctx[role]
+            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
+            ctx.facts.key_exists = True
+            ctx.facts.commands = frozenset(sec.get("commands", "").split())
+            for name, body in sec.items():
+                if name.startswith("user "):
+                    ctx.facts.users[name[5:]] = facts_mod.parse_user(body)
+
+    def _apply_segment(self, role: str, pending: list[StepPlan], confirm: list[StepPlan],
+                       tail: str) -> str:
+        """One script: these steps, after keeping what the previous segment proved (its
+        guards' markers taken). Returns its output; raises _HostFailed (step results say
+        why) when it failed."""
+        rep, remote = self.reports[role], self.remotes[role]
+        names = ", ".join(p.step for p in pending)
+        self.ui.phase(role, "applying " + names)
         # TUNNELOPS_INTERRUPT=ROLE:STEP[:mid][,ROLE:STEP[:mid]] kills the remote script there
         # (tests only; one point per host)
         points = dict(x.split(":", 1) for x in
                       os.environ.get("TUNNELOPS_INTERRUPT", "").split(",") if ":" in x)
         script = apply_script(pending, cleanup_dirs=CLEANUP_DIRS, interrupt=points.get(role),
-                              guard_token=self.guard_token)
-        names = ", ".join(p.step for p in pending)
+                              guard_token=self.guard_token, confirm=self._markers(confirm))
         res = remote.run(script + tail + "\n", what="applying " + names)
+        if confirm and f"{MARK} {RESTORED}" in res.stdout:
+            rep.error = self._restored(role, confirm)
+            for p in pending:
+                result = next(s for s in reversed(rep.steps) if s.step == p.step)
+                result.status = "failed"
+                result.notes.append("not run: the host put back the change before it")
+            raise _HostFailed
         outcomes = step_outcomes(res.stdout)
         # No step failed, yet the script did not end well: it was killed (or the host went
         # down) mid-way, or after its last step, before the rest of its output (the tail).
@@ -238,34 +335,52 @@ class Run:
                 result.notes.append(hint)
                 if not failed:
                     rep.error = f"{rep.dest}: step {p.step} failed: {hint}"
+                    if p.guard:
+                        rep.error += (f"; the host puts back its previous state within "
+                                      f"{p.guard.seconds}s")
                 failed = True
-        # Firewall changes that were applied are confirmed even when a later step failed:
+        # Guarded changes that were applied are confirmed even when a later step failed:
         # left to their watchdog they would be undone behind a re-run that found them done.
+        # A guarded step that failed is not: its watchdog puts the host back as it was.
         guarded = [p for p in pending if p.guard and outcomes.get(p.step) == "ok"]
-        if guarded:
-            self._confirm_guards(role, guarded)
         if failed:
+            if guarded:
+                self._confirm_guards(role, guarded, now=True)
             raise _HostFailed
-        if tail:
-            sec = facts_mod._sections(res.stdout)
-            ctx = self.ctx[role]
-            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
-            ctx.facts.key_exists = True
-            ctx.facts.commands = frozenset(sec.get("commands", "").split())
+        return res.stdout
 
-    def _confirm_guards(self, role: str, guarded: list[StepPlan]) -> None:
-        """Prove new SSH connections still get through, then disarm the host's watchdogs."""
-        self.ui.phase(role, "checking SSH still works after the firewall change")
+    def _markers(self, guarded: list[StepPlan]) -> tuple[str, ...]:
+        return tuple(guard_marker(p.step, self.guard_token) for p in guarded)
+
+    def _restored(self, role: str, guarded: list[StepPlan]) -> str:
+        names = ", ".join(p.step for p in guarded)
+        return (f"{self.reports[role].dest}: SSH did not keep working after the {names} "
+                "change: the host put its previous state back by itself; fix the cause, "
+                "then re-run")
+
+    def _confirm_guards(self, role: str, guarded: list[StepPlan], *,
+                        now: bool) -> list[StepPlan]:
+        """Prove new SSH connections still get through; then keep the changes (their
+        markers taken, unless the watchdog already put the host back: then fail), `now`, or
+        leave that to the next segment's script (the steps are returned for it)."""
+        names = ", ".join(p.step for p in guarded)
+        self.ui.phase(role, f"checking SSH still works after the {names} change")
         remote = self.remotes[role]
         secs = max(p.guard.seconds for p in guarded if p.guard)
         try:
             remote.probe_new_connection()
         except RemoteError as e:
             raise RemoteError(
-                f"SSH stopped working after the firewall change ({e}); the host restores its "
-                f"previous rules by itself within {secs}s: fix the rules, then re-run") from None
-        markers = " ".join(guard_marker(p.step, self.guard_token) for p in guarded)
-        remote.run(f"rm -f {markers}", what="confirming the firewall change", timeout=15)
+                f"SSH stopped working after the {names} change ({e}); the host restores its "
+                f"previous state by itself within {secs}s: fix the cause, then re-run") \
+                from None
+        if now:
+            res = remote.run(confirm_shell(self._markers(guarded)), timeout=15,
+                             what=f"confirming the {names} change")
+            if f"{MARK} {RESTORED}" in res.stdout:
+                raise RemoteError(self._restored(role, guarded))
+            return []
+        return guarded
 
     def _confirm_pending(self, role: str, markers: list[str]) -> None:
         """Guards a run left armed when it died before confirming them (we hold the lock:
@@ -278,9 +393,9 @@ class Run:
             raise RemoteError(f"SSH works only for connections made earlier ({e}): a firewall "
                               "change of a run that died blocks it; the host restores its "
                               "previous rules by itself within seconds: re-run then") from None
-        paths = " ".join(shlex.quote(f"{GUARD_DIR}/{m}") for m in markers)
-        self.remotes[role].run(f"rm -f {paths}", timeout=15,
-                               what="confirming the firewall change of a run that died")
+        # we hold the lock: their watchdog cannot be restoring now, so this always keeps them
+        self.remotes[role].run(confirm_shell([f"{GUARD_DIR}/{m}" for m in markers]),
+                               timeout=15, what="confirming the change of a run that died")
 
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""
@@ -306,7 +421,7 @@ class Run:
             rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
         if role == "home" and not self.teardown and f.raw.get("ping", "").strip() != "ok":
             self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
-                            "tunnel: run `inv verify` to find the broken link")
+                            f"tunnel: run {prog.cmd('verify')} to find the broken link")
         self.reports[role].facts = f
 
     def _liveness(self, role: str) -> None:
@@ -346,7 +461,9 @@ class Run:
             if all(self.reports[r].error is None for r in ROLES):
                 if not self.teardown:
                     self._join()
-                self._both(self._configure)
+                self._both(self._plan_configure)
+                if all(self.reports[r].error is None for r in ROLES):
+                    self._both(self._configure)
                 changed = any(s.status == "changed" for r in ROLES
                               for s in self.reports[r].steps)
                 if not self.dry_run and all(self.reports[r].error is None for r in ROLES):

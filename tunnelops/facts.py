@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
@@ -51,6 +52,33 @@ class FileFact:
     content: str
 
 
+@dataclass(frozen=True)
+class Listener:
+    """A socket listening on the host (ss -Hltunp): which process holds which port."""
+
+    proto: str
+    port: int
+    process: str
+    pid: int | None
+
+
+def parse_listening(text: str) -> list[Listener]:
+    """`ss -Hltunp` lines: NETID STATE RECV-Q SEND-Q LOCAL PEER [users:(("name",pid=N,fd=M))]"""
+    out = []
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 5 or cols[0] not in ("tcp", "udp"):
+            continue
+        port = cols[4].rpartition(":")[2]
+        if not port.isdigit():
+            continue
+        proc = next((c for c in cols[6:] if c.startswith("users:")), "")
+        m = re.search(r'\(\("([^"]*)",pid=(\d+)', proc)
+        out.append(Listener(cols[0], int(port), m.group(1) if m else "?",
+                            int(m.group(2)) if m else None))
+    return out
+
+
 @dataclass
 class HostFacts:
     os_id: str = ""
@@ -69,6 +97,7 @@ class HostFacts:
     rules: list = field(default_factory=list)  # ip -j rule
     table_routes: list = field(default_factory=list)  # ip -j route show table T
     main_default: list = field(default_factory=list)  # ip -j route show default (main)
+    main_routes: list = field(default_factory=list)  # ip -j route show table main
     uplink: dict = field(default_factory=dict)  # ip -j route get 198.51.100.255-ish target
     ip_forward: str = ""
     nft_table: str | None = None  # `nft -st list table inet tunnelops` (no set elements)
@@ -80,6 +109,7 @@ class HostFacts:
     awall_active: str | None = None
     podman: dict = field(default_factory=dict)  # user -> {"version":..., "containers":[...]}
     users: dict = field(default_factory=dict)  # user -> {"uid":..,"home":..,"linger":bool}
+    listening: list[Listener] = field(default_factory=list)  # ss -Hltunp
     raw: dict[str, str] = field(default_factory=dict)
 
     def lines(self, section: str) -> list[str]:
@@ -113,22 +143,30 @@ class HostFacts:
 
 
 def _redacting_cat(path: str, keyfile: str) -> str:
-    """Shell that prints PATH with its PrivateKey line replaced by a placeholder. Only shell
-    builtins see the key (read, case, printf): it is never on a command line."""
+    """Shell that prints PATH with its private key replaced by a placeholder, on any line the
+    tools accept (wg's keys are case-insensitive, whitespace around them ignored), and the
+    host's own key replaced wherever else it appears (a comment, a copy). Only shell builtins
+    see the key (read, case, printf): it is never on a command line."""
     p, k = shlex.quote(path), shlex.quote(keyfile)
+    sp = "[![:space:]]"
     return (
         f"k=; [ -r {k} ] && read -r k < {k}; "
-        "while IFS= read -r l || [ -n \"$l\" ]; do case $l in "
-        "PrivateKey*) v=${l#*=}; v=${v# }; "
-        f"if [ -n \"$k\" ] && [ \"$v\" = \"$k\" ]; then "
+        "while IFS= read -r l || [ -n \"$l\" ]; do "
+        f"t=${{l#\"${{l%%{sp}*}}\"}}; case $t in "
+        "[Pp][Rr][Ii][Vv][Aa][Tt][Ee][Kk][Ee][Yy]*) "
+        f"v=${{t#*=}}; v=${{v#\"${{v%%{sp}*}}\"}}; v=${{v%\"${{v##*{sp}}}\"}}; "
+        "if [ -n \"$k\" ] && [ \"$v\" = \"$k\" ]; then "
         f"printf '%s\\n' 'PrivateKey = {PRIVATE_KEY_PLACEHOLDER}'; "
         f"else printf '%s\\n' 'PrivateKey = {FOREIGN_KEY}'; fi;; "
-        f"*) printf '%s\\n' \"$l\";; esac; done < {p}"
+        "*) if [ -n \"$k\" ]; then case $l in *\"$k\"*) "
+        f"l=\"${{l%%\"$k\"*}}{PRIVATE_KEY_PLACEHOLDER}${{l#*\"$k\"}}\";; esac; fi; "
+        f"printf '%s\\n' \"$l\";; esac; done < {p}"
     )
 
 
 def script(*, interface: str, route_table: int, key_path: str, files: Iterable[str],
-           secret_files: Iterable[str] = (), users: Iterable[str] = (),
+           secret_files: Iterable[str] = (),
+           users: Mapping[str, Iterable[str]] | Iterable[str] = (),
            nm_connection: str | None = None, uplink_probe: str = "1.1.1.1") -> str:
     """The one facts command. Sections are `::tunnelops:: NAME` lines; files travel base64."""
     q = shlex.quote
@@ -155,15 +193,20 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
             f"( {cat} ) | base64 | tr -d '\\n'; fi")
     lines += [
         f"m wg; wg show {iface} dump 2>/dev/null | awk -F'\\t' 'NR==1{{$1=\"-\"}}1' OFS='\\t'",
-        f"m wg_link; ip -j link show {iface} 2>/dev/null",
+        # -d: the link's kind (wireguard, or tun for wireguard-go); BusyBox ip has no -j
+        f"m wg_link; ip -d -j link show {iface} 2>/dev/null || {{ ip link show {iface} "
+        f">/dev/null 2>&1 && echo '[{{\"ifname\": \"?\"}}]'; }}",
         "m addrs; ip -4 -j addr 2>/dev/null",
         "m rules; ip -4 -j rule 2>/dev/null",
         f"m table_routes; ip -4 -j route show table {int(route_table)} 2>/dev/null",
         "m main_default; ip -4 -j route show default 2>/dev/null",
+        "m main_routes; ip -4 -j route show table main 2>/dev/null",
         # BusyBox ip (a fresh Alpine) has no -j: its plain line is parsed instead
         f"m uplink; ip -4 -j route get {q(uplink_probe)} 2>/dev/null"
         f" || ip -4 route get {q(uplink_probe)} 2>/dev/null",
         "m ip_forward; cat /proc/sys/net/ipv4/ip_forward",
+        # who listens where: a service port held by another process fails before any change
+        "m listening; ss -Hltunp 2>/dev/null",
         "m nft_table; command -v nft >/dev/null && nft -st list table inet tunnelops 2>/dev/null",
         "m nft_applied; cat /var/lib/tunnelops/nft.applied 2>/dev/null",
         f"m nft_sets; command -v nft >/dev/null && {{ {NFT_SETS_LIST}; }}",
@@ -188,21 +231,51 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
             ".nmconnection; [ -f \"$f\" ] && grep -E '^\\[wireguard-peer|^(endpoint|"
             "allowed-ips|persistent-keepalive)=' \"$f\"",
         ]
-    for user in users:
+    lines.append(user_lines(users))
+    return "\n".join(lines) + "\n"
+
+
+def user_lines(users: Mapping[str, Iterable[str]] | Iterable[str]) -> str:
+    """Shell for the `user NAME` sections: who the service user is, whether lingering and its
+    runtime dir exist, and (as the user, on its own session bus) Podman's version, the open
+    files it may hold, which of its service images are present, and its tunnelops containers
+    as JSON (last: the parser reads JSON to the end of the section)."""
+    images = users if isinstance(users, Mapping) else dict.fromkeys(users, ())
+    q, out = shlex.quote, []
+    for user, imgs in images.items():
         u = q(user)
-        lines.append(
+        has = "".join(f"podman image exists {q(i)} 2>/dev/null && echo has_image={q(i)}; "
+                      for i in imgs)
+        inner = ("cd; podman version --format \"version={{.Client.Version}}\"; "
+                 f"echo nofile=$(ulimit -Hn); {has}"
+                 "podman ps -a --filter label=tunnelops.service --format json")
+        out.append(
             f"m user {u}; if id {u} >/dev/null 2>&1; then uid=$(id -u {u}); "
             f"echo \"uid=$uid\"; echo \"home=$(getent passwd {u} | cut -d: -f6)\"; "
             f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
             f"echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"; "
             "if command -v podman >/dev/null; then "
             f"runuser -u {u} -- {user_env(u, '$uid')} "
-            "sh -c 'cd; podman version --format \"version={{.Client.Version}}\";"
-            " podman ps -a --filter label=tunnelops.service --format json' 2>/dev/null; fi; "
+            f"sh -c {q(inner)} 2>/dev/null; fi; "
             # no such user yet: Podman's version still decides the network and Quadlet
             "elif command -v podman >/dev/null; then "
-            "podman --version 2>/dev/null | sed -n 's/^podman version /version=/p'; fi")
-    return "\n".join(lines) + "\n"
+            "podman --version 2>/dev/null | sed -n 's/^podman version /version=/p'; "
+            "echo nofile=$(ulimit -Hn); fi")
+    return "\n".join(out)
+
+
+def parse_user(body: str) -> dict:
+    info: dict = {"containers": [], "images": []}
+    for line in body.splitlines():
+        if line.startswith("[") or line.startswith("{") or info.get("_json"):
+            info["_json"] = info.get("_json", "") + line + "\n"
+        elif line.startswith("has_image="):
+            info["images"].append(line.split("=", 1)[1])
+        elif "=" in line:
+            k, v = line.split("=", 1)
+            info[k] = v
+    info["containers"] = _json(info.pop("_json", ""), [])
+    return info
 
 
 def _sections(output: str) -> dict[str, str]:
@@ -288,10 +361,12 @@ def parse(output: str) -> HostFacts:
         addrs=_json(s.get("addrs", ""), []), rules=_json(s.get("rules", ""), []),
         table_routes=_json(s.get("table_routes", ""), []),
         main_default=_json(s.get("main_default", ""), []),
+        main_routes=_json(s.get("main_routes", ""), []),
         uplink=(_json(s.get("uplink", ""), []) or [_route_text(s.get("uplink", ""))])[0],
         ip_forward=s.get("ip_forward", "").strip(),
         nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,
         nft_sets=port_sets(s.get("nft_sets", "")),
+        listening=parse_listening(s.get("listening", "")),
         raw=s,
     )
     link = _json(s.get("wg_link", ""), [])
@@ -305,16 +380,7 @@ def parse(output: str) -> HostFacts:
             f.files[path] = FileFact(path, mode, owner,
                                      base64.b64decode(body.strip() or b"").decode())
         elif name.startswith("user "):
-            user = name.split(" ", 1)[1]
-            info: dict = {"containers": []}
-            for line in body.splitlines():
-                if line.startswith("[") or line.startswith("{") or info.get("_json"):
-                    info["_json"] = info.get("_json", "") + line + "\n"
-                elif "=" in line:
-                    k, v = line.split("=", 1)
-                    info[k] = v
-            info["containers"] = _json(info.pop("_json", ""), [])
-            f.users[user] = info
+            f.users[name.split(" ", 1)[1]] = parse_user(body)
     f.firewalld = _parse_firewalld(s.get("firewalld", ""))
     if "nm" in s:
         vals = s["nm"].splitlines()

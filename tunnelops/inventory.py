@@ -9,13 +9,15 @@ survive, and replaces the file atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import re
 import stat
 import tempfile
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from tunnelops.model import (
 
 EXAMPLE_NAME = "example.toml"
 
-# table -> key -> kind. Kinds: str, int, str_list, str_table.
+# table -> key -> kind. Kinds: str, int, bool, str_list, str_table.
 SCHEMA: dict[str, dict[str, str]] = {
     "site": {"name": "str", "ssh_config": "str", "known_hosts": "str", "whoami_url": "str"},
     "vps": {"host": "str", "public_ip": "str", "wan_interface": "str"},
@@ -63,6 +65,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "volumes": "str_list",
         "command": "str_list",
         "network": "str",
+        "allow_system_user": "bool",
     },
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -75,6 +78,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 _EXAMPLES = {
     "str": '"text"',
     "int": "51821",
+    "bool": "true",
     "str_list": '["12345/udp"]',
     "str_table": '{ KEY = "value" }',
 }
@@ -261,7 +265,7 @@ class _Reader:
         tunnel_t = self.table(data, "tunnel")
 
         try:
-            tunnel = Tunnel(**tunnel_t)
+            tunnel = Tunnel.from_values(**tunnel_t)
         except ModelError as err:
             raise self.model_error(err, "tunnel") from None
         try:
@@ -300,6 +304,7 @@ class _Reader:
                     volumes=tuple(svc_t.get("volumes", ())),
                     command=tuple(svc_t.get("command", ())),
                     network=svc_t.get("network", "auto"),
+                    allow_system_user=svc_t.get("allow_system_user", False),
                 ))
             except ModelError as err:
                 raise self.model_error(err, "services", index, raw_ports) from None
@@ -327,6 +332,7 @@ class _Reader:
 _KIND_NAMES = {
     "str": "a string",
     "int": "an integer",
+    "bool": "true or false",
     "str_list": "an array of strings",
     "str_table": "a table of strings",
 }
@@ -337,6 +343,8 @@ def _has_kind(value: object, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "int":
         return type(value) is int
+    if kind == "bool":
+        return type(value) is bool
     if kind == "str_list":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
@@ -489,6 +497,9 @@ def _update_service(table: Any, svc: Service) -> None:
                 table[key] = values
         elif values:
             table[key] = values
+    if (svc.allow_system_user or "allow_system_user" in table) \
+            and _unwrap(table.get("allow_system_user")) != svc.allow_system_user:
+        table["allow_system_user"] = svc.allow_system_user
 
 
 def _new_service_table(svc: Service) -> Any:
@@ -592,24 +603,56 @@ def save(path: str | os.PathLike[str], site: Site) -> None:
     _write_atomic(path, dumps(site, existing, path.stem))
 
 
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """The inventory's lock (flock on its directory: no file is made, and a site file replaced
+    by rename stays covered): every read-modify-write of a site file by tunnelops happens
+    under it, so two commands never lose each other's changes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update(path: str | os.PathLike[str], change: Callable[[Site], Site]) -> Site:
+    """Apply `change` to the site as the file says it NOW, and save the result: under the
+    file's lock, and compare-and-swap against anything else writing it meanwhile (an editor):
+    the change is applied again to what the file became. Returns the new site."""
+    path = Path(path)
+    with locked(path):
+        while True:
+            before = path.read_text(encoding="utf-8")
+            new = change(loads(before, str(path), path.stem))
+            text = dumps(new, before, path.stem)
+            if path.read_text(encoding="utf-8") != before:
+                continue  # changed under us by something that does not take the lock
+            if text != before:
+                _write_atomic(path, text)
+            return new
+
+
 def update_discovered(path: str | os.PathLike[str], public_ip: IPv4Address | str | None,
                       wan_interface: str | None) -> Site:
     """Record what bootstrap discovered about the VPS (None: not discovered, keep what the
     file says); rewrites the file only if something changed. Returns the updated site."""
-    site = load(path)
     changes: dict[str, object] = {}
     if public_ip is not None:
         changes["public_ip"] = public_ip
     if wan_interface is not None:
         changes["wan_interface"] = wan_interface
-    try:
-        vps = dataclasses.replace(site.vps, **changes)  # type: ignore[arg-type]
-    except ModelError as err:
-        raise InventoryError(f"{path}: discovered value rejected: {err}") from None
-    new = dataclasses.replace(site, vps=vps)
-    if new != site:
-        save(path, new)
-    return new
+
+    def change(site: Site) -> Site:
+        try:
+            vps = dataclasses.replace(site.vps, **changes)  # type: ignore[arg-type]
+        except ModelError as err:
+            raise InventoryError(f"{path}: discovered value rejected: {err}") from None
+        return dataclasses.replace(site, vps=vps)
+
+    return update(path, change)
 
 
 # --------------------------------------------------------------------------- finding
@@ -684,6 +727,6 @@ def new_site(name: str, vps: str | HostRef, home: str | HostRef, **overrides: An
         name=name,
         vps=VpsSpec(host=vps, **groups["vps"]),  # type: ignore[arg-type]
         home=HomeSpec(host=home, **groups["home"]),  # type: ignore[arg-type]
-        tunnel=Tunnel(**groups["tunnel"]),
+        tunnel=Tunnel.from_values(**groups["tunnel"]),
         **groups["site"],
     )

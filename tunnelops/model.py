@@ -27,6 +27,16 @@ ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TUNNEL_IFACE_RE = re.compile(r"[a-zA-Z0-9_-]{1,15}")
 # Host interfaces may also carry a dot (VLANs such as eth0.100).
 HOST_IFACE_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+# An image reference as container tools parse it (distribution/reference's grammar):
+# [domain[:port]/]path-component[/path-component...][:tag][@algorithm:hex]
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+SYSTEM_UID_MAX = 999  # below 1000: root and the system's own accounts
 _PORT_SPEC_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?/(tcp|udp)")
 _PORT_PART_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _HOST_METACHARS = frozenset(";|&$`'\"<>(){}*?!\\")
@@ -265,6 +275,17 @@ class Tunnel:
         if self.mtu is not None:
             _check_int(self.mtu, "mtu", 576, 9000, ("mtu",))
 
+    @classmethod
+    def from_values(cls, **values: object) -> Tunnel:
+        """As an inventory gives it: a subnet alone brings its own addresses (its first two
+        hosts: .1 the VPS, .2 home, as the seed's 192.168.2.0/24 does)."""
+        if "subnet" in values and not {"vps_address", "home_address"} & values.keys():
+            subnet = _as_network(values["subnet"], "subnet")
+            hosts = [subnet.network_address + 1, subnet.network_address + 2]
+            if subnet.prefixlen <= 30:
+                values = {**values, "vps_address": hosts[0], "home_address": hosts[1]}
+        return cls(**values)  # type: ignore[arg-type]
+
     @property
     def prefixlen(self) -> int:
         return self.subnet.prefixlen
@@ -301,6 +322,9 @@ class Service:
     # the container's network: "auto" (pasta where Podman 5 made it the default, else
     # slirp4netns), or one of them by name; either way its egress leaves through the tunnel
     network: str = "auto"
+    # a rootless service runs as an ordinary user; a system account (uid < 1000) only when
+    # the inventory says so (the uid is checked on the host, from the facts)
+    allow_system_user: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name, "service name")
@@ -308,15 +332,23 @@ class Service:
             raise ModelError(f"network {_show(self.network)} of service {self.name!r} is not "
                              f"one of {', '.join(SERVICE_NETWORKS)}", where=("network",))
         image = self.image
-        if (not isinstance(image, str) or not image
-                or any(ch.isspace() or not ch.isprintable() for ch in image)):
+        if not isinstance(image, str) or not IMAGE_RE.fullmatch(image):
+            hint = (" (it would be read as a podman option)"
+                    if isinstance(image, str) and image.startswith("-") else "")
             raise ModelError(f"image {_show(image)} of service {self.name!r} is not an image "
-                             "reference: use e.g. \"docker.io/library/nginx:latest\"",
+                             f"reference{hint}: use e.g. \"docker.io/library/nginx:latest\"",
                              where=("image",))
         if not isinstance(self.user, str) or not USER_RE.fullmatch(self.user):
             raise ModelError(f"user {_show(self.user)} of service {self.name!r} is not a unix "
                              "user name: use lowercase letters, digits, '_' or '-'",
                              where=("user",))
+        if self.user == "root":
+            raise ModelError(f"user 'root' of service {self.name!r}: a rootless service runs "
+                             "as an ordinary user: use e.g. user = \"gamer\" (tunnelops "
+                             "creates it)", where=("user",))
+        if type(self.allow_system_user) is not bool:
+            raise ModelError(f"allow_system_user of service {self.name!r} must be true or "
+                             "false", where=("allow_system_user",))
         object.__setattr__(self, "ports", tuple(self.ports))
         if not self.ports:
             raise ModelError(f"service {self.name!r} has no ports: list at least one, "
@@ -445,6 +477,9 @@ class VpsSpec:
     host: HostRef
     public_ip: IPv4Address | None = None  # discovered by bootstrap
     wan_interface: str | None = None  # discovered by bootstrap
+    # the port ssh really connects to (ssh_config's Port for an alias), resolved on the
+    # laptop before any connection: the VPS firewall must always let it in
+    port: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -455,10 +490,12 @@ class VpsSpec:
             object.__setattr__(self, "public_ip", _as_address(self.public_ip, "public_ip"))
         if self.wan_interface is not None:
             check_interface(self.wan_interface, "wan_interface", ("wan_interface",))
+        if self.port is not None:
+            _check_int(self.port, "SSH port", 1, 65535, ("host",))
 
     @property
     def ssh_port(self) -> int:
-        return self.host.port or DEFAULT_SSH_PORT
+        return self.port or self.host.port or DEFAULT_SSH_PORT
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ tool needs on top:
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
 import os
@@ -40,10 +41,20 @@ from paramiko.ssh_exception import (
 LOCK_PATH = "/run/tunnelops.lock"
 APPLY_LOCK_PATH = LOCK_PATH + ".apply"  # held (shared) by every apply script while it runs
 LOCK_WAIT_S = 5
+KEEPALIVE_S = 5
+LINK_TIMEOUT_S = float(os.environ.get("TUNNELOPS_LINK_TIMEOUT", "15"))
+# sudo -S -p: our own prompt, so we answer only when sudo asks; then a marker once it let us in
+SUDO_PROMPT = "[tunnelops] sudo password:"
+SUDO_OK = "tunnelops-sudo-ok"
+WATCHDOG_WAIT_S = 90  # a restore by a guard's watchdog (firewall-cmd --reload is slow on VMs)
 
 
 class RemoteError(RuntimeError):
     """One line: the host, what failed, and what to do."""
+
+
+class LinkLost(Exception):
+    """The SSH transport died under a command (the kernel or a keepalive gave up)."""
 
 
 @dataclass
@@ -80,10 +91,14 @@ def _terminal_password(prompt: str) -> str:
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown keys unless asked to trust them; then record them."""
+    """Refuse unknown keys unless asked to trust them; then record them (a dry run trusts
+    them for its own connection only: it writes nothing, known_hosts included)."""
 
-    def __init__(self, dest: str, known_hosts: Path, trust_new: bool) -> None:
+    def __init__(self, dest: str, known_hosts: Path, trust_new: bool,
+                 record: bool = True, accepted: list[str] | None = None) -> None:
         self.dest, self.known_hosts, self.trust_new = dest, known_hosts, trust_new
+        self.record = record
+        self.accepted = accepted if accepted is not None else []
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
@@ -92,9 +107,36 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
                 f"{self.dest}: unknown host key {key.get_name()} {key.fingerprint}: check it, "
                 f"then re-run with --trust-new-host to record it in {self.known_hosts}")
         client.get_host_keys().add(hostname, key.get_name(), key)
+        self.accepted.append(f"{hostname} {key.get_name()} {key.fingerprint}")
+        if not self.record:
+            return
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with open(self.known_hosts, "a") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _tune(sock: object) -> None:
+    """The SSH socket: no Nagle delay on our small request/answer exchanges, and a dead link
+    noticed within seconds (SSH keepalives every KEEPALIVE_S, and the kernel gives up on data
+    not acknowledged within LINK_TIMEOUT_S), instead of minutes of silence."""
+    if not isinstance(sock, socket.socket):  # a ProxyJump channel: its hop's socket counts
+        return
+    opts = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_S), ("TCP_KEEPINTVL", 2),
+                        ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", int(LINK_TIMEOUT_S * 1000))):
+        if hasattr(socket, name):
+            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, opt, value in opts:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(level, opt, value)
+
+
+def ssh_port(dest: str, ssh_config: str | None = None) -> int:
+    """The port ssh connects to for DEST (user@host:port, or the alias's ssh_config Port):
+    read on the laptop, no connection made."""
+    config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
+    return int(Connection(dest, config=config).port)
 
 
 class Remote:
@@ -104,8 +146,13 @@ class Remote:
                  known_hosts: str | None = None, trust_new: bool = False,
                  connect_timeout: float = 10, command_timeout: float | None = None,
                  transcript: Transcript | None = None,
-                 ask_password: Callable[[str], str] | None = None) -> None:
+                 ask_password: Callable[[str], str] | None = None,
+                 record_new_hosts: bool = True) -> None:
         self.dest = dest
+        # trusted unknown host keys, "host type fingerprint"; recorded unless record_new_hosts
+        # is False (a dry run)
+        self.new_host_keys: list[str] = []
+        self._record_new = record_new_hosts
         # a dead link must fail a run, never hang it (TUNNELOPS_TIMEOUT for slow hosts/tests)
         self.command_timeout = command_timeout or float(os.environ.get("TUNNELOPS_TIMEOUT",
                                                                        "180"))
@@ -132,8 +179,8 @@ class Remote:
         client.get_host_keys().clear()
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
-        client.set_missing_host_key_policy(_HostKeyPolicy(self.dest, self.known_hosts,
-                                                          self._trust_new))
+        client.set_missing_host_key_policy(_HostKeyPolicy(
+            self.dest, self.known_hosts, self._trust_new, self._record_new, self.new_host_keys))
         if isinstance(conn.gateway, Connection):  # ProxyJump hops get the same policy
             self._prepare(conn.gateway)
 
@@ -161,7 +208,8 @@ class Remote:
         self.connects += 1
         transport = self.conn.transport
         assert transport is not None
-        transport.set_keepalive(5)
+        transport.set_keepalive(KEEPALIVE_S)
+        _tune(transport.sock)
         self.is_root = self.conn.user == "root"
 
     def probe_new_connection(self, timeout: float = 5) -> None:
@@ -186,6 +234,10 @@ class Remote:
             raise RemoteError(f"{self.dest}: a new connection to {host}:{port} got no SSH "
                               "banner")
 
+    def _alive(self) -> bool:
+        t = self.conn.transport
+        return t is not None and t.is_active()
+
     def close(self) -> None:
         if self._lock_chan is not None:
             self._lock_chan.close()
@@ -206,19 +258,54 @@ class Remote:
         if not sudo or self.is_root:
             return "sh -s"
         if self._sudo_password is not None:
-            return "sudo -S -p '' sh -s"
+            # the prompt is ours to recognise; the marker says sudo let us in: only then does
+            # the script go on stdin (never after a password sudo did not ask for)
+            inner = f"printf '%s\\n' {SUDO_OK} >&2; exec sh -s"
+            return f"sudo -S -p {shlex.quote(SUDO_PROMPT)} sh -c {shlex.quote(inner)}"
         return "sudo -n sh -s"
 
-    def _exec(self, command: str, stdin: str, timeout: float) -> Result:
+    def _open(self, sudo: bool, timeout: float) -> tuple[paramiko.Channel, bytes]:
+        """A channel running our command line, through sudo's password prompt if it asks:
+        (channel ready for the script on stdin, stderr it printed before the marker)."""
         assert self.conn.transport is not None
         chan = self.conn.transport.open_session(timeout=timeout)
         chan.settimeout(timeout)
-        chan.exec_command(command)
-        chan.sendall(stdin.encode())
-        chan.shutdown_write()
-        out, err = io.BytesIO(), io.BytesIO()
+        chan.exec_command(self._command_line(sudo))
+        if not sudo or self.is_root or self._sudo_password is None:
+            return chan, b""
+        prompt, ok = SUDO_PROMPT.encode(), SUDO_OK.encode() + b"\n"
+        buf, answered = b"", False
+        deadline = time.monotonic() + timeout
+        while ok not in buf:
+            if chan.recv_stderr_ready():
+                buf += chan.recv_stderr(4096)
+            elif chan.exit_status_ready():  # sudo said no (not in sudoers, ...)
+                return chan, buf
+            elif time.monotonic() > deadline:
+                chan.close()
+                raise RemoteError(f"{self.dest}: sudo did not answer within {timeout:.0f}s")
+            else:
+                select.select([chan], [], [], 0.05)
+            if prompt in buf:
+                if answered:  # asked again: the password was wrong; one attempt, no more
+                    chan.close()
+                    self._sudo_password = None
+                    raise RemoteError(f"{self.dest}: sudo refused the password for "
+                                      f"{self.conn.user} (one attempt used): re-run and type "
+                                      "it again")
+                chan.sendall((self._sudo_password + "\n").encode())
+                answered, buf = True, buf.replace(prompt, b"", 1)
+        return chan, buf.split(ok, 1)[1]
+
+    def _exec(self, sudo: bool, stdin: str, timeout: float, what: str) -> Result:
+        chan, early = self._open(sudo, timeout)
+        out, err = io.BytesIO(), io.BytesIO(early)
+        err.seek(0, io.SEEK_END)
         deadline = time.monotonic() + timeout
         try:
+            if not chan.exit_status_ready():
+                chan.sendall(stdin.encode())
+                chan.shutdown_write()
             # Read until the remote's EOF, not just its exit status: SSH may deliver the
             # exit status before the last of the output.
             while True:
@@ -228,15 +315,25 @@ class Remote:
                     err.write(chan.recv_stderr(65536))
                 elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
                     break
+                elif not self._alive():
+                    raise LinkLost
                 else:
                     if time.monotonic() > deadline:
                         raise TimeoutError
                     select.select([chan], [], [], 0.05)  # wakes on data, EOF or close
             status = chan.recv_exit_status()
+            if status == -1 and not self._alive():  # closed with no exit status: link gone
+                raise LinkLost
+        except LinkLost:
+            raise RemoteError(f"{self.dest}: the SSH connection was lost during {what} (no "
+                              f"answer for {LINK_TIMEOUT_S:.0f}s): check the link, then re-run "
+                              "(every step is idempotent; a change that could cut SSH puts "
+                              "itself back unless proven)") from None
         except TimeoutError:
             chan.close()
-            raise RemoteError(f"{self.dest}: a remote command did not finish within "
-                              f"{timeout:.0f}s: check the host's load and link") from None
+            raise RemoteError(f"{self.dest}: {what} did not finish within {timeout:.0f}s: "
+                              "check the host's load and link (TUNNELOPS_TIMEOUT raises the "
+                              "limit)") from None
         finally:
             chan.close()
         return Result(out.getvalue().decode(errors="replace"),
@@ -248,13 +345,11 @@ class Remote:
         self.connect()
         timeout = timeout or self.command_timeout
         body = script if script.endswith("\n") else script + "\n"
-        stdin = body if self._sudo_password is None or self.is_root or not sudo \
-            else self._sudo_password + "\n" + body
         if self.transcript:
             self.transcript.add(self.dest, "sent", body)  # the sudo password is never recorded
         self.round_trips += 1
         try:
-            res = self._exec(self._command_line(sudo), stdin, timeout)
+            res = self._exec(sudo, body, timeout, what)
         except (SSHException, EOFError, OSError) as e:
             raise RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
                               "check the link, then re-run (every step is idempotent)") from None
@@ -274,7 +369,7 @@ class Remote:
         return res
 
     # ---------------------------------------------------------------- host-side lock
-    def acquire_lock(self, wait: float = LOCK_WAIT_S) -> None:
+    def acquire_lock(self, wait: float = LOCK_WAIT_S, token: str = "") -> None:
         """Hold the host's tunnelops lock until close(): one round trip.
 
         flock on an open channel: the lock dies with the connection, so a run that died
@@ -285,39 +380,39 @@ class Remote:
         info = shlex.quote(LOCK_PATH + ".info")
         script = (
             f"exec 9>>{shlex.quote(LOCK_PATH)}\n"
-            f"if ! flock -w {int(wait)} 9; then echo BUSY; cat {info} 2>/dev/null; exit 75; fi\n"
+            # a guard's watchdog restoring what a run left unproven: wait for it, then plan
+            # from what it put back
+            f"if ! flock -w {int(wait)} 9 && ! {{ grep -qs '^watchdog' {info} && "
+            f"flock -w {WATCHDOG_WAIT_S} 9; }}; then echo BUSY; cat {info} 2>/dev/null; "
+            "exit 75; fi\n"
             # the apply script of a run whose connection died may still be running: wait
             f"exec 8>>{shlex.quote(APPLY_LOCK_PATH)}\n"
             f"if ! flock -w {int(wait)} 8; then echo BUSY; echo 'the changes of a run that "
             "lost its connection are still being applied'; exit 75; fi\n"
             "exec 8>&-\n"
-            f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > {info}\n"
+            f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ) token={token}\" > {info}\n"
             "echo LOCKED\n"
             "read -r _ || true\n"   # hold until the laptop closes the channel
             f"rm -f {info}\n"
         )
-        assert self.conn.transport is not None
-        chan = self.conn.transport.open_session(timeout=10)
-        chan.exec_command(self._command_line(True))
-        prefix = "" if self._sudo_password is None or self.is_root \
-            else self._sudo_password + "\n"
-        chan.sendall((prefix + script).encode())
+        chan, early = self._open(True, 30)
+        chan.sendall(script.encode())
         if self.transcript:
             self.transcript.add(self.dest, "sent", script)
         self.round_trips += 1
         buf = b""
-        chan.settimeout(wait + 10)
+        chan.settimeout(wait + WATCHDOG_WAIT_S + 10)
         while b"LOCKED" not in buf and b"BUSY" not in buf:
             try:
                 data = chan.recv(4096)
             except TimeoutError:
                 data = b""
             if not data:
-                err = chan.recv_stderr(4096).decode(errors="replace").strip()
+                err = (early + chan.recv_stderr(4096)).decode(errors="replace").strip()
                 if "a password is required" in err and self._sudo_password is None:
                     chan.close()
                     self._sudo_password = self._prompt_sudo_password()
-                    return self.acquire_lock(wait)
+                    return self.acquire_lock(wait, token)
                 raise RemoteError(f"{self.dest}: could not take the tunnelops lock: "
                                   f"{err or 'no answer'}")
             buf += data
@@ -330,7 +425,80 @@ class Remote:
                     break
                 rest += chunk.decode(errors="replace")
             chan.close()
-            holder = " ".join(rest.split()) or "unknown holder"
+            # the run's token is for the watchdogs, not for people
+            holder = " ".join(w for w in rest.split() if not w.startswith("token=")) \
+                or "unknown holder"
             raise RemoteError(f"another tunnelops run holds the lock on {self.dest} ({holder}): "
                               "wait for it to finish, then re-run")
         self._lock_chan = chan
+
+    # ---------------------------------------------------------------- streaming
+    def stream(self, script: str, out: Callable[[bytes], None],
+               err: Callable[[bytes], None], *, sudo: bool = True,
+               hold_stdin: bool = False) -> int:
+        """Run a script, handing its output on as it arrives, until it ends (one round trip;
+        no timeout: `logs --follow` runs until Ctrl-C). With hold_stdin the script's stdin
+        stays open after the script, so it can wait on it: EOF means the laptop is gone.
+        On Ctrl-C, stdin is closed, the script gets 3 s to stop, and KeyboardInterrupt is
+        re-raised. Returns the exit status."""
+        self.connect()
+        if sudo and not self.is_root and self._sudo_password is None:
+            self.run("true", what="checking sudo")  # asks for a password if sudo wants one
+        body = script if script.endswith("\n") else script + "\n"
+        if self.transcript:
+            self.transcript.add(self.dest, "sent", body)
+        self.round_trips += 1
+        transport = self.conn.transport
+        assert transport is not None
+        try:
+            chan, early = self._open(sudo, timeout=30)
+            if early:
+                err(early)
+            if not chan.exit_status_ready():
+                chan.sendall(body.encode())
+                if not hold_stdin:
+                    chan.shutdown_write()
+        except (SSHException, OSError) as e:
+            raise RemoteError(f"{self.dest}: cannot start a remote command ({e})") from None
+        received: list[bytes] = [early]
+
+        muted = False
+
+        def drain() -> bool:
+            got = False
+            for ready, recv, sink in ((chan.recv_ready, chan.recv, out),
+                                      (chan.recv_stderr_ready, chan.recv_stderr, err)):
+                while ready():
+                    data = recv(65536)
+                    received.append(data)
+                    if not muted:
+                        sink(data)
+                    got = True
+            return got
+
+        try:
+            while True:
+                if not drain():
+                    if (chan.eof_received or chan.closed) and chan.exit_status_ready():
+                        break
+                    if not transport.is_active():
+                        raise RemoteError(f"{self.dest}: the SSH connection broke: check the "
+                                          "link, then re-run")
+                    select.select([chan], [], [], 0.2)
+            drain()
+            return chan.recv_exit_status()
+        except KeyboardInterrupt:
+            # the user is done: let the script stop; drain() drops its output from now on
+            muted = True
+            with contextlib.suppress(SSHException, OSError):
+                chan.shutdown_write()
+                deadline = time.monotonic() + 3
+                while not chan.exit_status_ready() and time.monotonic() < deadline:
+                    if not drain():
+                        select.select([chan], [], [], 0.1)
+            raise
+        finally:
+            chan.close()
+            if self.transcript:
+                self.transcript.add(self.dest, "received",
+                                    b"".join(received).decode(errors="replace"))

@@ -17,6 +17,7 @@ import pytest
 
 from tests.unit.facts import generate
 from tunnelops import changes, facts
+from tunnelops.backends import originals
 from tunnelops.changes import (
     TMP_PREFIX,
     CommandChange,
@@ -60,6 +61,10 @@ def shell(request: pytest.FixtureRequest) -> list[str]:
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """tmp_path with an etc/ tree, a private key file, and the guard markers inside it."""
     monkeypatch.setattr(changes, "GUARD_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr(changes, "LOCK_FILE", str(tmp_path / "tunnelops.lock"))
+    monkeypatch.setattr(changes, "SNAPSHOT_DIR", str(tmp_path / "snapshots"))
+    monkeypatch.setattr(originals, "RECORDS", str(tmp_path / "var" / "created"))
+    monkeypatch.setattr(originals, "ORIG", str(tmp_path / "var" / "orig"))
     (tmp_path / "etc" / "wireguard").mkdir(parents=True)
     key = tmp_path / "etc" / "wireguard" / "wg0.key"
     key.write_text(SECRET + "\n")  # as `wg genkey` writes it
@@ -76,8 +81,12 @@ def test_file_change_is_written_atomically_beside_its_target() -> None:
     assert lines[0] == "mkdir -p /etc/tunnelops"
     assert lines[1] == "t=$(mktemp /etc/tunnelops/.tunnelops.XXXXXX)"  # same filesystem
     assert lines[2].startswith("cat > \"$t\" <<'TUNNELOPS_EOF_")  # quoted: nothing expands
-    assert lines[-3:] == ['chmod 644 "$t"', 'chown root "$t"',
-                          'mv -f "$t" /etc/tunnelops/tunnelops.nft']  # rename: old or new
+    assert lines[-4:-1] == ['chmod 644 "$t"', 'chown root "$t"',
+                            'mv -f "$t" /etc/tunnelops/tunnelops.nft']  # rename: old or new
+    # created, so recorded as ours: teardown removes only what it recorded (or marked)
+    assert lines[-1] == originals.record_shell("file /etc/tunnelops/tunnelops.nft")
+    assert "created" not in FileChange("/x", "y\n", old="z\n").shell()  # updated: recorded
+    assert "created" not in FileChange("/x", "y\n", backup=True).shell()  # not ours
     assert "read -r k" not in sh
 
 
@@ -97,8 +106,8 @@ def test_file_change_with_a_key_reads_it_on_the_host_with_builtins_only() -> Non
 
 def test_backup_of_a_file_tunnelops_does_not_own_comes_first() -> None:
     sh = FileChange("/etc/nftables.conf", "x\n", old="y\n", backup=True).shell()
-    assert sh.startswith("if [ ! -e /var/lib/tunnelops/orig/etc/nftables.conf ]")
-    assert sh.index("/var/lib/tunnelops/orig") < sh.index("mktemp")
+    assert sh.startswith(f"if [ ! -e {originals.ORIG}/etc/nftables.conf ]")
+    assert sh.index(originals.ORIG) < sh.index("mktemp")
 
 
 def test_apply_script_layout() -> None:
@@ -121,15 +130,38 @@ def test_apply_script_layout() -> None:
     assert ("(\nset -e\nENABLE\nPOST1\n)\n"
             "if [ $? -eq 0 ]; then r forwarding ok; else r forwarding failed; exit 1; fi\n"
             ) in script
-    fw = script[script.index("ENABLE"):]
     marker = guard_marker("firewall")
-    # snapshot before any change; armed (marker, watchdog) only after the changes and post
-    order = ["SNAPSHOT", "mktemp /etc/.tunnelops.", "LOAD", "POST2", f": > {marker}",
-             "setsid sh -c 'sleep 7; [ -e " + marker + " ] || exit 0; rm -f " + marker
-             + "; RESTORE' </dev/null >/dev/null 2>&1 &",
+    # one watchdog for the segment, started before any step; the marker armed right after
+    # the snapshot, before the first change (a step failing half-way is undone too)
+    order = ["setsid sh -c ", "ENABLE", "SNAPSHOT", f": > {marker}", "mktemp /etc/.tunnelops.",
+             "LOAD", "POST2",
              ")\nif [ $? -eq 0 ]; then r firewall ok; else r firewall failed; exit 1; fi"]
-    positions = [fw.index(x) for x in order]
+    positions = [script.index(x) for x in order]
     assert positions == sorted(positions)
+    assert script.count("setsid") == 1
+    dog = changes.watchdog([("firewall", guard)], "")
+    assert dog.splitlines()[1] == "sleep 7"  # its clock starts when the script has ended
+    assert dog.splitlines()[-1] == (f"if mv -f {marker} {marker}.undo 2>/dev/null; then "
+                                    f"( exec 9>&-; RESTORE ); rm -f {marker}.undo; fi")
+    # a segment proving the previous one's guards takes their markers first of all
+    nxt = apply_script(plans[1:2], confirm=("/run/tunnelops/guard.wireguard.t1",))
+    assert nxt.splitlines()[3] == changes.confirm_shell(["/run/tunnelops/guard.wireguard.t1"])
+
+
+def test_segments_end_after_each_run_of_guarded_steps() -> None:
+    g = Guard("S", "R")
+
+    def step(name: str, guarded: bool = False, changed: bool = True) -> StepPlan:
+        return StepPlan(name, [CommandChange(name, "X")] if changed else [],
+                        guard=g if guarded else None)
+
+    plans = [step("packages", changed=False), step("wireguard", True), step("firewall", True),
+             step("service:game"), step("services-removed", changed=False), step("last", True)]
+    assert [[p.step for p in seg] for seg in changes.segments(plans)] == [
+        ["wireguard", "firewall"], ["service:game", "last"]]
+    assert [[p.step for p in seg] for seg in changes.segments([step("a"), step("b")])] == [
+        ["a", "b"]]
+    assert changes.segments([step("x", changed=False)]) == []
 
 
 # --------------------------------------------------------------------------- run by sh
@@ -225,6 +257,7 @@ def test_guard_restores_unless_confirmed(tmp_path: Path,
         rules = root / "rules"
         rules.write_text("old rules\n")
         monkeypatch.setattr(changes, "GUARD_DIR", str(root / "run"))
+        monkeypatch.setattr(changes, "LOCK_FILE", str(root / "tunnelops.lock"))
         return StepPlan("firewall", [FileChange(str(rules), "new rules\n", owner=ME)],
                         guard=Guard(snapshot=f"cp {rules} {root / 'rules.saved'}",
                                     restore=f"cp {root / 'rules.saved'} {rules}; "
@@ -248,6 +281,94 @@ def test_guard_restores_unless_confirmed(tmp_path: Path,
     time.sleep(0.2)  # the confirmed one's watchdog woke up at the same time
     assert (confirmed / "rules").read_text() == "new rules\n"
     assert not (confirmed / "restored").exists()
+
+
+def _guarded_rules(root: Path, seconds: int = 1) -> StepPlan:
+    rules = root / "rules"
+    rules.write_text("old rules\n")
+    return StepPlan("firewall", [FileChange(str(rules), "new rules\n", owner=ME)],
+                    guard=Guard(snapshot=f"cp {rules} {root / 'rules.saved'}",
+                                restore=f"cp {root / 'rules.saved'} {rules}; "
+                                        f"date +%s.%N > {root / 'r.tmp'}; "
+                                        f"mv {root / 'r.tmp'} {root / 'restored'}",
+                                seconds=seconds))
+
+
+def _wait_file(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.exists()
+
+
+def test_watchdog_clock_starts_when_the_script_ends(sandbox: Path) -> None:
+    """VM fault 1: a slow step after a guarded one (an image pull, a 90 s systemd wait) must
+    not eat the guard's time: the watchdog restores only `seconds` after the script ended."""
+    slow = StepPlan("service:game", [CommandChange("slow", "sleep 2")])
+    t0 = time.monotonic()
+    res = run(["sh"], apply_script([_guarded_rules(sandbox), slow], guard_token="t1"), sandbox)
+    ended = time.monotonic()
+    assert step_outcomes(res.stdout) == {"firewall": "ok", "service:game": "ok"}
+    assert ended - t0 >= 2
+    assert _wait_file(sandbox / "restored", 5)  # never confirmed: restored...
+    assert float((sandbox / "restored").read_text()) - time.time() + time.monotonic() \
+        >= ended + 0.9  # ...but only a guard's time after the script ended
+
+
+def test_watchdog_never_restores_under_another_live_run(sandbox: Path) -> None:
+    """The lock: while another run holds it, the watchdog waits (that run confirms or not);
+    it restores once the lock is free. Under its own run (its token), it restores at once."""
+    import fcntl
+    lock = sandbox / "tunnelops.lock"
+    info = Path(str(lock) + ".info")
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        info.write_text("pid=1 since=now token=other\n")
+        res = run(["sh"], apply_script([_guarded_rules(sandbox)], guard_token="mine"), sandbox)
+        assert step_outcomes(res.stdout) == {"firewall": "ok"}
+        assert not _wait_file(sandbox / "restored", 2.5)  # due at ~1 s: waits for the lock
+        assert (sandbox / "rules").read_text() == "new rules\n"
+    assert _wait_file(sandbox / "restored", 3)  # lock released: the restore happens
+    assert (sandbox / "rules").read_text() == "old rules\n"
+    assert info.read_text().startswith("watchdog of run mine restoring since ")
+
+    (sandbox / "restored").unlink()
+    with open(lock, "a") as held:  # its own run holds the lock: no waiting
+        fcntl.flock(held, fcntl.LOCK_EX)
+        info.write_text("pid=1 since=now token=mine2\n")
+        run(["sh"], apply_script([_guarded_rules(sandbox)], guard_token="mine2"), sandbox)
+        assert _wait_file(sandbox / "restored", 3)
+
+
+def test_confirmation_and_restore_never_both_win(sandbox: Path) -> None:
+    """A proof of SSH that came only because the watchdog had already put the host back (a
+    lock-out that cut our own connection too, until the restore) must not be taken for
+    success: the confirmation finds the marker gone and says so."""
+    res = run(["sh"], apply_script([_guarded_rules(sandbox)], guard_token="t"), sandbox)
+    assert step_outcomes(res.stdout) == {"firewall": "ok"}
+    assert _wait_file(sandbox / "restored", 4)  # the watchdog won
+    marker = guard_marker("firewall", "t")
+    late = subprocess.run(["sh", "-c", changes.confirm_shell([marker])], capture_output=True,
+                          text=True, check=False)
+    assert late.returncode == 3 and f"{facts.MARK} {changes.RESTORED}" in late.stdout
+    # in time: kept, and the watchdog then finds nothing to restore
+    (sandbox / "restored").unlink()
+    res = run(["sh"], apply_script([_guarded_rules(sandbox, seconds=2)], guard_token="u"),
+              sandbox)
+    ok = subprocess.run(["sh", "-c", changes.confirm_shell([guard_marker("firewall", "u")])],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and ok.stdout == ""
+    assert not _wait_file(sandbox / "restored", 3.5)
+    assert (sandbox / "rules").read_text() == "new rules\n"
+
+
+def test_a_guarded_step_that_fails_half_way_is_restored(sandbox: Path) -> None:
+    plan = _guarded_rules(sandbox)
+    plan.changes.append(CommandChange("fails", "false"))
+    res = run(["sh"], apply_script([plan], guard_token="t"), sandbox)
+    assert step_outcomes(res.stdout) == {"firewall": "failed"}
+    assert _wait_file(sandbox / "restored", 4)
+    assert (sandbox / "rules").read_text() == "old rules\n"
 
 
 # --------------------------------------------------------------------------- the facts side
@@ -275,12 +396,26 @@ def test_redacting_cat_replaces_the_hosts_own_key(shell: list[str], sandbox: Pat
 def test_redacting_cat_marks_a_foreign_key(shell: list[str], sandbox: Path) -> None:
     other = base64.b64encode(bytes(range(2, 34))).decode()
     out = redacting_cat(shell, sandbox, f"[Interface]\nPrivateKey = {other}\n  # {SECRET}?\n")
-    assert out == f"[Interface]\nPrivateKey = {facts.FOREIGN_KEY}\n  # {SECRET}?\n"
-    assert other not in out
+    # the host's own key is replaced wherever it appears, a comment included
+    assert out == (f"[Interface]\nPrivateKey = {facts.FOREIGN_KEY}\n"
+                   f"  # {PRIVATE_KEY_PLACEHOLDER}?\n")
+    assert other not in out and SECRET not in out
     # no key file at all: whatever key the file has is not the host's
     (sandbox / "etc" / "wireguard" / "wg0.key").unlink()
     out = redacting_cat(shell, sandbox, f"PrivateKey = {SECRET}\n")
     assert out == f"PrivateKey = {facts.FOREIGN_KEY}\n"
+
+
+@pytest.mark.parametrize("line", ["  PrivateKey = {}", "\tprivatekey={}", "PRIVATEKEY\t=\t{}  ",
+                                  "privateKey = {}\r"])
+def test_redaction_works_on_any_spelling_wg_accepts(shell: list[str], sandbox: Path,
+                                                    line: str) -> None:
+    """wg reads keys case-insensitively with any whitespace: an indented or lowercase line
+    was printed as it was, key and all, in a --dry-run diff (issue 16)."""
+    other = base64.b64encode(bytes(range(3, 35))).decode()
+    for key, shown in ((SECRET, PRIVATE_KEY_PLACEHOLDER), (other, facts.FOREIGN_KEY)):
+        out = redacting_cat(shell, sandbox, f"[Interface]\n{line.format(key)}\nListenPort = 1\n")
+        assert out == f"[Interface]\nPrivateKey = {shown}\nListenPort = 1\n"
 
 
 def test_facts_script_runs_here(sandbox: Path) -> None:
@@ -324,8 +459,10 @@ def test_facts_give_podmans_version_before_the_service_user_exists() -> None:
     res = subprocess.run(["sh", "-c", fake + "\n".join(user)], capture_output=True,
                          text=True, timeout=10, check=False)
     out = f"\n{facts.MARK} os\nID=fedora\n" + res.stdout
-    assert facts.parse(out).users == {"tunnelops-no-such-user": {"version": "5.2.3",
-                                                                 "containers": []}}
+    users = facts.parse(out).users
+    assert users["tunnelops-no-such-user"].pop("nofile").isdigit()  # this shell's hard limit
+    assert users == {"tunnelops-no-such-user": {"version": "5.2.3", "containers": [],
+                                                "images": []}}
 
 
 # --------------------------------------------------------------------------- parse
@@ -381,7 +518,8 @@ def test_recorded_facts_parse() -> None:
 
     ff = recorded("fedora-home-fresh")
     assert ff.nm == {"running": True, "exists": False, "values": {}, "peers": ""}
-    assert ff.users["gamer"] == {"version": "5.2.3", "containers": []}  # no such user yet
+    assert ff.users["gamer"] == {"version": "5.2.3", "containers": [],  # no such user yet
+                                 "images": []}
 
     d = recorded("debian-vps-converged")
     assert (d.family, d.kernel_wireguard, d.has("wireguard-go")) == ("debian", False, True)

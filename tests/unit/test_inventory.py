@@ -122,7 +122,7 @@ def test_bad_file_stem_without_site_name() -> None:
         # unknown key in the second [[services]]
         ('user = "www"', 'user = "www"\nport = 1',
          "inventory/lab.toml:27: [services] unknown key 'port': use one of name, image, user, "
-         "ports, env, volumes, command, network"),
+         "ports, env, volumes, command, network, allow_system_user"),
         # duplicate service name: the second one's name line
         ('name = "web"', 'name = "game"',
          "inventory/lab.toml:24: [services] 'name': service name 'game' is used twice: give "
@@ -402,6 +402,52 @@ def test_new_site() -> None:
     assert site.whoami_url == "http://10.0.0.9/ip"
     with pytest.raises(ModelError, match="unknown setting 'colour'"):
         inventory.new_site("lab", "v", "h", colour="blue")
+
+
+def test_concurrent_updates_never_lose_each_other(tmp_path: Path) -> None:
+    """Two add-ports at once: each read-modify-write under the file's lock, against what the
+    file says at that moment. (Before, the second save dropped the first one's port, and the
+    next run removed it from the hosts.)"""
+    import threading
+    import time
+
+    path = tmp_path / "lab.toml"
+    path.write_text(BASE)
+    ports = ["12347/udp", "12348/udp", "12349/tcp"]
+
+    def add(port: str) -> None:
+        def change(site: Site) -> Site:
+            time.sleep(0.2)  # both have read the file before either writes, without the lock
+            return site.with_port_added(port, "game")
+        inventory.update(path, change)
+
+    threads = [threading.Thread(target=add, args=(p,)) for p in ports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    game = inventory.load(path).service("game")
+    assert {str(p) for p in game.ports} >= set(ports)
+    assert "# " in path.read_text()  # comments kept
+
+
+def test_update_applies_the_change_again_when_the_file_changed_under_it(
+        tmp_path: Path) -> None:
+    """An editor saving meanwhile (no lock): compare-and-swap, the change is redone on it."""
+    path = tmp_path / "lab.toml"
+    path.write_text(BASE)
+    calls = []
+
+    def change(site: Site) -> Site:
+        calls.append(1)
+        if len(calls) == 1:  # someone else writes between our read and our write
+            path.write_text(path.read_text().replace('"12346/tcp"', '"12346/tcp", "12350/tcp"'))
+        return site.with_port_added("12347/udp", "game")
+
+    new = inventory.update(path, change)
+    assert len(calls) == 2
+    got = {str(p) for p in inventory.load(path).service("game").ports}
+    assert {"12350/tcp", "12347/udp"} <= got and new == inventory.load(path)
 
 
 def test_service_network_round_trips_and_is_validated() -> None:

@@ -213,6 +213,9 @@ def test_fedora_fresh_home() -> None:
     assert summary(plans) == [
         ("packages", ["install slirp4netns wireguard-tools"]),
         ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
+        # made and pulled before anything is configured on either host
+        ("service-users", ["create user gamer for rootless podman", "enable lingering for gamer"]),
+        ("images", ["pull image docker.io/example/game:latest for gamer"]),
         ("wireguard", [
             "create /etc/wireguard/wg0.conf",
             "import /etc/wireguard/wg0.conf into NetworkManager as wg0",
@@ -232,8 +235,6 @@ def test_fedora_fresh_home() -> None:
             "create /etc/systemd/system/multi-user.target.d",
             "create /etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf"]),
         ("service:game", [
-            "create user gamer for rootless podman",
-            "enable lingering for gamer",
             "create ~/.config/containers/systemd of gamer",
             "create /home/gamer/.config/containers/systemd/tunnelops-game.container",
             "create container tunnelops-game (pasta)"]),

@@ -45,7 +45,7 @@ def test_run_args_seed() -> None:
         "-p", "12346:12346/tcp",
         "-e", "MAX_PLAYERS=8",
         "-v", "/srv/game:/data:Z",
-        "--restart", "unless-stopped",
+        "--restart", "unless-stopped", "--",
         "docker.io/example/game:latest",
     ]
 
@@ -61,7 +61,7 @@ def test_run_args_command_and_pasta() -> None:
         "-p", "27015-27020:27015-27020/udp",
         "-e", 'MOTD=say "hi" 100%',
         "-e", "TZ=UTC",
-        "--restart", "unless-stopped",
+        "--restart", "unless-stopped", "--",
         "docker.io/library/nginx:1.25",
         "nginx", "-g", "daemon off;",
     ]

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,8 +43,8 @@ from tunnelops.inventory import InventoryError
 from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
 from tunnelops.remote import RemoteError, Result, _HostKeyPolicy
 from tunnelops.render import podman as podman_render
-from tunnelops.steps import home, vps
-from tunnelops.steps.context import Ctx
+from tunnelops.steps import home, safety, vps
+from tunnelops.steps.context import Ctx, PlanError
 
 SETTINGS = settings(max_examples=1000, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -161,22 +162,29 @@ def test_apply_script_holds_the_apply_lock_while_it_runs_and_not_beyond(
 class ScriptedRemote:
     """Stands in for a host's Remote in engine unit tests: answers `run` with canned output."""
 
-    def __init__(self, dest: str, result: Result) -> None:
-        self.dest, self.result = dest, result
+    def __init__(self, dest: str, result: Result, later: Result | None = None) -> None:
+        self.dest, self.result, self.later = dest, result, later
         self.sent: list[str] = []
         self.probes = 0
 
     def run(self, script: str, **_: object) -> Result:
+        """The first script gets `result`; later ones `later`, or every step ok."""
         self.sent.append(script)
-        return self.result if len(self.sent) == 1 else Result("", "", 0)
+        if len(self.sent) == 1:
+            return self.result
+        if self.later is not None:
+            return self.later
+        steps = re.findall(r"then r (\S+) ok;", script)
+        return Result("".join(f"\n{facts.MARK} step {s} ok\n" for s in steps), "", 0)
 
     def probe_new_connection(self) -> None:
         self.probes += 1
 
 
-def applied(outcomes: list[tuple[str, str]], exit_status: int) -> tuple[Run, ScriptedRemote]:
+def applied(outcomes: list[tuple[str, str]], exit_status: int,
+            later: Result | None = None) -> tuple[Run, ScriptedRemote]:
     out = "".join(f"\n{facts.MARK} step {s} {status}\n" for s, status in outcomes)
-    remote = ScriptedRemote("vps.example", Result(out, "", exit_status))
+    remote = ScriptedRemote("vps.example", Result(out, "", exit_status), later)
     site = generate.SITE
     run = Run(site, remotes={"vps": remote, "home": ScriptedRemote("home", Result("", "", 0))},
               guard_seconds=7)  # type: ignore[dict-item]
@@ -191,17 +199,21 @@ def applied(outcomes: list[tuple[str, str]], exit_status: int) -> tuple[Run, Scr
 def test_a_script_killed_after_its_steps_is_a_failure_not_a_success() -> None:
     run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "ok")], -1)
     rep = run.reports["vps"]
-    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
-                         "was killed after step services: re-run (every step is idempotent)")
+    # the first segment (up to the guarded firewall) is one script; services is the next
+    assert rep.error == ("vps.example: the script applying forwarding, firewall "
+                         "was killed after step firewall: re-run (every step is idempotent)")
     # what it did apply is confirmed, not left to its watchdog to undo behind a re-run
     assert remote.probes == 1
-    assert remote.sent[1] == f"rm -f {changes.guard_marker('firewall', run.guard_token)}"
+    assert remote.sent[1] == changes.confirm_shell(
+        [changes.guard_marker("firewall", run.guard_token)])
+    assert [(s.step, s.status, s.notes) for s in rep.steps][2] == (
+        "services", "failed", ["not run: an earlier step failed"])
 
 
 def test_a_script_killed_between_steps_says_where() -> None:
     run, remote = applied([("forwarding", "ok")], -1)
     rep = run.reports["vps"]
-    assert rep.error == ("vps.example: the script applying forwarding, firewall, services "
+    assert rep.error == ("vps.example: the script applying forwarding, firewall "
                          "was killed after step forwarding: re-run (every step is idempotent)")
     assert [(s.step, s.status) for s in rep.steps] == [
         ("forwarding", "changed"), ("firewall", "failed"), ("services", "failed")]
@@ -209,11 +221,31 @@ def test_a_script_killed_between_steps_says_where() -> None:
     assert remote.probes == 0 and len(remote.sent) == 1  # nothing to confirm
 
 
+def test_a_slow_step_after_a_guarded_one_runs_only_once_ssh_is_proven() -> None:
+    """VM fault 1: the guard is proven, and its marker removed, before the next segment
+    runs: never after unrelated slow steps."""
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0)
+    assert run.reports["vps"].error is None
+    assert len(remote.sent) == 2 and remote.probes == 1
+    marker = changes.guard_marker("firewall", run.guard_token)
+    assert "r services ok" not in remote.sent[0] and "r firewall ok" in remote.sent[0]
+    # the next script starts by confirming: then services
+    second = remote.sent[1]
+    assert second.index(changes.confirm_shell([marker])) < second.index("r services ok")
+
+
 def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
-    run, remote = applied([("forwarding", "ok"), ("firewall", "ok"), ("services", "failed")],
-                          1)
-    assert run.reports["vps"].error == "vps.example: step services failed: exit status 1"
-    assert remote.probes == 1 and remote.sent[1].startswith("rm -f ")
+    run, remote = applied([("forwarding", "ok"), ("firewall", "failed")], 1)
+    assert run.reports["vps"].error == ("vps.example: step firewall failed: exit status 1; "
+                                        "the host puts back its previous state within 7s")
+    assert remote.probes == 0 and len(remote.sent) == 1  # a failed guarded step: restored
+    # a step after it fails: the firewall applied before it was proven and stays
+    run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0,
+                          later=Result(f"\n{facts.MARK} step services failed\n", "boom\n", 1))
+    assert run.reports["vps"].error == "vps.example: step services failed: boom"
+    marker = changes.guard_marker("firewall", run.guard_token)
+    assert remote.probes == 1 and remote.sent[1].startswith("umask 077\n") \
+        and f"\n{changes.confirm_shell([marker])}\n" in remote.sent[1]
 
 
 def recorded(name: str) -> facts.HostFacts:
@@ -256,13 +288,14 @@ HOSTILE = ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "'\"; touch pwne
 def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
     """The exact shell the engine sends (as_user's runuser + sh -c, then podman's argv),
     run here with stand-ins for runuser and podman that record what podman received."""
-    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root",
+    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "gamer",
                   env=tuple((f"K{i}", v) for i, v in enumerate(HOSTILE)),
                   volumes=("/srv/a;b $(c):/data:ro",), command=("/bin/sh", *HOSTILE))
     site = dataclasses.replace(generate.SITE, services=(svc,))
     f = facts.HostFacts(pid1="catatonit", commands=frozenset({"podman", "slirp4netns"}),
-                        users={"root": {"uid": "0", "home": str(tmp_path), "runtime": "yes",
-                                        "version": "4.3.1", "containers": []}})
+                        users={"gamer": {"uid": "1000", "home": str(tmp_path),
+                                         "runtime": "yes", "version": "4.3.1",
+                                         "containers": []}})
     plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
                               vps_public_ip=generate.VPS_IP))
     change = next(c for p in plan if p.step == "service:game" for c in p.changes
@@ -282,6 +315,44 @@ def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
     spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
     assert calls[-1] == podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert not list(tmp_path.rglob("pwned"))
+
+
+@pytest.mark.parametrize("image", ["--volume=/:/host", "--privileged", "-v", "-", "a b",
+                                   "x:", "x:-tag", "docker.io/x/y;id", "$(id)", ""])
+def test_an_image_must_be_an_image_reference(image: str) -> None:
+    """`image = "--volume=/:/host"` was read by podman as an option: the container ran with
+    the host's / mounted (issue 16)."""
+    with pytest.raises(ModelError) as err:
+        Service("game", image, generate.SITE.services[0].ports, "gamer")
+    assert str(err.value).startswith(f"image {image!r} of service 'game' is not an image "
+                                     "reference")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("image", ["nginx", "localhost/tunnelops-echo:latest",
+                                   "registry.example.com:5000/team/game_server-2:v1.2.3",
+                                   "ghcr.io/x/y@sha256:" + "ab" * 32, "[::1]:5000/x:1"])
+def test_real_image_references_are_accepted(image: str) -> None:
+    assert Service("game", image, generate.SITE.services[0].ports, "gamer").image == image
+
+
+def test_command_after_the_image_is_never_a_podman_option() -> None:
+    svc = Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "gamer",
+                  command=("--privileged", "-v", "/:/host"))
+    args = podman_render.run_args(svc, generate.SITE.tunnel, "pasta", "0" * 16)
+    assert args[-5:] == ["--", "docker.io/x/y:1", "--privileged", "-v", "/:/host"]
+
+
+def test_a_rootless_service_never_runs_as_root_or_a_system_account() -> None:
+    with pytest.raises(ModelError, match="user 'root' of service 'game': a rootless service"):
+        Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root")
+    f = facts.parse(generate.load("fedora-home-converged"))
+    f.users["gamer"]["uid"] = "2"  # e.g. user = "daemon"
+    with pytest.raises(PlanError, match=r"user 'gamer' \(uid 2\) of service 'game' is a system "
+                                        r"account: .* allow_system_user = true"):
+        safety.check(Ctx(generate.SITE, "home", f))
+    allowed = dataclasses.replace(generate.SITE.services[0], allow_system_user=True)
+    safety.check(Ctx(dataclasses.replace(generate.SITE, services=(allowed,)), "home", f))
 
 
 @pytest.mark.parametrize("field", ["env", "command", "volumes"])
@@ -409,3 +480,104 @@ def test_the_base_of_the_inventory_property_loads() -> None:
     site = inventory.loads("\n".join(BASE_LINES) + "\n", "x", "lab")
     for target, (_, _, read) in TARGETS.items():
         assert read(site), target
+
+
+def _swap_run(tmp_path: Path, fail_start: bool) -> tuple[subprocess.CompletedProcess[str],
+                                                         list[list[str]]]:
+    """The replace step of a changed service, run here with stand-ins for runuser and a podman
+    that records its calls (and refuses to start the new container when asked)."""
+    f = facts.parse(generate.load("fedora-home-converged"))
+    f.pid1, f.commands = "catatonit", f.commands - {"systemctl"}  # the direct (lab) path
+    site = generate.SITE.with_port_added("12347/udp", "game")
+    plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
+                              vps_public_ip=generate.VPS_IP))
+    change = next(c for p in plan if p.step == "service:game" for c in p.changes
+                  if c.summary.startswith("replace"))
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    log = tmp_path / "calls"
+    fail = "start tunnelops-game-new" if fail_start else "never"
+    (bin_ / "podman").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"if ' '.join(sys.argv[1:]) == {fail!r}:\n"
+        "    print('Error: rootlessport listen udp 0.0.0.0:12347: bind: address in use',"
+        " file=sys.stderr); sys.exit(125)\n")
+    (bin_ / "podman").chmod(0o755)
+    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=20,
+                         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
+    return res, [json.loads(x) for x in log.read_text().splitlines()]
+
+
+def test_the_old_container_serves_until_the_new_one_runs(tmp_path: Path) -> None:
+    """add-port 30000-49999/tcp failed after the old container was already removed: the
+    whole service down. Now: created beside it, then the old one stopped, the new started,
+    and only then the old one removed and the new one renamed."""
+    res, calls = _swap_run(tmp_path, fail_start=False)
+    assert res.returncode == 0, res.stderr
+    verbs = [c[0] if c[0] != "rm" else f"rm {c[-1]}" for c in calls]
+    assert verbs == ["rm tunnelops-game-new", "create", "stop", "start", "rm tunnelops-game",
+                     "rename"]
+    assert calls[1][calls[1].index("--name") + 1] == "tunnelops-game-new"
+    assert calls[-1] == ["rename", "tunnelops-game-new", "tunnelops-game"]
+
+
+def test_a_new_container_that_does_not_start_leaves_the_old_one_serving(tmp_path: Path) -> None:
+    res, calls = _swap_run(tmp_path, fail_start=True)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1] == (
+        "tunnelops-game: the new container does not start (Error: rootlessport listen udp "
+        "0.0.0.0:12347: bind: address in use); the old one serves again")
+    assert calls[-1] == ["start", "tunnelops-game"]  # the old one, again
+    assert ["rm", "-f", "tunnelops-game"] not in calls  # never removed
+
+
+# every field of a service, drawn from the whole Unicode range and from shell / podman option
+# syntax: refused in one line before any SSH, or run with nothing but the literal value
+OPTION_SYNTAX = ["--privileged", "--volume=/:/host", "-v", "/:/host", "--", "-", "--rm",
+                 "--network=host", "$(id)", "`id`", ";id", "|id", "&id", "\\", "'", '"',
+                 "%h", "%%", "${IFS}", "*", "?", "~root", "\t", " "]
+hostile = st.one_of(st.text(max_size=24), st.sampled_from(OPTION_SYNTAX),
+                    st.lists(st.sampled_from(OPTION_SYNTAX), max_size=4).map("".join))
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(name=st.one_of(st.just("game"), hostile), image=st.one_of(
+           st.just("docker.io/x/y:1"), hostile), user=st.one_of(st.just("gamer"), hostile),
+       env=hostile, volume=hostile, command=st.lists(hostile, max_size=3))
+def test_every_service_value_is_refused_or_reaches_podman_literally(
+        tmp_path_factory: pytest.TempPathFactory, name: str, image: str, user: str, env: str,
+        volume: str, command: list[str]) -> None:
+    ports = generate.SITE.services[0].ports
+    try:
+        svc = Service(name, image, ports, user, env=(("K", env),),
+                      volumes=(f"/srv/{volume}:/data",), command=tuple(command))
+        site = dataclasses.replace(generate.SITE, services=(svc,))
+    except ModelError as e:
+        assert "\n" not in str(e) and str(e), e
+        return
+    tmp = tmp_path_factory.mktemp("hostile")
+    f = facts.HostFacts(pid1="catatonit", commands=frozenset({"podman", "slirp4netns"}),
+                        users={user: {"uid": "1000", "home": str(tmp), "runtime": "yes",
+                                      "version": "4.3.1", "containers": []}})
+    plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,
+                              vps_public_ip=generate.VPS_IP))
+    change = next(c for p in plan if p.step == "service:game" or p.step == f"service:{name}"
+                  for c in p.changes if c.summary.startswith("create container"))
+    (tmp / "bin").mkdir()
+    (tmp / "bin" / "podman").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(tmp / 'argv')!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    (tmp / "bin" / "podman").chmod(0o755)
+    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
+                         cwd=tmp, capture_output=True, text=True, timeout=20,
+                         env={**os.environ, "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    calls = [json.loads(x) for x in (tmp / "argv").read_text().splitlines()]
+    spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
+    argv = podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
+    assert calls[-1] == argv
+    assert argv[argv.index("--") + 1:] == [image, *command]  # after `--`: never options
+    assert f"K={env}" in argv and f"/srv/{volume}:/data" in argv

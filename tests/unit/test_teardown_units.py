@@ -6,6 +6,7 @@ wrote go and the managers reload, and a system unit tunnelops enabled is disable
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from tests.unit.facts import generate
 from tests.unit.facts.generate import SITE
@@ -69,15 +70,14 @@ def test_directories_made_for_unit_files_go_when_empty_deepest_first() -> None:
         "rmdir /home/gamer/.config 2>/dev/null || true"]
 
 
-def test_user_dirs_notes_only_the_directories_it_makes(tmp_path) -> None:
+def test_user_dirs_notes_only_the_directories_it_makes(tmp_path: Path) -> None:
     """The shell itself, with runuser and the record as stand-ins."""
     import subprocess
     home = tmp_path / "home"
     (home / ".config").mkdir(parents=True)
     script = podman.user_dirs("gamer", str(home), ".config/containers/systemd")
-    records = tmp_path / "created"
-    script = script.replace("/var/lib/tunnelops/created", str(records)).replace(
-        "mkdir -p /var/lib/tunnelops", "true")
+    from tunnelops.backends import originals
+    records = Path(originals.RECORDS)  # the test's own (tests/unit/conftest.py)
     # runuser -u gamer -- env X=.. D=.. HOME=.. sh -c 'cd; mkdir DIR'
     fake = 'runuser() { shift 8; (cd "$HOME_DIR" && sh -c "${2#cd; }"); }\n'
     subprocess.run(["sh", "-c", fake + script], check=True, timeout=10,

@@ -29,6 +29,11 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
             p.changes.append(CommandChange(f"allow WireGuard {t.listen_port}/udp ({kind})",
                                            f"firewall-cmd -q {flag}--zone={q(zone)} "
                                            f"--add-port={t.listen_port}/udp"))
+        ssh = ctx.site.vps.ssh_port  # the zone's ssh service is 22/tcp only
+        if ssh != 22 and f"{ssh}/tcp" not in wz.get("ports", []):
+            p.changes.append(CommandChange(f"allow SSH {ssh}/tcp ({kind})",
+                                           f"firewall-cmd -q {flag}--zone={q(zone)} "
+                                           f"--add-port={ssh}/tcp"))
         for zz in (zone, "trusted"):
             if z.get(zz, {}).get("masquerade", ["no"]) != ["yes"]:
                 p.changes.append(CommandChange(f"masquerade in zone {zz} ({kind})",

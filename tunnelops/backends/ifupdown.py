@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends import netguard
 from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render.ifupdown import wg_stanza
@@ -49,5 +50,7 @@ def plan(ctx: Ctx, wan: str, home_public_key: str | None) -> StepPlan:
     elif conf_changed:
         p.changes.append(CommandChange(f"sync {ctx.iface} with {ctx.wg_conf}",
                                        f"wg syncconf {iface} {shlex.quote(ctx.wg_conf)}"))
+    if p.changes:
+        p.guard = netguard.ifupdown(ctx, [ctx.wg_conf, stanza_path, INTERFACES])
     p.notes.append("ifupdown-ng (use wireguard)")
     return p

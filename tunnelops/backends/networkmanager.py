@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends import netguard
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render import networkmanager as render
 from tunnelops.render.wireguard import home_import_conf
@@ -45,5 +46,7 @@ def plan(ctx: Ctx, vps_public_key: str, endpoint: str, *, activate: bool = True)
             "\n".join(f"+ {k} = {v}" for k, v in zip(args[0::2], args[1::2], strict=True))))
     if activate and p.changes:
         p.changes.append(CommandChange(f"activate {name}", f"nmcli connection up {q(name)}"))
+    if p.changes:
+        p.guard = netguard.networkmanager(ctx)
     p.notes.append("NetworkManager profile (nmcli import + patch)")
     return p

@@ -24,8 +24,9 @@ def backup_shell(*paths: str) -> str:
 def record_shell(what: str) -> str:
     """Note that tunnelops created something (a user, a directory, lingering)."""
     line = shlex.quote(what)
-    return (f"mkdir -p /var/lib/tunnelops; grep -qxF {line} {RECORDS} 2>/dev/null || "
-            f"echo {line} >> {RECORDS}")
+    records = shlex.quote(RECORDS)
+    return (f"mkdir -p {shlex.quote(RECORDS.rsplit('/', 1)[0])}; grep -qxF {line} {records} "
+            f"2>/dev/null || echo {line} >> {records}")
 
 
 def restore_shell() -> str:

@@ -109,28 +109,60 @@ def plan_network_online(ctx: Ctx) -> StepPlan:
     return p
 
 
+PULL_TIMEOUT_S = 600
+
+
+def plan_users(ctx: Ctx) -> StepPlan:
+    """The service users, made before anything is configured on either host (prepare): a
+    user that cannot be made fails the run while nothing forwards to it yet."""
+    p, f = StepPlan("service-users"), ctx.facts
+    for user in sorted({s.user for s in ctx.site.services}):
+        info, u = f.users.get(user, {}), shlex.quote(user)
+        if not info.get("uid"):
+            p.changes.append(CommandChange(
+                f"create user {user} for rootless podman",
+                f"useradd -m {u} 2>/dev/null || adduser -D {u}\n"
+                f"{record_shell(f'user {user}')}\n"
+                f"grep -q '^{user}:' /etc/subuid || usermod --add-subuids 200000-265535 {u}\n"
+                f"grep -q '^{user}:' /etc/subgid || usermod --add-subgids 200000-265535 {u}"))
+        if f.systemd:
+            if info.get("linger") != "yes":
+                p.changes.append(CommandChange(f"enable lingering for {user}",
+                                               f"loginctl enable-linger {u}; "
+                                               + record_shell(f"linger {user}")))
+        elif info.get("runtime") != "yes":
+            p.changes.append(CommandChange(
+                f"create /run/user/UID for {user} (what logind would do)",
+                f"install -d -m 700 -o {u} -g {u} /run/user/$(id -u {u}); "
+                + record_shell(f"runtime-dir {user}")))
+    return p
+
+
+def plan_images(ctx: Ctx) -> StepPlan:
+    """Each service's image present at home, pulled first (bounded) if it is not: a missing
+    or misspelt image fails before the VPS forwards anything to it."""
+    p = StepPlan("images")
+    pulled: set[tuple[str, str]] = set()
+    for svc in ctx.site.services:
+        have = ctx.facts.users.get(svc.user, {}).get("images", [])
+        if svc.image in have or (svc.user, svc.image) in pulled:
+            continue
+        pulled.add((svc.user, svc.image))
+        img = shlex.quote(svc.image)
+        p.changes.append(CommandChange(
+            f"pull image {svc.image} for {svc.user}",
+            as_user(svc.user, f"podman image exists {img} || {{ err=$(timeout "
+                              f"{PULL_TIMEOUT_S} podman pull -q {img} 2>&1 >/dev/null) || "
+                              f"{{ echo \"image {svc.image} of service {svc.name} cannot be "
+                              f"pulled ($(printf '%s' \"$err\" | tail -n 1)): check its name "
+                              "and the host's access to the registry\" >&2; exit 1; }; }")))
+    return p
+
+
 def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     p = StepPlan(f"service:{svc.name}")
     f, t = ctx.facts, ctx.tunnel
     info = f.users.get(svc.user, {})
-    u = shlex.quote(svc.user)
-    if not info.get("uid"):
-        p.changes.append(CommandChange(
-            f"create user {svc.user} for rootless podman",
-            f"useradd -m {u} 2>/dev/null || adduser -D {u}\n"
-            f"{record_shell(f'user {svc.user}')}\n"
-            f"grep -q '^{svc.user}:' /etc/subuid || usermod --add-subuids 200000-265535 {u}\n"
-            f"grep -q '^{svc.user}:' /etc/subgid || usermod --add-subgids 200000-265535 {u}"))
-    if f.systemd:
-        if info.get("linger") != "yes":
-            p.changes.append(CommandChange(f"enable lingering for {svc.user}",
-                                           f"loginctl enable-linger {u}; "
-                                           + record_shell(f"linger {svc.user}")))
-    elif info.get("runtime") != "yes":
-        p.changes.append(CommandChange(
-            f"create /run/user/UID for {svc.user} (what logind would do)",
-            f"install -d -m 700 -o {u} -g {u} /run/user/$(id -u {u}); "
-            + record_shell(f"runtime-dir {svc.user}")))
     kind = network_kind(ctx, info, svc)
     spec = render.spec_hash(svc, t, render.network_option(kind, t))
     current = next((c for c in info.get("containers", [])
@@ -172,13 +204,22 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
                                        as_user(svc.user, "systemctl --user daemon-reload")))
     if not same:
         why = "create" if current is None else "replace (its specification changed)"
+        check = "podman " + shlex.join(render.create_args(svc, t, kind, spec, _new(svc)))
         if quadlet:
-            script = as_user(svc.user, f"{rm}; systemctl --user daemon-reload && "
+            # the new specification checked first (image, options), the old container
+            # untouched until then; the unit's restart then replaces it
+            script = as_user(svc.user, f"{_checked(svc, check)}; podman rm {_new(svc)} "
+                                       ">/dev/null; systemctl --user daemon-reload && "
                                        f"systemctl --user restart {service_unit}")
-        else:
+        elif current is None:
             script = as_user(svc.user, f"{rm}; {run} >/dev/null")
+        else:
+            script = as_user(svc.user, _swap(svc, check))
         p.changes.append(CommandChange(f"{why} container {svc.container_name} ({kind})",
                                        script, "+ " + run))
+        if current is not None:
+            p.notes.append(f"restarts {svc.container_name} (its players are dropped for a "
+                           f"moment): {_what_changes(svc, current)}")
     elif not running:
         start = (f"systemctl --user start {service_unit}" if quadlet
                  else f"podman start {shlex.quote(svc.container_name)} >/dev/null")
@@ -203,6 +244,39 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
                                   f"container-{svc.container_name}.service")))
     p.notes.append(f"{svc.container_name}: {render.network_option(kind, t)}")
     return p
+
+
+def _new(svc: Service) -> str:
+    return f"{svc.container_name}-new"
+
+
+def _checked(svc: Service, create: str) -> str:
+    """Shell: create the new container beside the old one (nothing is bound yet), or fail
+    with podman's reason in one line while the old one goes on serving."""
+    new = shlex.quote(_new(svc))
+    return (f"podman rm -f {new} >/dev/null 2>&1; err=$({create} 2>&1 >/dev/null) || "
+            f"{{ echo \"{svc.container_name}: the new container cannot be created "
+            f"($(printf '%s' \"$err\" | tail -n 1)); the old one still serves\" >&2; exit 1; }}")
+
+
+def _swap(svc: Service, create: str) -> str:
+    """Shell replacing the service's container so that the old one serves until the new one
+    runs: create the new one, stop the old one (their ports are the same), start the new
+    one; if it does not start, the old one is started again and the step fails saying why."""
+    old, new = shlex.quote(svc.container_name), shlex.quote(_new(svc))
+    return (f"{_checked(svc, create)}; podman stop -t 5 {old} >/dev/null 2>&1; "
+            f"if err=$(podman start {new} 2>&1 >/dev/null); then podman rm -f {old} "
+            f">/dev/null && podman rename {new} {old}; else podman rm -f {new} >/dev/null "
+            f"2>&1; podman start {old} >/dev/null 2>&1; echo \"{svc.container_name}: the new "
+            f"container does not start ($(printf '%s' \"$err\" | tail -n 1)); the old one "
+            "serves again\" >&2; exit 1; fi")
+
+
+def _what_changes(svc: Service, current: dict) -> str:
+    want = sorted((p.proto, n) for p in svc.ports for n in range(p.first, p.last + 1))
+    have = sorted((x.get("protocol", "tcp"), int(x["host_port"]) + k)
+                  for x in current.get("Ports") or [] for k in range(int(x.get("range") or 1)))
+    return "its ports change" if want != have else "its specification changed"
 
 
 def plan_removed(ctx: Ctx) -> StepPlan:

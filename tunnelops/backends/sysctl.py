@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends import netguard
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render.sysctl import forwarding_conf
 from tunnelops.steps.context import Ctx
@@ -25,4 +26,6 @@ def plan(ctx: Ctx) -> StepPlan:
         p.changes.append(CommandChange("enable IPv4 forwarding now",
                                        "sysctl -q -w net.ipv4.ip_forward=1",
                                        "+ net.ipv4.ip_forward = 1"))
+    if p.changes:
+        p.guard = netguard.sysctl(ctx, PATH)
     return p

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends import netguard
 from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render.wireguard import parse_wg_conf
@@ -79,6 +80,8 @@ def plan(ctx: Ctx, content: str, *, policy_routing: bool) -> StepPlan:
             f"wg syncconf {iface} \"$s\"; rc=$?; rm -f \"$s\"; [ $rc = 0 ]"))
     elif policy_routing:
         p.changes += _routing_repairs(ctx)
+    if p.changes:
+        p.guard = netguard.wg_quick(ctx, clear_rules_shell(ctx) if policy_routing else "")
     if not f.kernel_wireguard:
         p.notes.append("kernel has no WireGuard module: userspace wireguard-go (via wg-quick)")
     if f.systemd:

@@ -1,6 +1,7 @@
-"""`inv demo`: the whole story on this machine. The lab comes up, `bootstrap` provisions its
-VPS and home server over SSH, a player on the fake internet reaches the container through the
-VPS, the container's egress is seen with the VPS address, and `verify` checks every link."""
+"""`tunnelops demo`: the whole story on this machine. The lab comes up, `bootstrap` provisions
+its VPS and home server over SSH, a player on the fake internet reaches the container through
+the VPS, the container's egress is seen with the VPS address, and `verify` checks every
+link."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import dataclasses
 from rich.console import Console
 from rich.rule import Rule
 
-from tunnelops import commands
+from tunnelops import commands, prog
 from tunnelops.lab.instance import Lab
 
 
@@ -34,8 +35,8 @@ def probes(lab: Lab) -> list[tuple[str, str]]:
 def run(lab: Lab, console: Console, opts: commands.Options) -> bool:
     console.print(Rule("1. the lab: a VPS, a home server behind NAT, an internet"))
     lab.up()
-    console.print(Rule("2. inv bootstrap --vps lab-vps --home lab-home"))
     vps, home = lab.topo.alias("vps"), lab.topo.alias("home")
+    console.print(Rule(f"2. {prog.name()} bootstrap --vps {vps} --home {home}"))
     report = commands.bootstrap(opts, vps, home)
     if not report.ok:
         return False
@@ -51,6 +52,6 @@ def run(lab: Lab, console: Console, opts: commands.Options) -> bool:
     ok &= again.ok
     verify = getattr(commands, "verify", None)
     if verify is not None:
-        console.print(Rule("5. inv verify"))
+        console.print(Rule(f"5. {prog.name()} verify"))
         ok &= bool(verify(dataclasses.replace(opts, site=lab.topo.name)))
     return ok

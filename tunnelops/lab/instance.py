@@ -4,11 +4,20 @@ Every name the lab creates (namespaces, the one link in this machine's namespace
 its state directory, the inventory file) derives from the instance name, so `down` can find
 and remove all of it from names alone, also after a crash half-way through `up`. Processes
 are found through the namespaces they live in and stopped by PID, never by name.
+
+Names are machine-wide but state directories are per checkout, so an instance records who
+owns it: owner.json in its state directory (the checkout, the PID of `up`, the boot id), and
+a pointer to it under /run/tunnelops-lab/ that any checkout finds by the name. `up` and
+`down` refuse an instance that another checkout owns while anything of it runs; leftovers of
+a dead one (its processes gone, or from an earlier boot) are cleaned as before. A per-name
+lock keeps two `up`/`down` of one name from interleaving.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import fcntl
 import json
 import os
 import shutil
@@ -22,13 +31,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunnelops import prog
 from tunnelops.lab import image
 from tunnelops.lab.topology import PODMAN_USER, ROLES, SUDO_USER, WHOAMI_PORT, Topology
+from tunnelops.locations import state_dir
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
+CHECKOUT = (PROJECT / "pyproject.toml").exists()  # else an installed tunnelops
 HOSTS = ("vps", "home")  # full hosts: own mount/UTS/IPC/PID namespaces and sshd
 DAEMONS = ("sshd", "dbus-daemon", "NetworkManager", "firewalld", "wireguard-go", "conmon")
+INVENTORY_HEADER = "# The lab site: written by"
+LOCK_WAIT_S = 60
 
 
 class LabError(RuntimeError):
@@ -36,7 +50,76 @@ class LabError(RuntimeError):
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("TUNNELOPS_LAB_DIR", PROJECT / ".lab"))
+    if "TUNNELOPS_LAB_DIR" in os.environ:
+        return Path(os.environ["TUNNELOPS_LAB_DIR"])
+    return PROJECT / ".lab" if CHECKOUT else state_dir(os.environ, Path.home()) / "lab"
+
+
+def registry() -> Path:
+    """Machine-wide: which state directory owns each instance name (on /run: gone at boot,
+    like the namespaces it describes)."""
+    return Path(os.environ.get("TUNNELOPS_LAB_REGISTRY", "/run/tunnelops-lab"))
+
+
+def project_label() -> str:
+    return str(PROJECT) if CHECKOUT else f"tunnelops installed in {sys.prefix}"
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot): with the PID, it names one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who brought an instance up: owner.json of its state directory."""
+
+    state: Path
+    project: str = "an unknown checkout"
+    pid: int = 0
+    pid_start: int | None = None
+    boot: str = ""
+    since: str = "?"
+    inventory: str | None = None
+    ready: bool = False
+
+    @classmethod
+    def from_record(cls, data: dict, state: Path | None = None) -> Owner:
+        return cls(state=Path(data.get("state") or state or "?"),
+                   project=str(data.get("project") or "an unknown checkout"),
+                   pid=int(data.get("pid") or 0), pid_start=data.get("pid_start"),
+                   boot=str(data.get("boot_id") or ""), since=str(data.get("since") or "?"),
+                   inventory=data.get("inventory"), ready=bool(data.get("ready")))
+
+    def up_running(self) -> bool:
+        """Its `up` is still under way (not ready yet; this boot, the same process)."""
+        return not self.ready and bool(self.pid) and self.boot == boot_id() \
+            and _alive(self.pid) and _start_time(self.pid) == self.pid_start
 
 
 def root_netns_inode() -> int:
@@ -102,7 +185,7 @@ class Lab:
     def __init__(self, topo: Topology | None = None, root: Path | None = None,
                  inventory_dir: Path | None = None) -> None:
         self.topo = topo or Topology()
-        self.root = root or default_root()
+        self.root = (root or default_root()).absolute()  # compared with other checkouts
         self.state = self.root / self.topo.name
         self.inventory_dir = inventory_dir or PROJECT / "inventory"
 
@@ -122,6 +205,14 @@ class Lab:
     @property
     def inventory(self) -> Path:
         return self.inventory_dir / f"{self.topo.name}.toml"
+
+    @property
+    def owner_file(self) -> Path:
+        return self.state / "owner.json"
+
+    @property
+    def registry_file(self) -> Path:
+        return registry() / f"{self.topo.name}.json"
 
     def _host_dir(self, role: str) -> Path:
         return self.state / "hosts" / role
@@ -146,7 +237,8 @@ class Lab:
         if role in HOSTS:
             pid = self.holder_pid(role)
             if pid is None:
-                raise LabError(f"lab host {self.topo.alias(role)} is not running: run `inv lab.up`")
+                raise LabError(f"lab host {self.topo.alias(role)} is not running: run "
+                               f"{prog.cmd('lab.up')}")
             prefix = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--"]
         else:
             prefix = ["nsenter", f"--net={self._netns_path(role)}", "--"]
@@ -199,20 +291,117 @@ class Lab:
         link = Path(f"/sys/class/net/{self.topo.laptop_link}").exists()
         return bool(names & present) or link or self.state.exists()
 
+    # ---------------------------------------------------------------- ownership
+    @contextlib.contextmanager
+    def _name_lock(self):
+        """One `up`/`down` of this name at a time, machine-wide."""
+        registry().mkdir(parents=True, exist_ok=True)
+        with open(registry() / f"{self.topo.name}.lock", "a") as f:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LabError(f"another lab.up or lab.down of '{self.topo.name}' has "
+                                       f"been running for {LOCK_WAIT_S}s: wait for it, or "
+                                       "use another --name") from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def running_pids(self) -> list[int]:
+        """Processes living in this instance's network namespaces (whoever made them)."""
+        inodes = {ino for r in ROLES
+                  if (ino := _ns_inode_path(self._netns_path(r))) is not None}
+        return [p for p in _pids() if _ns_inode(p, "net") in inodes and _alive(p)] \
+            if inodes else []
+
+    def owner(self) -> Owner | None:
+        """Who holds this instance's name on this machine. Running hosts say it themselves
+        (the state directory their init runs from: true also of an instance made before
+        owners were recorded, or over a stale record); else the registry (an `up` that has
+        not started its hosts yet, or a dead instance's record)."""
+        for pid in self.running_pids():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            # `unshare ... /bin/bash .../hostinit.sh ALIAS STATE/hosts/ROLE ...` (the host's
+            # PID 1 itself becomes catatonit)
+            at = next((i for i, a in enumerate(argv) if a.endswith(b"/hostinit.sh")), None)
+            if at is not None and at + 2 < len(argv):
+                state = Path(argv[at + 2].decode(errors="replace")).parent.parent
+                record = _read_json(state / "owner.json") or {
+                    "project": state.parent.parent if state.parent.name == ".lab" else None}
+                return Owner.from_record(record, state)
+        data = _read_json(self.registry_file)
+        if data is not None and data.get("boot_id") == boot_id():
+            return Owner.from_record(data)
+        return None
+
+    def foreign_owner(self) -> Owner | None:
+        """The owner, if it is another checkout's instance and anything of it is alive."""
+        owner = self.owner()
+        if owner is None or owner.state == self.state:
+            return None
+        if self.running_pids() or owner.up_running():
+            return owner
+        return None
+
+    def _refuse_foreign(self, what: str) -> None:
+        owner = self.foreign_owner()
+        if owner is not None:
+            raise LabError(f"lab '{self.topo.name}' belongs to {owner.project} (state "
+                           f"{owner.state}, up since {owner.since}) and is running: not "
+                           f"{what}; use another --name and --index")
+
+    def _claim(self, ready: bool = False) -> None:
+        """Record this checkout as the owner: before anything is made (ready=False: an `up`
+        under way, alive while its process is), and again once the lab is up."""
+        record = _read_json(self.owner_file) if ready else None
+        record = record or {
+            "project": project_label(), "state": str(self.state), "pid": os.getpid(),
+            "pid_start": _start_time(os.getpid()), "boot_id": boot_id(),
+            "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "inventory": str(self.inventory)}
+        record["ready"] = ready
+        _write_json(self.owner_file, record)
+        _write_json(self.registry_file, record)
+
+    def _check_index(self) -> None:
+        """Another instance with our index would share our VPS address: refuse in one line
+        rather than fail half-way through."""
+        route = _run(["ip", "-o", "route", "show", f"{self.topo.vps_public}/32"],
+                     check=False).stdout.decode().strip()
+        if route and f"dev {self.topo.laptop_link} " not in f"{route} ":
+            raise LabError(f"lab index {self.topo.index} (VPS {self.topo.vps_public}) is used "
+                           f"by another instance ({route}): use another --index")
+
+    # ---------------------------------------------------------------- up
     def up(self, rtt_ms: int = 0) -> dict[str, float]:
-        """Create the lab; harmless when it is already up; recovers from a crashed one."""
-        if self.is_up():
-            return {"already_up": 1.0}
-        if self.leftovers():
-            self.down()
-        t0 = time.monotonic()
-        self.state.mkdir(parents=True, exist_ok=True)
-        (self.state / "hosts").mkdir(exist_ok=True)
-        try:
-            return self._up(rtt_ms, t0)
-        except BaseException:
-            self.down()
-            raise
+        """Create the lab; harmless when it is already up; recovers from a crashed one.
+        Refuses (LabError) an instance of this name that another checkout runs."""
+        with self._name_lock():
+            self._refuse_foreign("taking it over")
+            if self.is_up():
+                return {"already_up": 1.0}
+            if self.leftovers():
+                self._down()
+            self._check_index()
+            t0 = time.monotonic()
+            (self.state / "hosts").mkdir(parents=True, exist_ok=True)
+            self._claim()
+            try:
+                times = self._up(rtt_ms, t0)
+            except BaseException:
+                self._down()
+                raise
+            self._claim(ready=True)
+            return times
 
     def _up(self, rtt_ms: int, t0: float) -> dict[str, float]:
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"tunnelops-{self.topo.name}",
@@ -334,8 +523,8 @@ class Lab:
 
     def _write_client_files(self) -> None:
         t = self.topo
-        lines, cfg = [], [f"# tunnelops lab '{t.name}': written by `inv lab.up`, removed by"
-                          " `inv lab.down`.\n"]
+        lines, cfg = [], [f"# tunnelops lab '{t.name}': written by {prog.cmd('lab.up')}, "
+                          f"removed by {prog.cmd('lab.down')}.\n"]
         for role in HOSTS:
             alias, addr = t.alias(role), t.address(role)
             lines.append(f"{alias},{addr} {self.host_public_key(role)}\n")
@@ -346,12 +535,12 @@ class Lab:
                 f"    ConnectTimeout 5\n\n")
         self.known_hosts.write_text("".join(lines))
         self.ssh_config.write_text("".join(cfg))
-        self.inventory_dir.mkdir(exist_ok=True)
+        self.inventory_dir.mkdir(parents=True, exist_ok=True)
         self.inventory.write_text(self._inventory_text())
 
     def _inventory_text(self) -> str:
         t = self.topo
-        return f"""# The lab site: written by `inv lab.up`, removed by `inv lab.down`.
+        return f"""{INVENTORY_HEADER} {prog.cmd("lab.up")}, removed by {prog.cmd("lab.down")}.
 [site]
 name = "{t.name}"
 ssh_config = "{self.ssh_config}"
@@ -387,7 +576,13 @@ ports = ["12345/udp", "12346/tcp"]
 
     # ---------------------------------------------------------------- down
     def down(self) -> None:
-        """Remove every namespace, link, process and file of this instance."""
+        """Remove every namespace, link, process and file of this instance. Refuses
+        (LabError) an instance of this name that another checkout runs."""
+        with self._name_lock():
+            self._refuse_foreign("tearing it down")
+            self._down()
+
+    def _down(self) -> None:
         inodes = {ino for r in ROLES
                   if (ino := _ns_inode_path(self._netns_path(r))) is not None}
         for role in HOSTS:  # SIGKILL to a PID namespace's init kills everything in it
@@ -408,8 +603,15 @@ ports = ["12345/udp", "12346/tcp"]
                 _run(["ip", "netns", "del", self.topo.netns(r)], check=False)
         if Path(f"/sys/class/net/{self.topo.laptop_link}").exists():
             _run(["ip", "link", "del", self.topo.laptop_link], check=False)
+        # the site file where `up` wrote it (the inventory directory may differ today), and
+        # only if the lab wrote it: a user's own site of this name stays
+        recorded = (_read_json(self.owner_file) or {}).get("inventory")
+        for path in {self.inventory, *([Path(recorded)] if recorded else [])}:
+            with contextlib.suppress(OSError):
+                if path.read_text().startswith(INVENTORY_HEADER):
+                    path.unlink()
         shutil.rmtree(self.state, ignore_errors=True)
-        self.inventory.unlink(missing_ok=True)
+        self.registry_file.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- status
     def status(self) -> list[HostStatus]:

@@ -1,14 +1,19 @@
-"""Invoke tasks for the lab: `inv lab.up`, `lab.down`, `lab.status`, `lab.ssh HOST`."""
+"""Tasks for the lab: `lab.up`, `lab.down`, `lab.status`, `lab.ssh HOST`.
+
+lab.up writes the lab's site file into the inventory directory the other commands read
+(--inventory, $TUNNELOPS_INVENTORY, ...), so `bootstrap --vps lab-vps --home lab-home` finds it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Context, Exit
 from rich.console import Console
 from rich.table import Table
 
+from tunnelops import prog
+from tunnelops.flags import inventory_dir, task
 from tunnelops.lab.instance import HOSTS, Lab, LabError
 from tunnelops.lab.progress import live
 from tunnelops.lab.topology import Topology
@@ -18,18 +23,21 @@ _NAME_HELP = {"name": "lab instance name (default: $TUNNELOPS_LAB or 'lab')",
               "index": "instance number 0-99, picks its address range (default 0)"}
 
 
-def _lab(name: str | None, index: int | None, vm: bool | None = None, report=None) -> Lab:
-    """The instance; a VM instance (VmLab) when asked for or when it was brought up as one."""
+def make_lab(c: Context, name: str | None, index: str | int | None, *,
+             vm: bool | None = None, report=None) -> Lab:
+    """The instance; a VM instance (VmLab) when asked for, or when it was brought up as one
+    (so lab.down, lab.status and lab.ssh need no --vm)."""
+    found = inventory_dir(c)
     try:
         return open_lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
                                  int(index if index is not None  # invoke passes a string
                                      else os.environ.get("TUNNELOPS_LAB_INDEX", "0"))),
-                        vm=vm, report=report)
+                        inventory_dir=found.path, vm=vm, report=report)
     except ValueError as e:
         raise Exit(f"lab: {e}", code=2) from e
 
 
-def _need_root() -> None:
+def need_root() -> None:
     if os.geteuid() != 0:
         raise Exit("lab: needs root (namespaces, mounts, links): run it with sudo or as root",
                    code=2)
@@ -37,20 +45,20 @@ def _need_root() -> None:
 
 @task(help={"rtt_ms": "add this much WAN round-trip latency between the internet and the VPS",
             "vm": "make the VPS and home qemu VMs (Debian 13, systemd, kernel WireGuard, "
-                  "NetworkManager, firewalld 2, Podman 5): ~2-3 min to boot, plus ~3 min "
+                  "NetworkManager, firewalld 2, Podman 5): ~2-4 min to boot, plus ~3 min "
                   "once to build the image",
             **_NAME_HELP})
 def up(c, rtt_ms=0, name=None, index=None, vm=False):
     """Bring the lab up: lab-vps, lab-home behind NAT, and the internet, on this machine."""
-    _need_root()
+    need_root()
     console = Console()
-    plain = _lab(name, index, vm=False)
+    plain = make_lab(c, name, index, vm=False)
     vm = vm or is_vm_instance(plain)
     if vm and not is_vm_instance(plain) and plain.is_up():
         raise Exit(f"lab.up: '{plain.topo.name}' is up as a namespace lab: "
-                   f"`inv lab.down --name {plain.topo.name}` first", code=1)
+                   f"`lab.down --name {plain.topo.name}` first", code=1)
     with live(console) if vm else contextlib.nullcontext(None) as report:
-        lab = _lab(name, index, vm=vm, report=report)
+        lab = make_lab(c, name, index, vm=vm, report=report)
         try:
             times = lab.up(rtt_ms=int(rtt_ms))
         except LabError as e:
@@ -60,29 +68,35 @@ def up(c, rtt_ms=0, name=None, index=None, vm=False):
     else:
         console.print(f"lab '{lab.topo.name}' up in {times['total']:.1f}s "
                       f"(ssh_config: {lab.ssh_config}, inventory: {lab.inventory})")
+        vps, home = lab.topo.alias("vps"), lab.topo.alias("home")
+        console.print(f"next: {prog.cmd(f'bootstrap --vps {vps} --home {home}')}",
+                      highlight=False, markup=False)
     _table(console, lab)
 
 
 @task(help=_NAME_HELP)
 def down(c, name=None, index=None):
     """Remove every namespace, link, process and file the lab made (also after a crash)."""
-    _need_root()
-    lab = _lab(name, index)
-    lab.down()
+    need_root()
+    lab = make_lab(c, name, index)
+    try:
+        lab.down()
+    except LabError as e:
+        raise Exit(f"lab.down: {e}", code=1) from e
     Console().print(f"lab '{lab.topo.name}' is down")
 
 
 @task(help=_NAME_HELP)
 def status(c, name=None, index=None):
     """Show each lab host: its address, its daemons and whether SSH answers."""
-    _table(Console(), _lab(name, index))
+    _table(Console(), make_lab(c, name, index))
 
 
 @task(help={"host": "vps or home (or the alias: lab-vps, lab-home)",
             "user": "log in as this user instead of root (e.g. ops, the sudo user)", **_NAME_HELP})
 def ssh(c, host, user=None, name=None, index=None):
     """Open a shell on a lab host through real SSH with the lab's ssh_config."""
-    lab = _lab(name, index)
+    lab = make_lab(c, name, index)
     role = host.removeprefix(f"{lab.topo.name}-")
     if role not in HOSTS:
         raise Exit(f"lab.ssh: unknown host {host!r}: use one of "
@@ -106,4 +120,5 @@ def _table(console: Console, lab: Lab) -> None:
     console.print(table)
 
 
-ns = Collection("lab", up, down, status, ssh)
+def collection() -> Collection:
+    return Collection("lab", up, down, status, ssh)

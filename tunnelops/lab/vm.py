@@ -359,8 +359,9 @@ class VmLab(Lab):
                  timeout=10)
             sock.unlink(missing_ok=True)
 
-    def down(self) -> None:
-        """Stop each VM by its qemu PID, then remove everything the instance made."""
+    def _down(self) -> None:
+        """Stop each VM by its qemu PID, then remove everything the instance made (under the
+        name lock, once `down` has made sure the instance is ours)."""
         if self.state.exists():
             self._close_mux()
         pids = {r: p for r in HOSTS if (p := self.qemu_pid(r))}
@@ -372,7 +373,7 @@ class VmLab(Lab):
         for pid in pids.values():
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        super().down()  # the namespaces (taps, bridges), the laptop link, files, inventory
+        super()._down()  # the namespaces (taps, bridges), the laptop link, files, inventory
 
     # ------------------------------------------------------------ status
     def status(self):  # type: ignore[override]
@@ -413,12 +414,12 @@ def is_vm_instance(lab: Lab) -> bool:
 
 
 def open_lab(topo: Topology, root: Path | None = None, *, vm: bool | None = None,
-             report: Report | None = None) -> Lab:
+             report: Report | None = None, inventory_dir: Path | None = None) -> Lab:
     """The instance named by topo: a VmLab if asked for, or if that instance was made by one
     (so `lab.down`, `lab.status` and `lab.ssh` need no --vm)."""
-    lab = Lab(topo, root)
+    lab = Lab(topo, root, inventory_dir)
     if vm or (vm is None and is_vm_instance(lab)):
-        return VmLab(topo, root, report=report)
+        return VmLab(topo, root, inventory_dir, report=report)
     return lab
 
 

@@ -90,7 +90,15 @@ def run_args(svc: Service, t: Tunnel, network_kind: str, spec: str) -> list[str]
         args += ["-e", f"{key}={value}"]
     for volume in svc.volumes:
         args += ["-v", volume]
-    return [*args, "--restart", "unless-stopped", svc.image, *svc.command]
+    # `--`: nothing from the inventory after it is ever read as a podman option
+    return [*args, "--restart", "unless-stopped", "--", svc.image, *svc.command]
+
+
+def create_args(svc: Service, t: Tunnel, network_kind: str, spec: str, name: str) -> list[str]:
+    """argv after `podman` creating (not starting) the service's container under `name`."""
+    args = run_args(svc, t, network_kind, spec)
+    i = args.index("--name")
+    return ["create", *args[2:i + 1], name, *args[i + 2:]]
 
 
 def _unit_value(value: str) -> str:

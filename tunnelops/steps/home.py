@@ -38,7 +38,8 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
         need += ["podman", "slirp4netns"]
     if any(s.network == "pasta" for s in ctx.site.services):
         need.append("pasta")
-    return [packages.plan(f, need), keys.plan(ctx)]
+    return [packages.plan(f, need), keys.plan(ctx), podman.plan_users(ctx),
+            podman.plan_images(ctx)]
 
 
 def configure(ctx: Ctx) -> list[StepPlan]:

@@ -1,10 +1,13 @@
 """`inv teardown`: remove everything tunnelops made on a host and put back what it edited,
 from the host's facts like any other plan (so --dry-run shows it and a second run is a no-op).
-Keys stay unless --purge-keys: a later bootstrap then keeps the same identity."""
+Keys stay unless --purge-keys: a later bootstrap then keeps the same identity. Only what
+tunnelops made goes (files it recorded or marked, never a directory tree); a service user it
+created stays, with its home and data, unless --remove-users (and --delete-data)."""
 
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from tunnelops.backends import firewalld, podman
 from tunnelops.backends.nftables import OUR_LINES
@@ -13,6 +16,7 @@ from tunnelops.backends.sysctl import ORIG_FORWARD
 from tunnelops.backends.wgquick import clear_rules_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.render import podman as podman_render
+from tunnelops.steps import safety
 from tunnelops.steps.context import EDITED, Ctx, owned_files
 
 STATE = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
@@ -21,6 +25,9 @@ STATE = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
 def _interface(ctx: Ctx) -> StepPlan:
     p, f, q = StepPlan("wireguard"), ctx.facts, shlex.quote
     iface = q(ctx.iface)
+    conf = f.file(ctx.wg_conf)
+    if not safety.ours(conf.content if conf else None):
+        return p  # not our interface (or none): nothing of ours to take down
     if f.nm.get("exists"):
         p.changes.append(CommandChange(f"delete the NetworkManager profile {ctx.iface}",
                                        f"nmcli connection delete {iface} >/dev/null"))
@@ -107,12 +114,25 @@ def _containers(ctx: Ctx) -> StepPlan:
     return p
 
 
-def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
+@dataclass(frozen=True)
+class Options:
+    purge_keys: bool = False  # the WireGuard keys too (a later bootstrap makes new ones)
+    remove_users: bool = False  # service users tunnelops created (their home stays)
+    delete_data: bool = False  # ... and their home, with the service's data in it
+
+
+def _ours(ctx: Ctx, path: str, content: str) -> bool:
+    return path in safety.recorded_files(ctx) or safety.ours(content)
+
+
+def _files(ctx: Ctx, opts: Options) -> StepPlan:
     p, f = StepPlan("files"), ctx.facts
     originals = {"/" + x.removeprefix("./").removesuffix(".absent") for x in f.lines("orig")}
+    # only what tunnelops made: recorded when it created the file, or carrying its marker
     for path in owned_files(ctx.site):
         ff = f.file(path)
-        if ff is not None and not path.startswith("/etc/tunnelops/"):
+        if ff is not None and not path.startswith("/etc/tunnelops/") \
+                and _ours(ctx, path, ff.content):
             p.changes.append(RemoveFile(path, ff.content))
     for path in EDITED:  # no original saved (an older tunnelops): take out our lines only
         ff = f.file(path)
@@ -135,33 +155,13 @@ def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
             "restore net.ipv4.ip_forward to its value before tunnelops",
             f"[ -s {ORIG_FORWARD} ] && sysctl -q -w net.ipv4.ip_forward=$(cat {ORIG_FORWARD}) "
             "|| true"))
-    emptied = []
-    for rec in f.lines("created"):
-        kind, _, what = rec.partition(" ")
-        w = shlex.quote(what)
-        if kind == "emptydir":  # made for a unit file: removed when nothing else is in it
-            emptied.append(CommandChange(f"remove {what} (tunnelops made it)",
-                                         f"rmdir {w} 2>/dev/null || true"))
-        if kind == "user":
-            p.changes.append(CommandChange(f"remove user {what} (tunnelops created it)",
-                                           f"userdel -r {w} 2>/dev/null || deluser --remove-home"
-                                           f" {w}"))
-        elif kind == "enabled":
-            p.changes.append(CommandChange(f"disable {what} (tunnelops enabled it)",
-                                           f"systemctl disable {w} >/dev/null 2>&1 || true"))
-        elif kind == "linger":
-            p.changes.append(CommandChange(f"disable lingering for {what}",
-                                           f"loginctl disable-linger {w}"))
-        elif kind == "runtime-dir":
-            p.changes.append(CommandChange(f"remove /run/user of {what}",
-                                           f"rm -rf /run/user/$(id -u {w})"))
-        elif kind == "dir" and purge_keys:
-            p.changes.append(CommandChange(f"remove {what}", f"rm -rf {w}"))
-    p.changes += reversed(emptied)  # the deepest first
-    if purge_keys and f.key_exists:
+    p.changes += _records(ctx, opts)
+    if opts.purge_keys and f.key_exists:
+        k, pub = shlex.quote(ctx.key_path), shlex.quote(ctx.pub_path)
         p.changes.append(CommandChange(f"remove the WireGuard keys {ctx.key_path}",
-                                       f"rm -f {shlex.quote(ctx.key_path)} "
-                                       f"{shlex.quote(ctx.pub_path)}"))
+                                       f"rm -f {k} {pub}"))
+        if "dir /etc/wireguard" in f.lines("created"):  # ours, and empty now: never a tree
+            p.post.append("rmdir /etc/wireguard 2>/dev/null || true")
     present = f.lines("state_dirs")
     if present:
         p.changes.append(CommandChange(f"remove {' '.join(present)}",
@@ -169,9 +169,45 @@ def _files(ctx: Ctx, purge_keys: bool) -> StepPlan:
     return p
 
 
-def plan(ctx: Ctx, purge_keys: bool = False) -> list[StepPlan]:
+def _records(ctx: Ctx, opts: Options) -> list[CommandChange]:
+    """Undo what tunnelops recorded creating: lingering, a runtime dir, and (only when asked)
+    the service users, whose home holds the service's data (a game's world save)."""
+    out, emptied = [], []
+    for rec in ctx.facts.lines("created"):
+        kind, _, what = rec.partition(" ")
+        w = shlex.quote(what)
+        if kind == "emptydir":  # made for a unit file: removed when nothing else is in it
+            emptied.append(CommandChange(f"remove {what} (tunnelops made it)",
+                                         f"rmdir {w} 2>/dev/null || true"))
+        elif kind == "enabled":
+            out.append(CommandChange(f"disable {what} (tunnelops enabled it)",
+                                     f"systemctl disable {w} >/dev/null 2>&1 || true"))
+        elif kind == "user" and opts.remove_users:
+            # podman's pause process (and a lingering user manager) keep the user busy
+            stop = (f"loginctl terminate-user {w} 2>/dev/null; pkill -KILL -u {w} 2>/dev/null; "
+                    f"n=0; while pgrep -u {w} >/dev/null 2>&1 && [ $n -lt 50 ]; do "
+                    "sleep 0.1; n=$((n+1)); done; ")
+            if opts.delete_data:
+                out.append(CommandChange(
+                    f"remove user {what} and its home with the service's data",
+                    stop + f"userdel -r {w} 2>/dev/null || deluser --remove-home {w}"))
+            else:
+                out.append(CommandChange(
+                    f"remove user {what} (its home and the service's data stay)",
+                    stop + f"userdel {w} 2>/dev/null || deluser {w}"))
+        elif kind == "linger":
+            out.append(CommandChange(f"disable lingering for {what}",
+                                     f"loginctl disable-linger {w}"))
+        elif kind == "runtime-dir":
+            out.append(CommandChange(f"remove /run/user of {what}",
+                                     f"rm -rf /run/user/$(id -u {w})"))
+    return out + emptied[::-1]  # the deepest directory first
+
+
+def plan(ctx: Ctx, opts: Options | None = None) -> list[StepPlan]:
+    opts = opts or Options()
     steps = [_containers(ctx)] if ctx.role == "home" else []
-    steps += [_interface(ctx), _firewall(ctx), _files(ctx, purge_keys)]
+    steps += [_interface(ctx), _firewall(ctx), _files(ctx, opts)]
     if ctx.facts.family == "alpine" and any(s.changed for s in steps):
         steps[-1].post.append("awall activate --force")
     return steps

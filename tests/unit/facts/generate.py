@@ -144,16 +144,19 @@ def wg_link(index: int, *, kernel: bool) -> dict:
         return {"ifindex": index, "ifname": "wg0", "flags": ["POINTOPOINT", "NOARP", "UP",
                                                              "LOWER_UP"],
                 "mtu": 1420, "qdisc": "noqueue", "operstate": "UNKNOWN", "linkmode": "DEFAULT",
-                "group": "default", "txqlen": 1000, "link_type": "none"}
+                "group": "default", "txqlen": 1000, "link_type": "none",
+                "linkinfo": {"info_kind": "wireguard"}}  # -d
     return {"ifindex": index, "ifname": "wg0", "flags": ["POINTOPOINT", "MULTICAST", "NOARP",
                                                          "UP", "LOWER_UP"],
             "mtu": 1420, "qdisc": "pfifo_fast", "operstate": "UNKNOWN", "linkmode": "DEFAULT",
-            "group": "default", "txqlen": 500, "link_type": "none"}
+            "group": "default", "txqlen": 500, "link_type": "none",
+            "linkinfo": {"info_kind": "tun", "info_data": {"type": "tun", "pi": False,
+                                                           "vnet_hdr": False}}}
 
 
 def wg_addr(index: int, addr: str, *, kernel: bool) -> dict:
     link = wg_link(index, kernel=kernel)
-    del link["linkmode"], link["link_type"]
+    del link["linkmode"], link["link_type"], link["linkinfo"]
     return link | {"addr_info": [{"family": "inet", "local": addr, "prefixlen": 24,
                                   "scope": "global", "label": "wg0", **LIFE}]}
 
@@ -414,12 +417,17 @@ FEDORA_CMDS = ("nft", "nmcli", "firewall-cmd", "podman", "systemctl", "dnf", "fl
                "sudo", "pasta", "loginctl", "runuser", "setpriv")
 FEDORA_PODMAN = "5.2.3"
 FEDORA_LAN = nic(2, "enp1s0", "192.168.1.50", 24, dynamic=True)
+FEDORA_ROUTES = [{"dst": "default", "gateway": "192.168.1.1", "dev": "enp1s0", "protocol": "dhcp",
+                  "prefsrc": "192.168.1.50", "metric": 100, "flags": []},
+                 {"dst": "192.168.1.0/24", "dev": "enp1s0", "protocol": "kernel",
+                  "scope": "link", "prefsrc": "192.168.1.50", "metric": 100, "flags": []}]
 
 
 def fedora_home_fresh() -> Host:
     s = base(FEDORA_OS, "systemd", True, commands(*FEDORA_CMDS))
     s |= {
         "addrs": j([LO, FEDORA_LAN]), "rules": j(DEFAULT_RULES), "table_routes": MISSING_TABLE,
+        "main_routes": j(FEDORA_ROUTES),
         "main_default": j([{"dst": "default", "gateway": "192.168.1.1", "dev": "enp1s0",
                             "protocol": "dhcp", "prefsrc": "192.168.1.50", "metric": 100,
                             "flags": []}]),
@@ -473,6 +481,7 @@ def fedora_home_converged() -> Host:
                     *DEFAULT_RULES[1:]]),
         "table_routes": j([{"dst": "default", "dev": "wg0", "protocol": "static",
                             "metric": 50, "flags": []}]),
+        "main_routes": j(FEDORA_ROUTES),
         "main_default": j([{"dst": "default", "gateway": "192.168.1.1", "dev": "enp1s0",
                             "protocol": "dhcp", "prefsrc": "192.168.1.50", "metric": 100,
                             "flags": []}]),
@@ -500,7 +509,8 @@ def fedora_home_converged() -> Host:
                                                podman_backend.NETWORK_ONLINE_WANTS),
     }
     users = {"gamer": "uid=1001\nhome=/home/gamer\nlinger=yes\nruntime=yes\n"
-                      f"version={user_info['version']}\n"
+                      f"version={user_info['version']}\nnofile=524288\n"
+                      f"has_image={svc.image}\n"
                       + json.dumps([container], indent=2) + "\n"}
     return Host("home", SITE, s, files, users)
 

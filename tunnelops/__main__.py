@@ -1,0 +1,5 @@
+"""`python -m tunnelops`: the tunnelops command."""
+
+from tunnelops.program import main
+
+main()
