@@ -181,9 +181,39 @@ def build(cache: Path, recipe: Recipe | None = None, *, report: Report = lambda 
                 {"key": recipe.key(), "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
                  **times, **asdict(recipe)}, indent=1))
             out.rename(final)
+            prune(cache, recipe)
         finally:
             subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=False)
         return Image(final)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a running process (a VM's qemu) names path on its command line."""
+    needle = str(path).encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if needle in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def prune(cache: Path, recipe: Recipe) -> list[Path]:
+    """Remove the images (~0.7 GB each) and debootstrapped trees (~0.9 GB) of other recipes,
+    and their lock files, unless a running VM uses them; what was removed."""
+    keep = {f"vm-{recipe.key()}", f"rootfs-{recipe.base_key()}"}
+    gone = []
+    for p in sorted(cache.glob("vm-*")) + sorted(cache.glob("rootfs-*")):
+        stem = p.name.removesuffix(".lock")
+        if stem in keep or p.name.endswith(".build") or _in_use(cache / stem):
+            continue
+        if p.is_dir():
+            subprocess.run(["rm", "-rf", "--one-file-system", str(p)], check=False)
+        else:
+            p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
 
 
 def _debootstrap(cache: Path, recipe: Recipe, report: Report, mirror: str,
