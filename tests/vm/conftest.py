@@ -22,8 +22,9 @@ from tests.conftest import check_index_free, slot
 from tunnelops.lab import LabError, Topology
 from tunnelops.lab.vm import VmLab
 
-# Emulated hosts are slow: home's verify script alone takes ~25 s, a loaded machine more.
-os.environ.setdefault("TUNNELOPS_TIMEOUT", "180")
+# Emulated hosts are slow: home's verify script alone takes ~25 s, and each firewall-cmd
+# 2-20 s (Python under emulation, more on a loaded machine): home's first apply took 60-300 s.
+os.environ.setdefault("TUNNELOPS_TIMEOUT", "600")
 
 
 @dataclass
