@@ -12,6 +12,7 @@ image is built first if the cache has none (~3 min), then both VMs boot (~2-4 mi
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ def vms(request: pytest.FixtureRequest) -> Iterator[VmSession]:
     t0 = time.monotonic()
     try:
         lab.up()
-    except LabError as e:
+    except (LabError, OSError, subprocess.SubprocessError) as e:
         lab.down()
         pytest.fail(f"the VM tier cannot come up ({lab.topo.name}): {e}", pytrace=False)
     session = VmSession(lab, time.monotonic() - t0)

@@ -310,11 +310,14 @@ class VmLab(Lab):
         """Until a fresh SSH connection runs a command (on another boot than `not_boot`)."""
         while True:
             self._check_running(role, deadline, "SSH")
-            res = _run([*self._ssh_argv(self.topo.alias(role), mux=False), "-o",
-                        "ConnectTimeout=5", "cat", "/proc/sys/kernel/random/boot_id"],
-                       check=False, timeout=30)
-            boot = res.stdout.decode().strip()
-            if res.returncode == 0 and boot and boot != not_boot:
+            try:
+                res = _run([*self._ssh_argv(self.topo.alias(role), mux=False), "-o",
+                            "ConnectTimeout=5", "cat", "/proc/sys/kernel/random/boot_id"],
+                           check=False, timeout=30)
+            except subprocess.TimeoutExpired:  # sshd accepted, but is too busy to answer yet
+                res = None
+            boot = res.stdout.decode().strip() if res else ""
+            if res is not None and res.returncode == 0 and boot and boot != not_boot:
                 return
             self.report(role, f"booting ({time.monotonic() - t0:.0f}s): waiting for SSH")
             time.sleep(2)
