@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
 from tunnelops.render.networkmanager import home_settings
 from tunnelops.render.nftables import SVC_SETS, Element, port_sets
+from tunnelops.render.podman import user_env
 
 MARK = "::tunnelops::"
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
 COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall-cmd", "podman",
-            "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "flock", "ping", "sudo",
-            "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
+            "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "ifparse", "flock", "ping",
+            "sudo", "slirp4netns", "pasta", "loginctl", "runuser", "setpriv")
 # Not a command, a capability: iproute2's `ip -j` (BusyBox ip, a fresh Alpine's, has no JSON,
 # and without it the live addresses, MTU, rules and routes cannot be read).
 IP_JSON = "ip-json"
@@ -275,8 +276,8 @@ def user_lines(users: Mapping[str, Iterable[str]] | Iterable[str]) -> str:
             f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
             f"echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"; "
             "if command -v podman >/dev/null; then "
-            f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd {u} "
-            f"| cut -d: -f6) sh -c {q(inner)} 2>/dev/null; fi; "
+            f"runuser -u {u} -- {user_env(u, '$uid')} "
+            f"sh -c {q(inner)} 2>/dev/null; fi; "
             # no such user yet: Podman's version still decides the network and Quadlet
             "elif command -v podman >/dev/null; then "
             "podman --version 2>/dev/null | sed -n 's/^podman version /version=/p'; "

@@ -65,6 +65,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "env": "str_table",
         "volumes": "str_list",
         "command": "str_list",
+        "network": "str",
         "allow_system_user": "bool",
     },
 }
@@ -303,6 +304,7 @@ class _Reader:
                     env=tuple(svc_t.get("env", {}).items()),
                     volumes=tuple(svc_t.get("volumes", ())),
                     command=tuple(svc_t.get("command", ())),
+                    network=svc_t.get("network", "auto"),
                     allow_system_user=svc_t.get("allow_system_user", False),
                 ))
             except ModelError as err:
@@ -472,7 +474,8 @@ def _update_ports(table: Any, desired: list[str]) -> None:
 
 
 def _update_service(table: Any, svc: Service) -> None:
-    _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user})
+    _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user,
+                          "network": svc.network}, skip_when_absent={"network": "auto"})
     _update_ports(table, [str(p) for p in svc.ports])
     env = dict(svc.env)
     current_env = table.get("env")

@@ -25,6 +25,7 @@ CLIENT_IP_MODES = ("preserve", "snat")
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+SERVICE_NETWORKS = ("auto", "pasta", "slirp4netns")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TUNNEL_IFACE_RE = re.compile(r"[a-zA-Z0-9_-]{1,15}")
 # Host interfaces may also carry a dot (VLANs such as eth0.100).
@@ -321,12 +322,18 @@ class Service:
     env: tuple[tuple[str, str], ...] = ()
     volumes: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
+    # the container's network: "auto" (pasta where Podman 5 made it the default, else
+    # slirp4netns), or one of them by name; either way its egress leaves through the tunnel
+    network: str = "auto"
     # a rootless service runs as an ordinary user; a system account (uid < 1000) only when
     # the inventory says so (the uid is checked on the host, from the facts)
     allow_system_user: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name, "service name")
+        if self.network not in SERVICE_NETWORKS:
+            raise ModelError(f"network {_show(self.network)} of service {self.name!r} is not "
+                             f"one of {', '.join(SERVICE_NETWORKS)}", where=("network",))
         image = self.image
         if not isinstance(image, str) or not IMAGE_RE.fullmatch(image):
             hint = (" (it would be read as a podman option)"

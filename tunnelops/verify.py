@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import secrets
 import shlex
@@ -51,6 +52,7 @@ from tunnelops.facts import MARK, _json, _parse_firewalld, _parse_wg, _route_tex
 from tunnelops.model import PortSpec, Service, Site
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nftables as nft_render
+from tunnelops.render import podman as podman_render
 
 HANDSHAKE_MAX_AGE = 180  # WireGuard re-handshakes every 2 minutes while traffic flows
 DEFAULT_WHOAMI_URL = "https://api.ipify.org"
@@ -58,6 +60,14 @@ WG_OVERHEAD = {4: 60, 6: 80}  # outer IP + UDP 8 + WireGuard 32
 PING_MIN = 548  # smallest packet the MTU search tries (IPv4 minimum reassembly is 576)
 MAX_PORTS_PER_SPEC = 32  # a range is probed on at most this many of its ports
 UDP_WAIT_S = 2.5  # how long home waits for the laptop's datagrams on wg0
+SCRIPT_TIMEOUT_S = 30.0  # each host's verify script; TUNNELOPS_TIMEOUT for slower hosts
+
+
+def script_timeout() -> float:
+    """How long a host's verify script may take: 30 s, or TUNNELOPS_TIMEOUT (as for every
+    remote command) on hosts known to be slower, e.g. emulated VMs, where home's script alone
+    takes ~25 s."""
+    return float(os.environ.get("TUNNELOPS_TIMEOUT", SCRIPT_TIMEOUT_S))
 TCP_WAIT_S = 1.0  # how long an accepted TCP connection must stay open / greet
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -287,8 +297,8 @@ def _http_get(url: str) -> str:
 
 def _as_user(user: str, script: str) -> str:
     u = _q(user)
-    return (f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {u}) "
-            f"HOME=\"$(getent passwd {u} | cut -d: -f6)\" sh -c {_q('cd; ' + script)}")
+    return (f"runuser -u {u} -- {podman_render.user_env(u, f'$(id -u {u})')} "
+            f"sh -c {_q('cd; ' + script)}")
 
 
 def home_script(site: Site, whoami_url: str, probe_table: str) -> str:
@@ -1596,7 +1606,12 @@ def run(site: Site, *, whoami_url: str | None = None, trust_new: bool = False,
     before = {role: (rm.round_trips, rm.connects) for role, rm in remotes.items()}
     table = f"tunnelops_probe_{secrets.token_hex(4)}"
     vps_ip = str(site.vps.public_ip) if site.vps.public_ip else None
-    sender = UdpSender(vps_ip, udp_specs(site)) if vps_ip and udp_specs(site) else None
+    timeout = script_timeout()
+    # The datagrams go on until home's script has read its counters (the sender is stopped
+    # then), however long the host takes to get there: a fixed few seconds ran out before a
+    # slow host had even made its counting table.
+    sender = (UdpSender(vps_ip, udp_specs(site), limit_s=2 * timeout + 10)
+              if vps_ip and udp_specs(site) else None)
     scripts = {"vps": vps_script(site), "home": home_script(site, url, table)}
 
     def host(role: str) -> None:
@@ -1606,10 +1621,10 @@ def run(site: Site, *, whoami_url: str | None = None, trust_new: bool = False,
             reused = rm.conn.is_connected
             rm.connect()
             laptop.ssh[role] = {"ms": (time.monotonic() - start) * 1000, "reused": reused}
-            res = rm.run(scripts[role], timeout=30, what="verify")
+            res = rm.run(scripts[role], timeout=timeout, what="verify")
             st = parse_state(res.stdout) if MARK in res.stdout else None
             if st is not None and not st.complete:  # a cut output: once more
-                res = rm.run(scripts[role], timeout=30, what="verify")
+                res = rm.run(scripts[role], timeout=timeout, what="verify")
                 st = parse_state(res.stdout) if MARK in res.stdout else None
             if st is not None and st.complete:
                 states[role] = st

@@ -240,7 +240,8 @@ def test_container_stopped_is_started() -> None:
     game(f)["State"] = "exited"
     assert changes(home_plans(f)) == [(
         "service:game", "start container tunnelops-game",
-        "runuser -u gamer -- env XDG_RUNTIME_DIR=/run/user/$(id -u gamer) HOME=\"$(getent "
+        "runuser -u gamer -- env XDG_RUNTIME_DIR=/run/user/$(id -u gamer) "
+        "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$(id -u gamer)/bus HOME=\"$(getent "
         "passwd gamer | cut -d: -f6)\" sh -c 'cd; systemctl --user start "
         "tunnelops-game.service'")]
 

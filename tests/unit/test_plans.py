@@ -29,6 +29,7 @@ from tests.unit.facts.generate import (
 from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import ifupdown as ifupdown_backend
+from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
@@ -112,7 +113,8 @@ def test_alpine_fresh_vps() -> None:
         ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
-        ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d/wg0",
+        ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d",
+                       "create /etc/network/interfaces.d/wg0",
                        "update /etc/network/interfaces", "ifup wg0"]),
         ("firewall", ["create /etc/awall/base.json", "create /etc/awall/optional/ssh.json",
                       "create /etc/awall/optional/wireguard.json",
@@ -237,6 +239,9 @@ def test_fedora_fresh_home() -> None:
             "open 12345/udp in zone public (runtime)",
             "open 12346/tcp in zone public (runtime)",
             "create /etc/tunnelops/firewalld-ports"]),
+        ("network-online", [
+            "create /etc/systemd/system/multi-user.target.d",
+            "create /etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf"]),
         ("service:game", [
             "create ~/.config/containers/systemd of gamer",
             "create /home/gamer/.config/containers/systemd/tunnelops-game.container",
@@ -283,7 +288,7 @@ def test_fedora_fresh_home() -> None:
     mkdir = svc.changes.index(change(plans, "service:game",
                                      "create ~/.config/containers/systemd of gamer"))
     assert mkdir == svc.changes.index(unit) - 1
-    assert svc.changes[mkdir].script.startswith("runuser -u gamer -- ")
+    assert "runuser -u gamer -- " in svc.changes[mkdir].script
 
 
 def test_fedora_converged_home_plans_nothing() -> None:
@@ -342,7 +347,7 @@ def test_fedora_home_falls_back_to_wg_quick(kernel_wg: bool, nm_running: bool,
     assert wg.changes[1].script == (
         "while ip -4 rule del priority 100 table 201 2>/dev/null; do :; done; "
         "while ip -4 rule del priority 101 table 201 2>/dev/null; do :; done; wg-quick up wg0")
-    assert wg.post == ["systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true"]
+    assert wg.post == [enable_shell("wg-quick@wg0.service")]
 
 
 def test_home_wg_quick_repairs_policy_routing() -> None:
@@ -399,7 +404,7 @@ def test_debian_fresh_vps() -> None:
     assert wg.changes[0] == FileChange("/etc/wireguard/wg0.conf", vps_wg_quick(T, HOME_PUB),
                                        None, mode=0o600, key_path=KEY)
     assert wg.changes[1].script == "wg-quick up wg0"
-    assert wg.post == ["systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true"]
+    assert wg.post == [enable_shell("wg-quick@wg0.service")]
     assert wg.notes == ["kernel has no WireGuard module: userspace wireguard-go (via wg-quick)"]
 
     fw = step(plans, "firewall")
@@ -418,7 +423,7 @@ def test_debian_fresh_vps() -> None:
         "# tunnelops: its own table, loaded after everything else\n"
         'include "/etc/tunnelops/tunnelops.nft"\n')
     assert fw.guard is not None and fw.post == [
-        "systemctl enable nftables >/dev/null 2>&1 || true"]
+        enable_shell("nftables.service")]
 
 
 def test_debian_converged_vps_plans_nothing() -> None:
@@ -678,3 +683,36 @@ def test_private_keys_only_travel_as_the_placeholder() -> None:
         "/etc/wireguard/wg0.conf", KEY, 0o600)] * 3
     assert not [c for p in all_plans for c in p.changes
                 if isinstance(c, CommandChange) and "PrivateKey" in c.script]
+
+
+# --------------------------------------------------------------------------- ifupdown-ng on Debian
+
+def test_debian_vps_with_ifupdown_ng_and_kernel_wireguard_uses_it() -> None:
+    """The seed's ifupdown-ng `use wireguard` on a Debian VPS that has it (the VM tier's):
+    the same stanza, /etc/network/interfaces sourcing it, `ifup wg0`; no wg-quick."""
+    f = recorded("debian-vps-fresh")
+    f.kernel_wireguard = True
+    f.commands = f.commands | {"ifup", "ifparse", "wg"}
+    ctx = vps_ctx(f, RANGE_SITE)
+    assert vps.wg_backend(ctx) == "ifupdown"
+    plans = vps_plans(ctx)
+    assert step(plans, "packages").changes == []  # wg is there; no wg-quick needed
+    wg = step(plans, "wireguard")
+    assert [c.summary for c in wg.changes] == [
+        "create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d",
+        "create /etc/network/interfaces.d/wg0",
+        "create /etc/network/interfaces", "ifup wg0"]
+    assert wg.changes[2].content == ifupdown.wg_stanza(RANGE_SITE.tunnel)
+    assert wg.notes == ["ifupdown-ng (use wireguard)"]
+    assert step(plans, "firewall").notes == step(
+        vps_plans(vps_ctx(recorded("debian-vps-fresh"), RANGE_SITE)), "firewall").notes
+
+
+def test_debian_vps_classic_ifupdown_or_no_module_keeps_wg_quick() -> None:
+    f = recorded("debian-vps-fresh")
+    f.kernel_wireguard = True
+    f.commands = f.commands | {"ifup"}  # classic ifupdown: no ifparse, no `use wireguard`
+    assert vps.wg_backend(vps_ctx(f, RANGE_SITE)) == "wg-quick"
+    f.commands = f.commands | {"ifparse"}
+    f.kernel_wireguard = False  # ifupdown-ng makes kernel links only
+    assert vps.wg_backend(vps_ctx(f, RANGE_SITE)) == "wg-quick"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, Guard, StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.render import nftables as render
@@ -105,5 +106,5 @@ def plan(ctx: Ctx, ruleset: str, step: str = "firewall") -> StepPlan:
                                     mode=0o755 if conf is None else int(conf.mode or "644", 8),
                                     backup=True))
     if f.systemd and p.changes:
-        p.post.append("systemctl enable nftables >/dev/null 2>&1 || true")
+        p.post.append(enable_shell("nftables.service"))
     return p

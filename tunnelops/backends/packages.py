@@ -20,6 +20,7 @@ PACKAGES: dict[str, dict[str, str]] = {
     "flock": {"alpine": "util-linux", "debian": "util-linux", "fedora": "util-linux"},
     "podman": {"alpine": "podman", "debian": "podman", "fedora": "podman"},
     "slirp4netns": {"alpine": "slirp4netns", "debian": "slirp4netns", "fedora": "slirp4netns"},
+    "pasta": {"alpine": "passt", "debian": "passt", "fedora": "passt"},
     IP_JSON: {"alpine": "iproute2", "debian": "iproute2", "fedora": "iproute"},
 }
 

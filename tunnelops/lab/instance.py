@@ -180,6 +180,8 @@ class HostStatus:
 
 
 class Lab:
+    kind = "namespace"  # VmLab (vm.py): "vm"
+
     def __init__(self, topo: Topology | None = None, root: Path | None = None,
                  inventory_dir: Path | None = None) -> None:
         self.topo = topo or Topology()
@@ -445,9 +447,7 @@ class Lab:
             [*ip, ns("home"), "link", "add", "eth0", "type", "veth", "peer", "name", "lan-home",
              "netns", ns("router")],
             [*ip, ns("router"), "link", "set", "lan-home", "master", "br-lan", "up"],
-            [*ip, ns("home"), "addr", "add", f"{t.home_lan}/24", "dev", "eth0"],
-            [*ip, ns("home"), "link", "set", "eth0", "up"],
-            [*ip, ns("home"), "route", "add", "default", "via", t.router_lan],
+            *self._host_uplink("home", t.home_lan, t.router_lan),
             # the router's uplink to the internet, with NAT
             [*ip, ns("router"), "link", "add", "wan", "type", "veth", "peer", "name", "i-home",
              "netns", ns("inet")],
@@ -475,11 +475,17 @@ class Lab:
         for c in (
             [*ip, ns("inet"), "addr", "add", f"{t.inet_vps_side}/24", "dev", "i-vps"],
             [*ip, ns("inet"), "link", "set", "i-vps", "up"],
-            [*ip, ns("vps"), "addr", "add", f"{t.vps_public}/24", "dev", "eth0"],
-            [*ip, ns("vps"), "link", "set", "eth0", "up"],
-            [*ip, ns("vps"), "route", "add", "default", "via", t.inet_vps_side],
+            *self._host_uplink("vps", t.vps_public, t.inet_vps_side),
         ):
             _run(c)
+
+    def _host_uplink(self, role: str, address: str, gateway: str) -> list[list[str]]:
+        """Commands that make a full host's end of its link (`eth0` in its namespace) its
+        uplink: here the host itself lives in the namespace, so eth0 gets its address."""
+        ns = self.topo.netns(role)
+        return [["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0"],
+                ["ip", "-n", ns, "link", "set", "eth0", "up"],
+                ["ip", "-n", ns, "route", "add", "default", "via", gateway]]
 
     def _start_host(self, role: str) -> None:
         d = self._host_dir(role)

@@ -30,6 +30,19 @@ SPEC_LABEL = "tunnelops.spec"
 SERVICE_LABEL = "tunnelops.service"
 
 
+def user_env(user_q: str, uid_expr: str) -> str:
+    """`env ...` for a command root runs as a user (`runuser -u USER -- ENV CMD`): what rootless
+    podman needs from a login session, i.e. the user's runtime directory, home and its OWN
+    D-Bus session bus. runuser keeps root's environment, and root's SSH session carries
+    DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus (pam_systemd, dbus-user-session):
+    podman then cannot reach the user's systemd ("dial unix /run/user/0/bus: permission
+    denied"), falls back to cgroupfs with warnings and each call takes ~3x longer.
+    `user_q` is the shell-quoted user name, `uid_expr` shell text giving its uid."""
+    return (f"env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
+            f"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid_expr}/bus "
+            f"HOME=\"$(getent passwd {user_q} | cut -d: -f6)\"")
+
+
 def network_option(kind: str, t: Tunnel) -> str:
     if kind == "slirp4netns":
         return f"slirp4netns:outbound_addr={t.interface},port_handler=slirp4netns"
@@ -107,6 +120,49 @@ def _unit_word(value: str) -> str:
     return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def device_unit(interface: str) -> str:
+    """systemd's device unit for a network interface, named as `systemd-escape --path`
+    names it (systemd.device(5)): `-` and other bytes outside [A-Za-z0-9:_.] become \\xNN."""
+    path = f"sys/subsystem/net/devices/{interface}"
+    out = []
+    for i, ch in enumerate(path):
+        if ch == "/":
+            out.append("-")
+        elif (ch.isascii() and ch.isalnum()) or ch in ":_" or (ch == "." and i > 0):
+            out.append(ch)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode()))
+    return "".join(out) + ".device"
+
+
+def tunnel_wait(t: Tunnel) -> tuple[list[str], list[str]]:
+    """([Unit] lines, [Service] lines) that start a service's unit only once the tunnel is
+    up, at boot and at every (re)start: its egress leaves through the tunnel, and without it
+    slirp4netns refuses `outbound_addr=wg0` and pasta would bind egress to an address that is
+    not there yet. A user manager sees the system's devices: the start waits for wg0's device
+    unit (made by NetworkManager or wg-quick, whichever runs the tunnel), then for its address
+    (set just after the link is made). The tunnel down for good: the start times out and
+    Restart= tries again later, never so fast that systemd's start limit gives up on it."""
+    dev = device_unit(t.interface)
+    unit = [
+        f"# Egress leaves through {t.interface}: start once it is up (NetworkManager or wg-quick)",
+        f"Wants={dev}",
+        f"After={dev}",
+    ]
+    service = [
+        f"ExecStartPre=/bin/sh -c 'until ip -4 -o addr show dev {t.interface} 2>/dev/null "
+        f"| grep -qF \" {t.home_address}/\"; do sleep 0.5; done'",
+        "RestartSec=10",
+    ]
+    return unit, service
+
+
+def tunnel_dropin(t: Tunnel) -> str:
+    """A drop-in for a `podman generate systemd` unit (no Quadlet): the same tunnel wait."""
+    unit, service = tunnel_wait(t)
+    return "\n".join([MANAGED, "[Unit]", *unit, "", "[Service]", *service]) + "\n"
+
+
 def quadlet_unit(svc: Service, t: Tunnel, network_kind: str, spec: str) -> str:
     """A Quadlet .container unit for the service's user (~/.config/containers/systemd/)."""
     container = [
@@ -122,10 +178,11 @@ def quadlet_unit(svc: Service, t: Tunnel, network_kind: str, spec: str) -> str:
     ]
     if svc.command:
         container.append("Exec=" + " ".join(_unit_word(arg) for arg in svc.command))
+    wait_unit, wait_service = tunnel_wait(t)
     sections = [
-        [MANAGED, "[Unit]", f"Description=tunnelops service {svc.name}"],
+        [MANAGED, "[Unit]", f"Description=tunnelops service {svc.name}", *wait_unit],
         container,
-        ["[Service]", "Restart=always"],
+        ["[Service]", *wait_service, "Restart=always"],
         ["[Install]", "WantedBy=default.target"],
     ]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"

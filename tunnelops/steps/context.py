@@ -64,7 +64,11 @@ def owned_files(site: Site) -> list[str]:
         "/etc/awall/base.json", "/etc/awall/optional/ssh.json",
         "/etc/awall/optional/wireguard.json", "/etc/tunnelops/firewalld-ports",
         *(f"/etc/awall/optional/{s.name}.json" for s in site.services),
-        # Quadlet units, where the service user's home is the usual /home/USER
+        # Quadlet units (or a generated unit's drop-in), where the service user's home is
+        # the usual /home/USER
         *(f"/home/{s.user}/.config/containers/systemd/{s.container_name}.container"
           for s in site.services),
+        *(f"/home/{s.user}/.config/systemd/user/container-{s.container_name}.service.d/"
+          "90-tunnelops-tunnel.conf" for s in site.services),
+        "/etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf",
     ]

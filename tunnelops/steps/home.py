@@ -38,6 +38,8 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
         need.append("nft")
     if ctx.site.services:
         need += ["podman", "slirp4netns"]
+    if any(s.network == "pasta" for s in ctx.site.services):
+        need.append("pasta")
     return [packages.plan(f, need), keys.plan(ctx), podman.plan_users(ctx),
             podman.plan_images(ctx)]
 
@@ -59,4 +61,4 @@ def configure(ctx: Ctx) -> list[StepPlan]:
     else:
         fw = nftables.plan(ctx, nft_render.home_ruleset(site.tunnel, site.services))
     services = [podman.plan_service(ctx, svc) for svc in site.services]
-    return [wg, fw, *services, podman.plan_removed(ctx)]
+    return [wg, fw, podman.plan_network_online(ctx), *services, podman.plan_removed(ctx)]

@@ -78,8 +78,35 @@ def _firewall(ctx: Ctx) -> StepPlan:
     return p
 
 
+def _user_units(ctx: Ctx) -> list[tuple[str, str, str]]:
+    """(user, unit, file) of every service whose systemd user unit tunnelops installed: the
+    Quadlet file, or the tunnel drop-in of a `podman generate systemd` unit."""
+    out = []
+    for svc in ctx.site.services:
+        home = f"/home/{svc.user}"
+        quadlet = f"{home}/.config/containers/systemd/{svc.container_name}.container"
+        dropin = podman.generated_dropin_path(home, svc)
+        if ctx.facts.file(quadlet):
+            out.append((svc.user, f"{svc.container_name}.service", quadlet))
+        if ctx.facts.file(dropin):
+            out.append((svc.user, f"container-{svc.container_name}.service", dropin))
+    return out
+
+
 def _containers(ctx: Ctx) -> StepPlan:
     p = StepPlan("services")
+    # Units first: with the unit still loaded, systemd would start a removed container again
+    # (Restart=always); a generated unit is also disabled and its file removed.
+    for user, unit, _ in _user_units(ctx):
+        u = shlex.quote(unit)
+        extra = ""
+        if unit.startswith("container-"):
+            extra = (f"; systemctl --user disable {u} 2>/dev/null; "
+                     f"rm -f .config/systemd/user/{u}")
+        p.changes.append(CommandChange(
+            f"stop {unit} of {user}",
+            podman.as_user(user, f"systemctl --user stop {u}; systemctl --user reset-failed "
+                                 f"{u} 2>/dev/null{extra}; :")))
     for user, info in ctx.facts.users.items():
         for c in info.get("containers", []):
             if podman_render.SERVICE_LABEL in c.get("Labels", {}):
@@ -121,6 +148,11 @@ def _files(ctx: Ctx, opts: Options) -> StepPlan:
             "put back the original " + ", ".join(sorted(originals)), restore_shell()))
     if any(o.startswith("/etc/firewalld/") for o in originals) and f.firewalld.get("running"):
         p.post.append("firewall-cmd -q --reload")
+    if f.systemd:  # unit files and drop-ins removed above: the managers forget them
+        if f.file(podman.NETWORK_ONLINE_DROPIN):
+            p.post.append("systemctl daemon-reload")
+        for user in sorted({user for user, _, _ in _user_units(ctx)}):
+            p.post.append(podman.as_user(user, "systemctl --user daemon-reload"))
     if (f.raw.get("ip_forward") or "").strip() == "1":
         p.changes.append(CommandChange(
             "restore net.ipv4.ip_forward to its value before tunnelops",
@@ -143,7 +175,7 @@ def _files(ctx: Ctx, opts: Options) -> StepPlan:
 def _records(ctx: Ctx, opts: Options) -> list[CommandChange]:
     """Undo what tunnelops recorded creating: lingering, a runtime dir, and (only when asked)
     the service users, whose home holds the service's data (a game's world save)."""
-    out = []
+    out, emptied = [], []
     records = ctx.facts.lines("created")
     # users tunnelops made, known by their comment too: a plain teardown kept them (with their
     # data) but removed its records
@@ -153,7 +185,13 @@ def _records(ctx: Ctx, opts: Options) -> list[CommandChange]:
     for rec in records:
         kind, _, what = rec.partition(" ")
         w = shlex.quote(what)
-        if kind == "user" and opts.remove_users:
+        if kind == "emptydir":  # made for a unit file: removed when nothing else is in it
+            emptied.append(CommandChange(f"remove {what} (tunnelops made it)",
+                                         f"rmdir {w} 2>/dev/null || true"))
+        elif kind == "enabled":
+            out.append(CommandChange(f"disable {what} (tunnelops enabled it)",
+                                     f"systemctl disable {w} >/dev/null 2>&1 || true"))
+        elif kind == "user" and opts.remove_users:
             # podman's pause process (and a lingering user manager) keep the user busy
             # (each may fail: no logind in a container, nothing left to kill; set -e runs)
             stop = (f"loginctl terminate-user {w} 2>/dev/null || :; "
@@ -174,7 +212,7 @@ def _records(ctx: Ctx, opts: Options) -> list[CommandChange]:
         elif kind == "runtime-dir":
             out.append(CommandChange(f"remove /run/user of {what}",
                                      f"rm -rf /run/user/$(id -u {w})"))
-    return out
+    return out + emptied[::-1]  # the deepest directory first
 
 
 def plan(ctx: Ctx, opts: Options | None = None) -> list[StepPlan]:

@@ -51,8 +51,13 @@ def discover(ctx: Ctx, src: str) -> tuple[str, str]:
 
 
 def wg_backend(ctx: Ctx) -> str:
+    """ifupdown-ng's `use wireguard` as in the seed wherever it can run: it needs the kernel
+    module, and ifupdown-ng itself -- Alpine's ifup, or on Debian/Ubuntu the ifupdown-ng
+    package (its `ifparse` tells it from classic ifupdown, which has no WireGuard support).
+    Otherwise wg-quick (with wireguard-go where the kernel has no module)."""
     f = ctx.facts
-    if f.family == "alpine" and f.kernel_wireguard and f.has("ifup"):
+    if f.kernel_wireguard and f.has("ifup") and (
+            f.family == "alpine" or (f.family == "debian" and f.has("ifparse"))):
         return "ifupdown"
     return "wg-quick"
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import nftables as nft_backend
+from tunnelops.backends import podman as podman_backend
 from tunnelops.backends.podman import network_kind
 from tunnelops.engine import Run
 from tunnelops.facts import HostFacts
@@ -538,6 +539,8 @@ def fedora_home_converged() -> Host:
         "/etc/sysconfig/nftables.conf": ("600", "root", FEDORA_SYSCONFIG_NFT),
         "/etc/tunnelops/firewalld-ports": ("644", "root", "12345/udp\n12346/tcp\n"),
         unit: ("644", "gamer", podman.quadlet_unit(svc, t, kind, spec)),
+        podman_backend.NETWORK_ONLINE_DROPIN: ("644", "root",
+                                               podman_backend.NETWORK_ONLINE_WANTS),
     }
     # what Quadlet's generated ExecStart ran (its --network=VALUE form)
     created = ["/usr/bin/podman", "run", f"--name={svc.container_name}",
