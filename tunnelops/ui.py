@@ -8,7 +8,6 @@ import threading
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -56,6 +55,8 @@ def plan_view(report: RunReport, *, diffs: bool) -> Group:
             for c in s.changes:
                 parts.append(Text(f"  ~ {c}", style=STATUS_STYLE.get(s.status, "")))
             if diffs:
+                from rich.syntax import Syntax  # pygments: only a dry run shows diffs
+
                 for d in s.diffs:
                     parts.append(Syntax(d.rstrip("\n"), "diff", theme="ansi_dark",
                                         background_color="default"))

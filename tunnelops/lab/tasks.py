@@ -6,21 +6,26 @@ lab.up writes the lab's site file into the inventory directory the other command
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit
-from rich.console import Console
-from rich.table import Table
 
 from tunnelops import prog
 from tunnelops.flags import inventory_dir, task
-from tunnelops.lab.instance import HOSTS, Lab, LabError
-from tunnelops.lab.topology import Topology
+from tunnelops.lab.topology import HOSTS, Topology
+
+if TYPE_CHECKING:  # imported by the tasks that use them: `--help` needs neither
+    from rich.console import Console
+
+    from tunnelops.lab.instance import Lab
 
 _NAME_HELP = {"name": "lab instance name (default: $TUNNELOPS_LAB or 'lab')",
               "index": "instance number 0-99, picks its address range (default 0)"}
 
 
 def make_lab(c: Context, name: str | None, index: str | int | None) -> Lab:
+    from tunnelops.lab.instance import Lab
+
     found = inventory_dir(c)
     try:
         return Lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
@@ -41,6 +46,10 @@ def need_root() -> None:
             **_NAME_HELP})
 def up(c, rtt_ms=0, name=None, index=None):
     """Bring the lab up: lab-vps, lab-home behind NAT, and the internet, on this machine."""
+    from rich.console import Console
+
+    from tunnelops.lab.instance import LabError
+
     need_root()
     lab = make_lab(c, name, index)
     try:
@@ -62,6 +71,10 @@ def up(c, rtt_ms=0, name=None, index=None):
 @task(help=_NAME_HELP)
 def down(c, name=None, index=None):
     """Remove every namespace, link, process and file the lab made (also after a crash)."""
+    from rich.console import Console
+
+    from tunnelops.lab.instance import LabError
+
     need_root()
     lab = make_lab(c, name, index)
     try:
@@ -74,6 +87,8 @@ def down(c, name=None, index=None):
 @task(help=_NAME_HELP)
 def status(c, name=None, index=None):
     """Show each lab host: its address, its daemons and whether SSH answers."""
+    from rich.console import Console
+
     _table(Console(), make_lab(c, name, index))
 
 
@@ -91,6 +106,8 @@ def ssh(c, host, user=None, name=None, index=None):
 
 
 def _table(console: Console, lab: Lab) -> None:
+    from rich.table import Table
+
     table = Table(title=f"lab '{lab.topo.name}'")
     for col in ("host", "namespace", "address", "daemons", "ssh"):
         table.add_column(col)
