@@ -33,6 +33,7 @@ from tunnelops.changes import (
     guard_marker,
     segments,
     step_outcomes,
+    step_seconds,
 )
 from tunnelops.facts import MARK, HostFacts
 from tunnelops.model import Site
@@ -76,6 +77,7 @@ class StepResult:
     changes: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seconds: float | None = None  # on the host, as its apply script measured it
 
 
 @dataclass
@@ -207,12 +209,13 @@ class Run:
             key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
             users=users, nm_connection=t.interface if role == "home" else None) + probes
 
-    def _gather(self, role: str, probes: str = "", *, lock: bool = False) -> HostFacts:
+    def _gather(self, role: str, probes: str = "", *, lock: bool = False,
+                what: str = "gathering facts") -> HostFacts:
         """The host's facts (one round trip); with lock, taken by the script that takes the
         host lock, in the same round trip (the lock is then held until the run ends)."""
         remote, script = self.remotes[role], self._facts_script(role, probes)
-        res = (remote.run_locked(script, token=self.guard_token) if lock
-               else remote.run(script, what="gathering facts"))
+        res = (remote.run_locked(script, token=self.guard_token, what=what) if lock
+               else remote.run(script, what=what))
         f = facts_mod.parse(res.stdout)
         if f.uid != 0:
             raise PlanError("commands do not run as root: log in as root or give the user "
@@ -278,6 +281,9 @@ class Run:
         parts = segments(plans)
         if self.dry_run or not parts:
             return
+        # more commands follow each of these (a confirmation, a segment, the check): each
+        # one's channel is opened while the one before runs
+        self.remotes[role].keep_warm = True
         confirm: list[StepPlan] = []  # guarded steps the previous segment proved
         out = ""
         for i, seg in enumerate(parts):
@@ -328,6 +334,8 @@ class Run:
                 result.notes.append("not run: the host put back the change before it")
             raise _HostFailed
         outcomes = step_outcomes(res.stdout)
+        for name, secs in step_seconds(res.stdout).items():
+            next(s for s in reversed(rep.steps) if s.step == name).seconds = secs
         # No step failed, yet the script did not end well: it was killed (or the host went
         # down) mid-way, or after its last step, before the rest of its output (the tail).
         died = res.exit != 0 and "failed" not in outcomes.values()
@@ -415,6 +423,7 @@ class Run:
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""
         self.ui.phase(role, "checking")
+        self.remotes[role].keep_warm = False  # the last command: none to prepare for
         ctx = self.ctx[role]
         t = self.site.tunnel
         probe = ""
@@ -422,7 +431,7 @@ class Run:
             ping = f"ping -c 3 -i 0.3 -W 2 -q {t.vps_address} >/dev/null 2>&1"
             probe = (f"printf '\\n{MARK} ping\\n'; {ping} && echo ok || "
                      f"{{ {_rehandshake(t.interface)}; {ping} && echo ok; }}\n")
-        f = self._gather(role, probe)
+        f = self._gather(role, probe, what="checking")
         new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
                   guard_seconds=self.guard_seconds)
         left = [p for p in self._plans(new) if p.changed]

@@ -28,7 +28,8 @@ def record(report: object) -> None:
         hosts[role] = {"timeline": h.timeline, "connect": h.connect_seconds,
                        "trips": [(t.what, t.seconds, t.host) for t in h.trips],
                        "round_trips": h.round_trips, "connects": h.connects,
-                       "seconds": h.seconds}
+                       "seconds": h.seconds,
+                       "steps": [(s.step, s.status, s.seconds) for s in h.steps]}
     runs.append({"hosts": hosts})
 
 

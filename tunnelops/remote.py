@@ -237,6 +237,10 @@ class Remote:
         self.is_root = False
         self._connecting: threading.Thread | None = None
         self._connect_error: BaseException | None = None
+        # With keep_warm, each command's channel is opened for the next one beforehand (see
+        # _warm): the engine sets it while more commands will follow (changes to apply).
+        self.keep_warm = False
+        self._spare: tuple[str, threading.Thread, dict] | None = None
 
     @property
     def label(self) -> str:
@@ -357,6 +361,10 @@ class Remote:
         return t is not None and t.is_active()
 
     def close(self) -> None:
+        self.keep_warm = False
+        spare, self._spare = self._spare, None
+        if spare is not None and not spare[1].is_alive() and "chan" in spare[2]:
+            spare[2]["chan"].close()  # one still opening dies with the connection
         if self._lock_chan is not None:
             self._lock_chan.close()
             self._lock_chan = None
@@ -382,14 +390,56 @@ class Remote:
             return f"sudo -S -p {shlex.quote(SUDO_PROMPT)} sh -c {shlex.quote(inner)}"
         return "sudo -n sh -s"
 
+    def _warm(self, line: str) -> None:
+        """Open the next command's channel now, in the background, and start its command
+        line (`sh -s`, `sudo -n sh -s`): it waits on stdin for the script. A command costs
+        3 round trips on a new channel -- its opening, the exec (OpenSSH grants the window
+        for stdin only then), the script -- and 1 on a warm one; this one's first two are
+        spent while the current command runs. An idle shell is harmless: it runs what it is
+        sent, or nothing at EOF (the run ended, or the laptop vanished)."""
+        transport = self.conn.transport
+        if transport is None or self._spare is not None:
+            return
+        box: dict = {}
+
+        def open_() -> None:
+            try:
+                chan = transport.open_session(timeout=30)
+                chan.exec_command(line)
+                box["chan"] = chan
+            except (SSHException, OSError, EOFError):
+                pass  # the next command opens its own, and says what is wrong
+
+        thread = threading.Thread(target=open_, daemon=True, name=f"warm {self.dest}")
+        thread.start()
+        self._spare = (line, thread, box)
+
+    def _take_spare(self, line: str) -> paramiko.Channel | None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        spare[1].join()
+        chan = spare[2].get("chan")
+        if chan is None or spare[0] != line or chan.closed:
+            if chan is not None:
+                chan.close()
+            return None
+        return chan  # its command may have failed (sudo -n): as a new channel's would
+
     def _open(self, sudo: bool, timeout: float) -> tuple[paramiko.Channel, bytes]:
         """A channel running our command line, through sudo's password prompt if it asks:
         (channel ready for the script on stdin, stderr it printed before the marker)."""
         assert self.conn.transport is not None
-        chan = self.conn.transport.open_session(timeout=timeout)
+        line = self._command_line(sudo)
+        simple = not sudo or self.is_root or self._sudo_password is None  # no prompt to answer
+        chan = self._take_spare(line) if simple else None
+        if chan is None:
+            chan = self.conn.transport.open_session(timeout=timeout)
+            chan.exec_command(line)
         chan.settimeout(timeout)
-        chan.exec_command(self._command_line(sudo))
-        if not sudo or self.is_root or self._sudo_password is None:
+        if simple and self.keep_warm:
+            self._warm(line)
+        if simple:
             return chan, b""
         prompt, ok = SUDO_PROMPT.encode(), SUDO_OK.encode() + b"\n"
         buf, answered = b"", False

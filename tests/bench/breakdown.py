@@ -154,6 +154,9 @@ def breakdown(t0: float, t1: float, prof: dict) -> dict[str, float]:
             for what, secs, on_host in h["trips"]:
                 out[f"{role} {what}: host"] += on_host or 0.0
                 out[f"{role} {what}: wire"] += secs - (on_host or 0.0)
+            for step, _status, secs in h.get("steps", []):
+                if secs is not None:
+                    out[f"{role}   step {step}"] += secs
             # planning (pure), waiting for the other host, and Python's own time
             out[f"{role} rest"] += h["seconds"] - h["connect"] - sum(t[1] for t in h["trips"])
             out[f"{role} on the host"] += sum(t[2] or 0.0 for t in h["trips"])
