@@ -178,6 +178,30 @@ def _tune(sock: object) -> None:
             sock.setsockopt(level, opt, value)
 
 
+class _Acking:
+    """The SSH socket, acknowledging what arrives at once: TCP_QUICKACK again after each
+    read (Linux leaves quick-ack mode by itself). sshd sends its small packets with Nagle on
+    (it sets TCP_NODELAY for interactive sessions only), so each waits for our ACK of the one
+    before, which a delayed ACK holds up to 40 ms: after authentication, before the first
+    channel opens, that cost 36 ms at 50 ms RTT (0.255 -> 0.219 s, median of 8)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._ack()
+
+    def _ack(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        self._ack()
+        return data
+
+    def __getattr__(self, name: str) -> object:  # send, settimeout, close, shutdown...
+        return getattr(self._sock, name)
+
+
 def _forget_socks(conn: Connection) -> None:
     """Drop the sockets _dial handed to fabric: a later connect dials afresh."""
     conn.connect_kwargs.pop("sock", None)
@@ -272,7 +296,7 @@ class Remote:
             return
         sock = socket.create_connection((conn.host, int(conn.port)), timeout=timeout)
         _tune(sock)
-        conn.connect_kwargs["sock"] = sock
+        conn.connect_kwargs["sock"] = _Acking(sock) if hasattr(socket, "TCP_QUICKACK") else sock
 
     def connect_soon(self) -> None:
         """Start the SSH handshake in the background (its round trips are spent waiting:
