@@ -352,7 +352,7 @@ def _parse_firewalld(text: str) -> dict:
     if not text.startswith("running"):
         return {}
     out: dict = {"running": True, "default": "public", "runtime": {}, "permanent": {}}
-    where, zone = None, None
+    where, zone, key = None, None, ""
     for line in text.splitlines()[1:]:
         if line.startswith("default="):
             out["default"] = line.split("=", 1)[1].strip()
@@ -360,9 +360,12 @@ def _parse_firewalld(text: str) -> dict:
             where = out[line[1:]]
         elif where is not None and line and not line[0].isspace():
             zone = where.setdefault(line.split()[0], {})
+        elif zone is not None and line.startswith("\t") and key:
+            # forward-ports and rich rules: one per line after their key, tab-indented
+            zone[key].append(line.strip())
         elif where is not None and zone is not None and ":" in line:
-            k, _, v = line.strip().partition(":")
-            zone[k] = v.split()
+            key, _, v = line.strip().partition(":")
+            zone[key] = v.split()
     return out
 
 

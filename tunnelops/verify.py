@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from tunnelops import verify_client
 from tunnelops.backends.wglive import wanted_mtu
 from tunnelops.facts import MARK, _json, _parse_firewalld, _parse_wg, _route_text, _sections
 from tunnelops.model import PortSpec, Service, Site
@@ -240,6 +241,7 @@ def vps_script(site: Site) -> str:
         "m awall; command -v awall >/dev/null && awall list 2>/dev/null",
         "m iptables; command -v awall >/dev/null && iptables-save 2>/dev/null",
         _FIREWALL,
+        verify_client.vps_section(site),
     ]
     return _assemble(sections) + "rm -rf \"$T\"\n"  # (home's trap does this)
 
@@ -1032,10 +1034,29 @@ def evaluate(site: Site, vps: HostState | None, home: HostState | None,
         for spec in svc.ports:
             _ingress_row(r, site, home, laptop, svc, spec, vps_ip)
 
+    # ---- 8b. the client's address, as the service sees it
+    for svc in site.services:
+        for row in verify_client.rows(site, svc, _echo_replies(svc, laptop),
+                                      vps.raw.get(verify_client.SECTION, "") if vps else None):
+            r.add(*row)
+
     # ---- 9. egress
     for svc in site.services:
         _egress_row(r, site, home, svc, vps_ip, whoami_url)
     return r.rows
+
+
+def _echo_replies(svc: Service, laptop: LaptopState) -> dict[str, str | None]:
+    """What the laptop's probes read on each spec's first port: the TCP greeting, the UDP
+    reply (verify_client looks for `peer=` in them)."""
+    out: dict[str, str | None] = {}
+    for spec in svc.ports:
+        if spec.proto == "tcp":
+            res = next((x for x in laptop.tcp.get(str(spec), []) if x.port == spec.first), None)
+            out[str(spec)] = res.detail if res is not None and res.outcome == "greeted" else None
+        else:
+            out[str(spec)] = laptop.udp_replies.get(str(spec))
+    return out
 
 
 def _mtu_row(site: Site, vps: HostState, home: HostState,
@@ -1147,11 +1168,17 @@ def _vps_rows(r: _Rows, site: Site, vps: HostState) -> None:
     for svc in site.services:
         for spec in svc.ports:
             parts = _vps_port(backend, vps, site, wan, pub, spec)
-            missing = [k for k, (good, _) in parts.items() if not good]
-            r.add(f"vps.port.{spec}", f"vps forwards {spec} to home", not missing,
+            missing = [k for k, (good, _) in parts.items() if not good and k != "no SNAT"]
+            problems = [f"{' and '.join(missing)} for {spec} missing on the VPS"] if missing \
+                else []
+            if not parts.get("no SNAT", (True, ""))[0]:
+                problems.append(f"the VPS SNATs {spec} to {t.vps_address}, so the game sees "
+                                "that and not the player (client_ip = preserve)")
+            r.add(f"vps.port.{spec}", f"vps forwards {spec} to home",
+                  all(good for good, _ in parts.values()),
                   f"{backend}: " + ", ".join(f"{k} {'✓' if good else '✗ (' + why + ')'}"
                                              for k, (good, why) in parts.items()),
-                  f"{' and '.join(missing)} for {spec} missing on the VPS: {fix}")
+                  "; ".join(problems) + f": {fix}")
 
 
 def _vps_input_allows(backend: str, vps: HostState, wan: str, pub: str, proto: str,
@@ -1174,6 +1201,7 @@ def _vps_input_allows(backend: str, vps: HostState, wan: str, pub: str, proto: s
 
 def _vps_port(backend: str, vps: HostState, site: Site, wan: str, pub: str,
               spec: PortSpec) -> dict[str, tuple[bool, str]]:
+    """filter, DNAT, and SNAT (client_ip = "snat") or its absence ("preserve")."""
     t = site.tunnel
     home, tun = str(t.home_address), str(t.vps_address)
     ports = [spec.first, spec.last] if spec.is_range else [spec.first]
@@ -1193,7 +1221,7 @@ def _vps_port(backend: str, vps: HostState, site: Site, wan: str, pub: str,
                                                                    and s[1] == tun)))
         out["filter"] = (all(fil), "forward not accepted")
         out["DNAT"] = (all(dn), f"no dnat to {home}")
-        out["SNAT"] = (all(sn), f"no snat to {tun}")
+        snat = (sn, f"no snat to {tun}", f"snat to {tun}")
     elif backend == "firewalld":
         fw = vps.firewalld
         zone = _fw_zone(fw, wan)
@@ -1204,7 +1232,7 @@ def _vps_port(backend: str, vps: HostState, site: Site, wan: str, pub: str,
         masq = fw.get("runtime", {}).get(wgzone, {}).get("masquerade", ["no"]) == ["yes"]
         out["filter"] = (fwd, f"no forward-port in zone {zone}")
         out["DNAT"] = (fwd, f"no forward-port in zone {zone}")
-        out["SNAT"] = (masq, f"no masquerade in zone {wgzone}")
+        snat = ([masq], f"no masquerade in zone {wgzone}", f"masquerade in zone {wgzone}")
     else:
         tabs = iptables_rules(vps.iptables)
         nat, fil = tabs.get("nat", []), tabs.get("filter", [])
@@ -1218,9 +1246,16 @@ def _vps_port(backend: str, vps: HostState, site: Site, wan: str, pub: str,
                              for p in ports), "no ACCEPT rule")
         out["DNAT"] = (all(has(nat, lambda x: f"--to-destination {home}" in x, p)
                            for p in ports), f"no DNAT to {home}")
-        out["SNAT"] = (all(has(nat, lambda x: f"--to-source {tun}" in x or (
-            "-j MASQUERADE" in x and f"-o {t.interface}" in x), p) for p in ports),
-            f"no SNAT to {tun}")
+        def snats(x: str) -> bool:
+            return f"--to-source {tun}" in x or ("-j MASQUERADE" in x
+                                                 and f"-o {t.interface}" in x)
+
+        snat = ([has(nat, snats, p) for p in ports], f"no SNAT to {tun}", f"SNAT to {tun}")
+    done, missing, present = snat
+    if site.snat:
+        out["SNAT"] = (all(done), missing)
+    else:
+        out["no SNAT"] = (not any(done), present)
     return out
 
 

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.lab
 
 TOPO = Topology(*slot("labv", 3))
 PROJECT = Path(__file__).resolve().parents[2]
-ROWS = 27  # the lab site: 2 ports of one service
+ROWS = 29  # the lab site: 2 ports of one service (one TCP, one UDP)
 
 
 class Env:

@@ -13,12 +13,15 @@ import dataclasses
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from tunnelops import verify, verify_ui
+from tests.unit.facts import generate
+from tunnelops import verify, verify_client, verify_ui
+from tunnelops.facts import _parse_firewalld
 from tunnelops.model import HomeSpec, PortSpec, Service, Site, Tunnel, VpsSpec
 from tunnelops.render import nftables as nft_render
 from tunnelops.render import podman as podman_render
@@ -38,13 +41,13 @@ from tunnelops.verify import (
 
 DATA = Path(__file__).parent / "data" / "verify"
 URL = "http://198.51.100.1:8080/"
-VPS_KEY = "rz8IzHJ4H1IVemsLMwPuNUwUQrk6atAQ4Iqe71tvpBU="
-HOME_KEY = "HbTOKtIPbwYiby920I1M9hM2wR53eahFV1VvvH3akwI="
+VPS_KEY = "CYdQsZRcMzbyC0OpSoFaf3iEojCd/0/eDQxv74OA63M="
+HOME_KEY = "58QOXeAk0sIHqlcvk2stCx2C3e8iW1uH54dWYGiR1Qo="
 
 GAME = Service("game", "localhost/tunnelops-echo:latest",
                (PortSpec.parse("12345/udp"), PortSpec.parse("12346/tcp")), "gamer")
-SITE = Site("labv", VpsSpec("labv-vps", public_ip="198.51.100.13", wan_interface="eth0"),
-            HomeSpec("labv-home"), services=(GAME,), whoami_url=URL)
+SITE = Site("cipa", VpsSpec("cipa-vps", public_ip="198.51.100.100", wan_interface="eth0"),
+            HomeSpec("cipa-home"), services=(GAME,), whoami_url=URL)
 
 
 def states() -> tuple[HostState, HostState]:
@@ -55,9 +58,9 @@ def states() -> tuple[HostState, HostState]:
 def laptop(**changes) -> LaptopState:
     lp = LaptopState(
         ssh={"vps": {"ms": 120.0}, "home": {"ms": 110.0}},
-        tcp={"12346/tcp": [TcpResult(12346, "greeted", "tcp-echo port=12346 peer=10.0.2.100")]},
+        tcp={"12346/tcp": [TcpResult(12346, "greeted", "tcp-echo port=12346 peer=203.0.113.2")]},
         udp_sent={"12345/udp": 9},
-        udp_replies={"12345/udp": "udp-echo port=12345 peer=10.0.2.100 got=tunnelops-verify"})
+        udp_replies={"12345/udp": "udp-echo port=12345 peer=203.0.113.2 got=tunnelops-verify"})
     return dataclasses.replace(lp, **changes)
 
 
@@ -85,21 +88,26 @@ def test_recorded_site_passes_every_row() -> None:
         "vps.forwarding", "vps.firewall", "vps.port.12345/udp", "vps.port.12346/tcp",
         "home.port.12345/udp", "home.port.12346/tcp",
         "container.game.running", "container.game.network", "container.game.ports",
-        "ingress.12345/udp", "ingress.12346/tcp", "egress.game"]
+        "ingress.12345/udp", "ingress.12346/tcp", "client.game.tcp", "client.game.udp",
+        "egress.game"]
     m = {c.id: c.measured for c in report.checks}
     assert m["wg.vps"] == "192.168.2.1/24, port 51821, MTU 1420"
-    assert m["wg.keys"] == "vps has HbTOKtIP…, home has rz8IzHJ4…"
+    assert m["wg.keys"] == "vps has 58QOXeAk…, home has CYdQsZRc…"
     assert m["wg.vps_peer"] == "192.168.2.2/32"
-    assert m["wg.home_peer"] == "198.51.100.13:51821, 0.0.0.0/0"
-    assert m["wg.handshake"].startswith("88 s ago; home rx ")
+    assert m["wg.home_peer"] == "198.51.100.100:51821, 0.0.0.0/0"
+    assert m["wg.handshake"].startswith("1 s ago; home rx ")
     assert m["tunnel.mtu"] == ("MTU 1420/1420 (home/vps); passes 1420 home→vps, 1420 vps→home;"
                                " path 1500, needs 1480")
-    assert m["vps.port.12345/udp"] == "nftables: filter ✓, DNAT ✓, SNAT ✓"
+    assert m["vps.port.12345/udp"] == "nftables: filter ✓, DNAT ✓, no SNAT ✓"
     assert m["home.port.12346/tcp"] == "firewalld zone public: open"
-    assert m["container.game.network"] == "slirp4netns:outbound_addr=wg0"
+    assert m["container.game.network"] == \
+        "slirp4netns:outbound_addr=wg0,port_handler=slirp4netns"
     assert m["container.game.ports"] == "12345->12345/udp, 12346->12346/tcp"
     assert m["ingress.12345/udp"].startswith("9 sent, 2 on home wg0, 2 past its firewall")
-    assert m["egress.game"] == f"{URL} sees 198.51.100.13"
+    assert m["egress.game"] == f"{URL} sees 198.51.100.100"
+    # the laptop's probes arrive from home's router (203.0.113.2): the VPS saw that address
+    assert m["client.game.tcp"] == m["client.game.udp"] == (
+        "game sees 203.0.113.2, the address the VPS saw the probe come from")
     assert all(c.hint == "" for c in report.checks)
 
 
@@ -107,10 +115,10 @@ def test_parse_state_fields() -> None:
     vps, home = states()
     assert vps.wg["public_key"] == VPS_KEY and home.wg["public_key"] == HOME_KEY
     assert vps.wg_up and vps.address == "192.168.2.1/24" and vps.mtu == 1420
-    assert vps.ping == {"sent": 3, "received": 3, "rtt_ms": 0.592}
+    assert vps.ping == {"sent": 3, "received": 3, "rtt_ms": 0.733}
     assert home.underlay == {"dev": "eth0", "mtu": 1500, "pmtu": 1500}
     assert home.udp == {"12345/udp": {"pre": 2, "in": 2}}
-    assert home.egress == {"game": {"rc": "0", "body": "198.51.100.13"}}
+    assert home.egress == {"game": {"rc": "0", "body": "198.51.100.100"}}
     assert list(home.containers) == ["tunnelops-game"]
     assert home.firewalld["running"] and vps.nft.startswith("table inet tunnelops")
 
@@ -119,7 +127,7 @@ def test_a_cut_output_is_incomplete() -> None:
     text = (DATA / "vps.txt").read_text()
     assert parse_state(text).complete
     assert not parse_state(text.split("::tunnelops:: nft")[0]).complete
-    assert not parse_state(text.replace("\n9\n9", "\n8\n9")).complete
+    assert not parse_state(text.replace("\n10\n10", "\n9\n10")).complete
 
 
 def test_private_keys_never_travel() -> None:
@@ -167,7 +175,7 @@ def test_wrong_peer_key_on_vps() -> None:
     report = rows(vps, home)
     first = first_failure(report)
     assert first.id == "wg.keys"
-    assert first.measured == "the VPS's peer is 5R7iZqYR…, not home's key HbTOKtIP…"
+    assert first.measured == "the VPS's peer is 5R7iZqYR…, not home's key 58QOXeAk…"
     assert "re-run `inv bootstrap`" in first.hint
 
 
@@ -208,19 +216,76 @@ def test_dnat_rule_deleted_on_vps() -> None:
     report = rows(vps, home)
     first = first_failure(report)
     assert first.id == "vps.port.12345/udp"
-    assert first.measured == "nftables: filter ✓, DNAT ✗ (no dnat to 192.168.2.2), SNAT ✓"
+    assert first.measured == "nftables: filter ✓, DNAT ✗ (no dnat to 192.168.2.2), no SNAT ✓"
     assert first.hint == ("DNAT for 12345/udp missing on the VPS: re-run `inv bootstrap` (it "
                           "restores table inet tunnelops: its rules and the ports in its sets)")
     assert report.check("vps.port.12346/tcp").ok
 
 
-def test_snat_and_filter_rules_deleted_on_vps() -> None:
+SNAT_SITE = dataclasses.replace(SITE, client_ip="snat")
+SNAT_RULES = "".join(f'\t\toifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p} snat ip to '
+                     '192.168.2.1 comment "services"\n' for p in ("tcp", "udp"))
+
+
+def snat_states() -> tuple[HostState, HostState]:
+    """The recorded VPS as client_ip = "snat" leaves it: its postrouting chain SNATs."""
     vps, home = states()
-    vps.nft = _without(_without(vps.nft, r"tcp dport @svc_tcp snat"),
+    masq = 'masquerade comment "home egress"\n'
+    assert masq in vps.nft
+    vps.nft = vps.nft.replace(masq, masq + SNAT_RULES)
+    return vps, home
+
+
+def snat_laptop(**changes) -> LaptopState:
+    """What the echo service says to the laptop's probes when the VPS SNATs."""
+    return laptop(**{"tcp": {"12346/tcp": [TcpResult(12346, "greeted",
+                                                     "tcp-echo port=12346 peer=192.168.2.1")]},
+                     "udp_replies": {"12345/udp": "udp-echo port=12345 peer=192.168.2.1 "
+                                                  "got=tunnelops-verify"}, **changes})
+
+
+def test_filter_rule_deleted_on_vps() -> None:
+    vps, home = states()
+    vps.nft = _without(vps.nft,
                        r'oifname "wg0" ip daddr 192.168.2.2 tcp dport @svc_tcp ct status dnat')
     first = first_failure(rows(vps, home))
     assert first.id == "vps.port.12346/tcp"
+    assert first.hint.startswith("filter for 12346/tcp missing on the VPS")
+
+
+def test_snat_site_passes_and_its_snat_rule_deleted() -> None:
+    report = rows(*snat_states(), snat_laptop(), site=SNAT_SITE)
+    assert [c.id for c in report.checks if c.ok is not True] == []
+    assert report.check("vps.port.12346/tcp").measured == "nftables: filter ✓, DNAT ✓, SNAT ✓"
+    assert report.check("client.game.tcp").name == \
+        "game sees 192.168.2.1 on 12346/tcp (client_ip = snat)"
+    assert report.check("client.game.udp").measured == (
+        "game sees 192.168.2.1: every player appears as the VPS (clients the VPS saw on "
+        "12345/udp: 203.0.113.2)")
+    vps, home = snat_states()
+    vps.nft = _without(_without(vps.nft, r"tcp dport @svc_tcp snat"),
+                       r'oifname "wg0" ip daddr 192.168.2.2 tcp dport @svc_tcp ct status dnat')
+    first = first_failure(rows(vps, home, snat_laptop(), site=SNAT_SITE))
+    assert first.id == "vps.port.12346/tcp"
     assert first.hint.startswith("filter and SNAT for 12346/tcp missing on the VPS")
+
+
+def test_snat_rule_left_on_a_preserve_site() -> None:
+    """client_ip = "preserve" but the VPS still SNATs (a rule left by hand, or the switch
+    not yet applied): the forwarding row and the client row both say so."""
+    vps, home = snat_states()
+    report = rows(vps, home, snat_laptop())
+    first = first_failure(report)
+    assert first.id == "vps.port.12345/udp"
+    assert first.measured == "nftables: filter ✓, DNAT ✓, no SNAT ✗ (snat to 192.168.2.1)"
+    assert first.hint == (
+        "the VPS SNATs 12345/udp to 192.168.2.1, so the game sees that and not the player "
+        "(client_ip = preserve): re-run `inv bootstrap` (it restores table inet tunnelops: its "
+        "rules and the ports in its sets)")
+    client = report.check("client.game.tcp")
+    assert client.ok is False and client.measured == (
+        "game sees 192.168.2.1, the VPS's tunnel address, not the client's 203.0.113.2")
+    assert "client_ip = preserve wants no SNAT" in client.hint
 
 
 def test_port_deleted_from_the_vps_set() -> None:
@@ -232,7 +297,12 @@ def test_port_deleted_from_the_vps_set() -> None:
     first = first_failure(report)
     assert first.id == "vps.port.12345/udp"
     assert first.measured == ("nftables: filter ✗ (forward not accepted), DNAT ✗ (no dnat to "
-                              "192.168.2.2), SNAT ✗ (no snat to 192.168.2.1)")
+                              "192.168.2.2), no SNAT ✓")
+    vps, home = snat_states()
+    vps.nft = _without(vps.nft, r'elements = \{ 12345 comment "game" \}')
+    assert first_failure(rows(vps, home, snat_laptop(), site=SNAT_SITE)).measured == (
+        "nftables: filter ✗ (forward not accepted), DNAT ✗ (no dnat to 192.168.2.2), SNAT ✗ "
+        "(no snat to 192.168.2.1)")
     assert report.check("vps.port.12346/tcp").ok
 
 
@@ -297,7 +367,7 @@ def test_container_without_outbound_setting() -> None:
                               "route)")
     assert "--network slirp4netns:outbound_addr=wg0" in first.hint
     egress = report.check("egress.game")
-    assert egress.ok is False and egress.measured == f"{URL} sees 203.0.113.2, not 198.51.100.13"
+    assert egress.ok is False and egress.measured == f"{URL} sees 203.0.113.2, not 198.51.100.100"
     assert egress.hint == "fix `container.game.network` first"
 
 
@@ -332,7 +402,7 @@ def test_tunnel_loses_large_packets() -> None:
 def test_stale_handshake_and_one_way_traffic() -> None:
     vps, home = states()
     home.now += 1000
-    assert first_failure(rows(vps, home)).measured.startswith("18 min ago")
+    assert first_failure(rows(vps, home)).measured.startswith("16 min ago")
     vps, home = states()
     home.wg["peers"][0]["rx"] = 0
     assert first_failure(rows(vps, home)).id == "wg.handshake"
@@ -347,17 +417,17 @@ def test_home_peer_without_default_allowed_ips() -> None:
 
 def test_no_ssh_to_home_skips_its_rows() -> None:
     vps, _ = states()
-    lp = laptop(ssh={"vps": {"ms": 100.0}, "home": {"error": "labv-home: cannot reach ..."}})
+    lp = laptop(ssh={"vps": {"ms": 100.0}, "home": {"error": "cipa-home: cannot reach ..."}})
     report = rows(vps, None, lp)
     assert not report.ok
     assert first_failure(report).id == "ssh.home"
     assert report.check("home.rule_from").ok is None
-    assert report.check("home.rule_from").measured == "not checked: no SSH to labv-home"
+    assert report.check("home.rule_from").measured == "not checked: no SSH to cipa-home"
     assert report.check("vps.forwarding").ok is True
 
 
 def test_vps_ssh_timeout_mentions_the_rate_limit() -> None:
-    lp = laptop(ssh={"vps": {"error": "labv-vps: cannot reach root@x:22 (timed out): ..."},
+    lp = laptop(ssh={"vps": {"error": "cipa-vps: cannot reach root@x:22 (timed out): ..."},
                      "home": {"ms": 1.0}})
     assert "9 a minute" in rows(None, states()[1], lp).check("ssh.vps").hint
 
@@ -375,6 +445,7 @@ def test_tcp_ingress_outcomes() -> None:
 # ---------------------------------------------------------------- nftables reader
 T = Tunnel()
 VPS_RULES = nft_render.vps_ruleset("eth0", T, (GAME,))
+SNAT_VPS_RULES = nft_render.vps_ruleset("eth0", T, (GAME,), snat=True)
 
 
 def fwd(port: int, proto: str = "udp") -> Pkt:
@@ -397,7 +468,9 @@ def test_rendered_vps_ruleset_is_understood() -> None:
     assert nft_filter(chains, "forward", fwd(12345))[0]
     assert not nft_filter(chains, "forward", fwd(12345, "tcp"))[0]
     assert not nft_filter(chains, "forward", dataclasses.replace(fwd(12345), dnat=False))[0]
-    assert nft_nat(chains, "postrouting", fwd(12345))[:2] == ("snat", "192.168.2.1")
+    assert nft_nat(chains, "postrouting", fwd(12345)) is None  # client_ip = "preserve"
+    assert nft_nat(parse_nft(SNAT_VPS_RULES), "postrouting", fwd(12345))[:2] == (
+        "snat", "192.168.2.1")
 
 
 def test_ranges_sets_and_an_earlier_drop() -> None:
@@ -498,8 +571,6 @@ AWALL_IPTABLES = """# hand-written in the shape of awall's output (iptables-save
 :POSTROUTING ACCEPT [0:0]
 -A PREROUTING -i eth0 -p udp -m udp --dport 12345 -j DNAT --to-destination 192.168.2.2
 -A PREROUTING -i eth0 -p tcp -m tcp --dport 12346 -j DNAT --to-destination 192.168.2.2
--A POSTROUTING -o wg0 -p udp -m udp --dport 12345 -j SNAT --to-source 192.168.2.1
--A POSTROUTING -o wg0 -p tcp -m tcp --dport 12346 -j SNAT --to-source 192.168.2.1
 -A POSTROUTING -o eth0 -j MASQUERADE
 COMMIT
 *filter
@@ -514,32 +585,186 @@ COMMIT
 """
 
 
+AWALL_SNAT = "".join(f"-A POSTROUTING -o wg0 -p {p} -m {p} --dport {n} -j SNAT --to-source "
+                     "192.168.2.1\n" for p, n in (("udp", 12345), ("tcp", 12346)))
+
+
 def test_awall_vps() -> None:
     vps, home = states()
     vps.nft, vps.awall = "", "base  enabled  ...\ngame  enabled  ...\n"
     vps.iptables = AWALL_IPTABLES
     report = rows(vps, home)
     assert report.ok, [c for c in report.checks if not c.ok]
-    assert report.check("vps.port.12345/udp").measured.startswith("awall: filter ✓")
+    assert report.check("vps.port.12345/udp").measured == "awall: filter ✓, DNAT ✓, no SNAT ✓"
     vps.iptables = _without(AWALL_IPTABLES, "dport 12345 -j DNAT")
     first = first_failure(rows(vps, home))
     assert first.id == "vps.port.12345/udp" and "awall activate" in first.hint
+    # client_ip = "snat": the service policy's snat section, as iptables rules
+    with_snat = AWALL_IPTABLES.replace("-A POSTROUTING -o eth0", AWALL_SNAT + "-A POSTROUTING "
+                                       "-o eth0")
+    vps.iptables = with_snat
+    assert rows(vps, home, snat_laptop(), site=SNAT_SITE).ok
+    first = first_failure(rows(vps, home))
+    assert first.measured == "awall: filter ✓, DNAT ✓, no SNAT ✗ (SNAT to 192.168.2.1)"
+    vps.iptables = AWALL_IPTABLES
+    first = first_failure(rows(vps, home, snat_laptop(), site=SNAT_SITE))
+    assert first.measured == "awall: filter ✓, DNAT ✓, SNAT ✗ (no SNAT to 192.168.2.1)"
 
 
 def test_firewalld_vps() -> None:
+    """Zones as firewall-cmd lists them (forward ports one per line) on a VPS converged in
+    each mode: wg0's zone, trusted, masquerades only with client_ip = "snat"."""
     vps, home = states()
     vps.nft = ""
-    vps.firewalld = {"running": True, "default": "public", "runtime": {
-        "public": {"interfaces": ["eth0"], "services": ["ssh"], "ports": ["51821/udp"],
-                   "masquerade": ["yes"], "forward-ports": [
-                       "port=12345:proto=udp:toport=:toaddr=192.168.2.2",
-                       "port=12346:proto=tcp:toport=:toaddr=192.168.2.2"]},
-        "trusted": {"interfaces": ["wg0"], "masquerade": ["yes"], "target": ["ACCEPT"]}}}
+
+    def zones(site: Site) -> dict:
+        return _parse_firewalld("running\ndefault=public\n@runtime\n"
+                                + generate.fedora_vps_zones(site, runtime=True))
+
+    preserve, snat = zones(SITE), zones(SNAT_SITE)
+    vps.firewalld = preserve
     report = rows(vps, home)
     assert report.ok, [c for c in report.checks if not c.ok]
-    vps.firewalld["runtime"]["trusted"]["masquerade"] = ["no"]
-    first = first_failure(rows(vps, home))
-    assert first.id == "vps.port.12345/udp" and "SNAT ✗" in first.measured
+    assert report.check("vps.port.12346/tcp").measured == (
+        "firewalld: filter ✓, DNAT ✓, no SNAT ✓")
+    first = first_failure(rows(vps, home, snat_laptop(), site=SNAT_SITE))
+    assert first.id == "vps.port.12345/udp"
+    assert first.measured == ("firewalld: filter ✓, DNAT ✓, SNAT ✗ (no masquerade in zone "
+                              "trusted)")
+    vps.firewalld = snat
+    assert rows(vps, home, snat_laptop(), site=SNAT_SITE).ok
+    assert first_failure(rows(vps, home)).measured == (
+        "firewalld: filter ✓, DNAT ✓, no SNAT ✗ (masquerade in zone trusted)")
+    vps.firewalld["runtime"]["public"]["forward-ports"].pop(0)
+    assert first_failure(rows(vps, home, snat_laptop(), site=SNAT_SITE)).measured == (
+        "firewalld: filter ✗ (no forward-port in zone public), DNAT ✗ (no forward-port in "
+        "zone public), SNAT ✓")
+
+
+# ---------------------------------------------------------------- the client's address
+def client(report: VerifyReport, proto: str) -> Check:
+    return report.check(f"client.game.{proto}")
+
+
+@pytest.mark.parametrize(("seen", "ok", "measured", "hint"), [
+    ("192.168.2.1", False, "game sees 192.168.2.1, the VPS's tunnel address, not the client's "
+     "203.0.113.2", "the VPS SNATs 12345/udp (client_ip = preserve wants no SNAT)"),
+    ("10.0.2.100", False, "game sees 10.0.2.100, not the client's 203.0.113.2",
+     "something at home rewrites the source (Podman's rootlessport shows 10.0.2.100): the "
+     "container needs slirp4netns with port_handler=slirp4netns"),
+])
+def test_preserve_site_whose_service_sees_another_address(seen: str, ok: bool, measured: str,
+                                                          hint: str) -> None:
+    lp = laptop(udp_replies={"12345/udp": f"udp-echo port=12345 peer={seen} got=x"})
+    row = client(rows(*states(), lp), "udp")
+    assert (row.ok, row.measured) == (ok, measured)
+    assert row.hint.startswith(hint)
+
+
+def test_snat_site_whose_service_sees_the_player() -> None:
+    """client_ip = "snat" promises 192.168.2.1: the player's own address means no SNAT."""
+    vps, home = snat_states()
+    row = client(rows(vps, home, laptop(), site=SNAT_SITE), "tcp")
+    assert row.ok is False
+    assert row.measured == "game sees 203.0.113.2, the client's own address, not 192.168.2.1"
+    assert row.hint == "the VPS does not SNAT 12346/tcp (client_ip = snat): re-run `inv bootstrap`"
+    lp = snat_laptop(udp_replies={"12345/udp": "udp-echo port=12345 peer=10.0.2.100 got=x"})
+    assert client(rows(vps, home, lp, site=SNAT_SITE), "udp").measured == (
+        "game sees 10.0.2.100, not 192.168.2.1")
+
+
+def test_what_cannot_be_checked_is_not_passed() -> None:
+    vps, home = states()
+    quiet = laptop(tcp={"12346/tcp": [TcpResult(12346, "open")]}, udp_replies={})
+    report = rows(vps, home, quiet)
+    assert client(report, "tcp").ok is None and client(report, "udp").ok is None
+    assert client(report, "tcp").measured == ("could not be checked: no answer on 12346/tcp "
+                                              "(see its ingress row)")
+    assert client(report, "udp").measured.startswith("could not be checked: no answer on "
+                                                     "12345/udp (a service that does not")
+    assert report.ok  # a service that does not echo fails nothing
+    other = laptop(tcp={"12346/tcp": [TcpResult(12346, "greeted", "SSH-2.0-OpenSSH_9.2")]})
+    assert client(rows(vps, home, other), "tcp").measured == (
+        "could not be checked: the answer names no peer ('SSH-2.0-OpenSSH_9.2')")
+    # the VPS's connection tracking unreadable: "preserve" cannot be compared, "snat" can
+    vps.raw["conntrack"] = "source=none\n"
+    assert client(rows(vps, home), "tcp").measured == (
+        "game sees 203.0.113.2; not compared: the VPS's connection tracking cannot be read "
+        "(install conntrack)")
+    assert client(rows(vps, home), "tcp").ok is None
+    snat_vps, _ = snat_states()
+    snat_vps.raw["conntrack"] = "source=none\n"
+    assert client(rows(snat_vps, home, snat_laptop(), site=SNAT_SITE), "tcp").ok is True
+    # no SSH to the VPS
+    no_vps = laptop(ssh={"vps": {"error": "cipa-vps: cannot reach"}, "home": {"ms": 1.0}})
+    assert client(rows(None, home, no_vps), "udp").measured == "not checked: no SSH to the VPS"
+
+
+def test_service_with_a_port_range_and_no_udp() -> None:
+    """One row per protocol the service has; the reply read on each spec's first port."""
+    svc = dataclasses.replace(GAME, ports=(PortSpec.parse("27015-27020/tcp"),))
+    site = dataclasses.replace(SITE, services=(svc,))
+    vps, _ = states()
+    vps.raw["conntrack"] = ("source=conntrack\ntcp      6 117 TIME_WAIT src=203.0.113.2 "
+                            "dst=198.51.100.100 sport=40001 dport=27015 src=192.168.2.2 "
+                            "dst=203.0.113.2 sport=27015 dport=40001 [ASSURED] mark=0 use=1\n")
+    lp = laptop(tcp={"27015-27020/tcp": [
+        TcpResult(27016, "greeted", "tcp-echo port=27016 peer=10.0.2.100"),
+        TcpResult(27015, "greeted", "tcp-echo port=27015 peer=203.0.113.2")]})
+    made = verify_client.rows(site, svc, verify._echo_replies(svc, lp), vps.raw["conntrack"])
+    assert [(r[0], r[1], r[2]) for r in made] == [
+        ("client.game.tcp", "game sees the client's address on 27015/tcp", True)]
+
+
+def test_parse_seen_reads_both_listings() -> None:
+    proc = ("source=proc\nipv4     2 udp      17 29 src=198.51.100.1 dst=198.51.100.100 "
+            "sport=51516 dport=12345 src=192.168.2.2 dst=198.51.100.1 sport=12345 dport=51516 "
+            "mark=0 zone=0 use=2\n"
+            "ipv4     2 tcp      6 117 TIME_WAIT src=203.0.113.2 dst=198.51.100.100 "
+            "sport=33426 dport=12346 src=192.168.2.2 dst=192.168.2.1 sport=12346 dport=33426 "
+            "[ASSURED] mark=0 zone=0 use=2\n")
+    assert verify_client.parse_seen(proc) == (
+        "proc", {"12345/udp": {"198.51.100.1"}, "12346/tcp": {"203.0.113.2"}})
+    listed = ("source=conntrack\nudp      17 29 src=203.0.113.2 dst=198.51.100.100 "
+              "sport=1 dport=12345 [UNREPLIED] src=192.168.2.2 dst=203.0.113.2 sport=12345 "
+              "dport=1 mark=0 use=1\n")
+    assert verify_client.parse_seen(listed) == ("conntrack", {"12345/udp": {"203.0.113.2"}})
+    assert verify_client.parse_seen("") == ("none", {})
+
+
+def test_vps_section_waits_for_the_probes_then_lists_them(tmp_path: Path) -> None:
+    """The section run by sh with a stand-in `conntrack`: it prints only the entries of the
+    probed ports to the VPS's public address, and waits for a missing one at most
+    WAIT_POLLS x 0.1 s."""
+    (tmp_path / "conntrack").write_text(
+        "#!/bin/sh\n"
+        "echo 'tcp      6 117 TIME_WAIT src=203.0.113.2 dst=198.51.100.100 sport=2 "
+        "dport=12346 src=192.168.2.2 dst=203.0.113.2 sport=12346 dport=2 [ASSURED] use=1'\n"
+        "echo 'tcp      6 117 ESTABLISHED src=203.0.113.9 dst=198.51.100.100 sport=3 "
+        "dport=22 src=198.51.100.100 dst=203.0.113.9 sport=22 dport=3 [ASSURED] use=1'\n"
+        "[ -e $0.udp ] && echo 'udp      17 29 src=198.51.100.1 dst=198.51.100.100 sport=4 "
+        "dport=12345 src=192.168.2.2 dst=198.51.100.1 sport=12345 dport=4 use=1'\n"
+        "exit 0\n")
+    (tmp_path / "conntrack").chmod(0o755)
+
+    def run() -> tuple[float, str]:
+        start = time.monotonic()
+        out = subprocess.run(["sh", "-c", 'm() { printf "\\n::tunnelops:: %s\\n" "$*"; }\n'
+                              + verify_client.vps_section(SITE)], capture_output=True,
+                             text=True, timeout=20, check=True,
+                             env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+        return time.monotonic() - start, out.split("::tunnelops:: conntrack\n", 1)[1]
+
+    took, text = run()  # no UDP entry: it waits, then gives what it has
+    assert 2.0 < took < 6, took
+    assert verify_client.parse_seen(text) == ("conntrack", {"12346/tcp": {"203.0.113.2"}})
+    (tmp_path / "conntrack.udp").write_text("")
+    took, text = run()
+    assert took < 1.0, took
+    assert verify_client.parse_seen(text) == ("conntrack", {"12346/tcp": {"203.0.113.2"},
+                                                            "12345/udp": {"198.51.100.1"}})
+    no_ip = dataclasses.replace(SITE, vps=dataclasses.replace(SITE.vps, public_ip=None))
+    assert verify_client.vps_section(no_ip) == "m conntrack; echo source=none"
 
 
 # ---------------------------------------------------------------- containers
@@ -624,9 +849,9 @@ def test_busybox_ip_text_is_read() -> None:
     text = ("3: wg0: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1420 qdisc noqueue state UNKNOWN\n"
             "    link/[65534]\n    inet 192.168.2.1/24 scope global wg0\n")
     st = parse_state(f"\n::tunnelops:: link\n{text}\n::tunnelops:: uplink\n"
-                     "1.1.1.1 via 198.51.100.1 dev eth0  src 198.51.100.13\n")
+                     "1.1.1.1 via 198.51.100.1 dev eth0  src 198.51.100.100\n")
     assert st.address == "192.168.2.1/24" and "UP" in st.link["flags"]
-    assert st.uplink["prefsrc"] == "198.51.100.13"
+    assert st.uplink["prefsrc"] == "198.51.100.100"
 
 
 # ---------------------------------------------------------------- report and UI
@@ -634,8 +859,8 @@ def test_json_report() -> None:
     vps, home = states()
     home.rules = []
     report = rows(vps, home)
-    report.hosts = {"vps": verify.HostRun("labv-vps", 1, 1, 0.4),
-                    "home": verify.HostRun("labv-home", 1, 1, 0.6)}
+    report.hosts = {"vps": verify.HostRun("cipa-vps", 1, 1, 0.4),
+                    "home": verify.HostRun("cipa-home", 1, 1, 0.6)}
     data = json.loads(report.to_json())
     assert data["ok"] is False and data["first_failure"] == "home.rule_from"
     assert data["round_trips"] == 2
@@ -646,14 +871,14 @@ def test_json_report() -> None:
 
 def test_table_view() -> None:
     report = rows(*states())
-    report.hosts = {"vps": verify.HostRun("labv-vps", 1, 1), "home": verify.HostRun("h", 1, 1)}
+    report.hosts = {"vps": verify.HostRun("cipa-vps", 1, 1), "home": verify.HostRun("h", 1, 1)}
     report.seconds = 0.9
     console = Console(record=True, width=160)
     verify_ui.show(console, report)
     text = console.export_text()
     assert "✓ │ vps forwards 12345/udp to home" in text
     assert "hint" not in text.splitlines()[2]  # no hint column when all pass
-    assert text.strip().endswith("verify labv: 27 passed, 0 failed · round trips: vps 1, "
+    assert text.strip().endswith("verify cipa: 29 passed, 0 failed · round trips: vps 1, "
                                  "home 1 · 0.9s")
     vps, home = states()
     home.rules = []

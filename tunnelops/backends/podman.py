@@ -1,16 +1,18 @@
 """A service's rootless container at home, the seed's way: run by the service's user, with
-`--network slirp4netns:outbound_addr=wg0` (pasta's equivalent on Podman 5, where pasta is the
-default) and one `-p` per port, so players' traffic lands in it and its own egress leaves
-through the VPS.
+`--network slirp4netns:outbound_addr=wg0,port_handler=slirp4netns` (pasta's equivalent on
+Podman 5, where pasta is the default) and one `-p 192.168.2.2:PORT:PORT` per port, so
+players' traffic lands in it with their own address and its own egress leaves through the
+VPS.
 
 - The container carries a hash of its specification as a label: it is replaced only when the
   specification changed; otherwise a re-run leaves it running (same id, same start time).
 - It survives a reboot: a Quadlet unit (Podman >= 4.4) or a `podman generate systemd` user
   unit, with lingering for the user. Without systemd as PID 1 (the lab) it is started
   directly, and the recap says so.
-- UDP replies: the VPS SNATs forwarded packets to its tunnel address, so every reply (from
-  rootlessport, slirp4netns or pasta alike) is addressed to 192.168.2.1 and policy routing
-  (`to 192.168.2.1 table 201`) sends it back through wg0.
+- Replies, UDP included: the forwarder (slirp4netns or pasta) answers from the address the
+  port is published on, 192.168.2.2, so policy routing (`from 192.168.2.2 table 201`) sends
+  them back through wg0 to whatever address the player has (with client_ip = "snat" they go
+  to 192.168.2.1, which `to 192.168.2.1 table 201` routes the same way).
 """
 
 from __future__ import annotations
@@ -100,11 +102,10 @@ def plan_images(ctx: Ctx) -> StepPlan:
         img = shlex.quote(svc.image)
         p.changes.append(CommandChange(
             f"pull image {svc.image} for {svc.user}",
-            as_user(svc.user, f"podman image exists {img} || {{ err=$(timeout "
-                              f"{PULL_TIMEOUT_S} podman pull -q {img} 2>&1 >/dev/null) || "
-                              f"{{ echo \"image {svc.image} of service {svc.name} cannot be "
-                              f"pulled ($(printf '%s' \"$err\" | tail -n 1)): check its name "
-                              "and the host's access to the registry\" >&2; exit 1; }; }")))
+            as_user(svc.user, f"podman image exists {img} || {{ " + _or_fail(
+                f"timeout {PULL_TIMEOUT_S} podman pull -q {img}",
+                f"image {svc.image} of service {svc.name} cannot be pulled",
+                ": check its name and the host's access to the registry") + "; }")))
     return p
 
 
@@ -223,9 +224,17 @@ def _checked(svc: Service, create: str) -> str:
     """Shell: create the new container beside the old one (nothing is bound yet), or fail
     with podman's reason in one line while the old one goes on serving."""
     new = shlex.quote(_new(svc))
-    return (f"podman rm -f {new} >/dev/null 2>&1; err=$({create} 2>&1 >/dev/null) || "
-            f"{{ echo \"{svc.container_name}: the new container cannot be created "
-            f"($(printf '%s' \"$err\" | tail -n 1)); the old one still serves\" >&2; exit 1; }}")
+    return (f"podman rm -f {new} >/dev/null 2>&1; " + _or_fail(
+        create, f"{svc.container_name}: the new container cannot be created",
+        "; the old one still serves"))
+
+
+def _or_fail(command: str, what: str, fix: str, before_exit: str = "") -> str:
+    """Shell running COMMAND; if it fails (after BEFORE_EXIT), the step fails with one line:
+    WHAT (the last line of COMMAND's own error)FIX."""
+    q, undo = shlex.quote, f"{before_exit}; " if before_exit else ""
+    return (f"err=$({command} 2>&1 >/dev/null) || {{ {undo}printf '%s (%s)%s\\n' {q(what)} "
+            f"\"$(printf '%s' \"$err\" | tail -n 1)\" {q(fix)} >&2; exit 1; }}")
 
 
 def _swap(svc: Service, create: str) -> str:
@@ -233,12 +242,11 @@ def _swap(svc: Service, create: str) -> str:
     runs: create the new one, stop the old one (their ports are the same), start the new
     one; if it does not start, the old one is started again and the step fails saying why."""
     old, new = shlex.quote(svc.container_name), shlex.quote(_new(svc))
+    back = f"podman rm -f {new} >/dev/null 2>&1; podman start {old} >/dev/null 2>&1"
     return (f"{_checked(svc, create)}; podman stop -t 5 {old} >/dev/null 2>&1; "
-            f"if err=$(podman start {new} 2>&1 >/dev/null); then podman rm -f {old} "
-            f">/dev/null && podman rename {new} {old}; else podman rm -f {new} >/dev/null "
-            f"2>&1; podman start {old} >/dev/null 2>&1; echo \"{svc.container_name}: the new "
-            f"container does not start ($(printf '%s' \"$err\" | tail -n 1)); the old one "
-            "serves again\" >&2; exit 1; fi")
+            + _or_fail(f"podman start {new}", f"{svc.container_name}: the new container "
+                       "does not start", "; the old one serves again", before_exit=back)
+            + f"; podman rm -f {old} >/dev/null && podman rename {new} {old}")
 
 
 def _what_changes(svc: Service, current: dict) -> str:
