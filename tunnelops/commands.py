@@ -191,7 +191,7 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
                            "converging the hosts only")
     elif not opts.dry_run:
         opts.console.print(f"{verb} {spec} in {path}")
-    report = run(new, path, opts)
+    report = run(new, path, opts, expect_changes=not noop)
     if not report.ok and not opts.dry_run and not noop:
         # the file says what the hosts must become; any later run finishes it
         undo = prog.cmd(f"{'remove' if add else 'add'}-port {spec}")
@@ -210,8 +210,8 @@ def teardown(opts: Options, purge_keys: bool = False, remove_users: bool = False
     from tunnelops.steps import teardown as teardown_steps
 
     path, site = resolve_site(opts)
-    return run(site, path, opts, teardown=True, teardown_opts=teardown_steps.Options(
-        purge_keys, remove_users, delete_data))
+    return run(site, path, opts, teardown=True, expect_changes=True,
+               teardown_opts=teardown_steps.Options(purge_keys, remove_users, delete_data))
 
 
 def verify(opts: Options, whoami_url: str | None = None,

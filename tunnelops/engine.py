@@ -158,8 +158,12 @@ class Run:
                  guard_seconds: int = 20, inventory_path: str = "the inventory",
                  ask_password: Callable[[str], str] | None = None,
                  remotes: dict[str, Remote] | None = None, teardown: bool = False,
-                 teardown_opts: teardown_steps.Options | None = None) -> None:
+                 teardown_opts: teardown_steps.Options | None = None,
+                 expect_changes: bool = False) -> None:
         self.site, self.dry_run = site, dry_run
+        # known to change the hosts (add-port, teardown): the first apply's channel is
+        # opened while the facts are gathered, as every later one is (Remote.keep_warm)
+        self.expect_changes = expect_changes and not dry_run
         self.ui = self.phases = _Phases(ui or Ui())
         self.teardown = teardown
         self.teardown_opts = teardown_opts or teardown_steps.Options()
@@ -227,6 +231,7 @@ class Run:
         self.ui.phase(role, "connecting")
         remote = self.remotes[role]
         remote.connect()
+        remote.keep_warm = self.expect_changes
         self.ui.phase(role, "taking the host lock, gathering facts")
         f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
                                "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n", lock=True)
