@@ -39,6 +39,12 @@ class Interrupted(RuntimeError):
     """Ctrl-C during a run: one line saying where each host was and how to converge."""
 
 
+def _console() -> Console:
+    from rich.console import Console  # not for --help, nor before the handshakes start
+
+    return Console()
+
+
 @dataclass
 class Options:
     inventory_dir: Path
@@ -46,15 +52,9 @@ class Options:
     dry_run: bool = False
     trust_new_host: bool = False
     guard_seconds: int = 20
-    console: Console = field(default_factory=lambda: _console())
+    console: Console = field(default_factory=_console)
     transcript: Transcript | None = None
     inventory_source: str = ""  # how inventory_dir was chosen, for messages
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    return Console()
 
 
 def _where(opts: Options) -> str:

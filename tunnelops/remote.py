@@ -575,8 +575,9 @@ class Remote:
         next write to the dead connection): the lock is only taken once it has ended; a
         guard's watchdog restoring what a run left unproven is waited for, and the script
         then reads what it put back. The script runs once the lock is ours, in a subshell
-        without the lock's descriptor (nothing it starts may hold the lock), and ends with
-        a line of our own on stdout; the channel then stays open, holding the lock."""
+        without the lock's descriptor (nothing it starts may hold the lock) and with stdin at
+        EOF, and ends with a line of our own on stdout; the channel then stays open, holding
+        the lock."""
         self.connect()
         info = shlex.quote(LOCK_PATH + ".info")
         end = f"::tunnelops-locked:: {secrets.token_hex(8)}"
@@ -594,7 +595,8 @@ class Remote:
             "lost its connection are still being applied'; exit 75; fi\n"
             "exec 8>&-\n"
             f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ) token={token}\" > {info}\n"
-            f"(\nexec 9>&-\n{body})\n"
+            # stdin as a script's was (EOF): this channel's stays open, to hold the lock
+            f"(\nexec 9>&- </dev/null\n{body})\n"
             "read -r __t1 __ </proc/uptime 2>/dev/null\n"
             f"printf '\\n{end} %s %s\\n' \"$__t0\" \"$__t1\"\n"
             "read -r _ || true\n"   # hold until the laptop closes the channel

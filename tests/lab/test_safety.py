@@ -655,9 +655,11 @@ def test_the_locked_script_leaves_the_lock_to_its_channel(labs: Lab) -> None:
     podman's pause process) must not inherit the lock's descriptor: the lock would outlive
     the run, and every later run would wait, then fail. And the facts run only once the
     lock is held: while another run holds it, they do not run at all."""
-    first = remote(labs, "home")
+    first = remote(labs, "home", command_timeout=5)
     try:
-        res = first.run_locked("sleep 60 </dev/null >/dev/null 2>&1 & echo $!", token="t1")
+        # and stdin at EOF, as any script's (the channel's own stays open, holding the lock)
+        res = first.run_locked("cat; sleep 60 </dev/null >/dev/null 2>&1 & echo $!",
+                               token="t1")
         lingering = res.stdout.strip()
         assert lingering.isdigit(), res
         assert sh(labs, "home", f"cat {LOCK_INFO}").strip().endswith("token=t1")
