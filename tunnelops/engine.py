@@ -339,8 +339,10 @@ class Run:
                 result.notes.append("not run: the host put back the change before it")
             raise _HostFailed
         outcomes = step_outcomes(res.stdout)
-        for name, secs in step_seconds(res.stdout).items():
-            next(s for s in reversed(rep.steps) if s.step == name).seconds = secs
+        timed = step_seconds(res.stdout)
+        for p in pending:
+            result = next(s for s in reversed(rep.steps) if s.step == p.step)
+            result.seconds = timed.get(p.step, result.seconds)
         # No step failed, yet the script did not end well: it was killed (or the host went
         # down) mid-way, or after its last step, before the rest of its output (the tail).
         died = res.exit != 0 and "failed" not in outcomes.values()
