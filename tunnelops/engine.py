@@ -2,7 +2,7 @@
 depend on each other. The key exchange is the one join.
 
 Round trips per host, counted by Remote:
-  lock (1) + facts (1)                        a converged site: nothing else (changed=0)
+  lock and facts (1: one script)              a converged site: nothing else (changed=0)
   + prepare (1: packages, keys)               only when something is missing
   + apply (1) + guard confirm (1)            only when something differs (the guard first
                                               proves a NEW connection still gets an SSH banner)
@@ -33,10 +33,11 @@ from tunnelops.changes import (
     guard_marker,
     segments,
     step_outcomes,
+    step_seconds,
 )
 from tunnelops.facts import MARK, HostFacts
 from tunnelops.model import Site
-from tunnelops.remote import Remote, RemoteError, Transcript
+from tunnelops.remote import Remote, RemoteError, Transcript, Trip, for_site
 from tunnelops.steps import home as home_steps
 from tunnelops.steps import safety
 from tunnelops.steps import teardown as teardown_steps
@@ -61,9 +62,11 @@ class _Phases(Ui):
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
         self.last: dict[str, str] = {}
+        self.timeline: dict[str, list[tuple[float, str]]] = {}  # (time.time(), phase)
 
     def phase(self, role: str, text: str) -> None:
         self.last[role] = text
+        self.timeline.setdefault(role, []).append((time.time(), text))
         self.ui.phase(role, text)
 
 
@@ -74,6 +77,7 @@ class StepResult:
     changes: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seconds: float | None = None  # on the host, as its apply script measured it
 
 
 @dataclass
@@ -86,6 +90,20 @@ class HostReport:
     connects: int = 0
     seconds: float = 0.0
     facts: HostFacts | None = None
+    connect_seconds: float = 0.0  # the SSH handshake
+    trips: list[Trip] = field(default_factory=list)
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (time.time(), phase)
+
+    @property
+    def host_seconds(self) -> float:
+        """Spent by the scripts on the host, as the host counted it."""
+        return sum(t.host or 0.0 for t in self.trips)
+
+    @property
+    def wire_seconds(self) -> float:
+        """Spent between the laptop and the host: the handshake, and each round trip's
+        seconds that were not the script's on the host."""
+        return self.connect_seconds + sum(t.wire for t in self.trips)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.steps if s.status == status)
@@ -140,18 +158,18 @@ class Run:
                  guard_seconds: int = 20, inventory_path: str = "the inventory",
                  ask_password: Callable[[str], str] | None = None,
                  remotes: dict[str, Remote] | None = None, teardown: bool = False,
-                 teardown_opts: teardown_steps.Options | None = None) -> None:
+                 teardown_opts: teardown_steps.Options | None = None,
+                 expect_changes: bool = False) -> None:
         self.site, self.dry_run = site, dry_run
+        # known to change the hosts (add-port, teardown): the first apply's channel is
+        # opened while the facts are gathered, as every later one is (Remote.keep_warm)
+        self.expect_changes = expect_changes and not dry_run
         self.ui = self.phases = _Phases(ui or Ui())
         self.teardown = teardown
         self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
-        self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
-                                 trust_new=trust_new, transcript=transcript,
-                                 ask_password=ask_password, record_new_hosts=not dry_run)
-        self.remotes = remotes or {
-            "vps": Remote(str(site.vps.host), **self._remote_args),
-            "home": Remote(str(site.home.host), **self._remote_args)}
+        self.remotes = remotes or for_site(site, trust_new=trust_new, transcript=transcript,
+                                           ask_password=ask_password, dry_run=dry_run)
         self.reports = {r: HostReport(r, self.remotes[r].dest) for r in ROLES}
         self.ctx: dict[str, Ctx] = {}
         self.guard_token = secrets.token_hex(6)  # this run's own guard markers
@@ -195,8 +213,13 @@ class Run:
             key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
             users=users, nm_connection=t.interface if role == "home" else None) + probes
 
-    def _gather(self, role: str, probes: str = "") -> HostFacts:
-        res = self.remotes[role].run(self._facts_script(role, probes), what="gathering facts")
+    def _gather(self, role: str, probes: str = "", *, lock: bool = False,
+                what: str = "gathering facts") -> HostFacts:
+        """The host's facts (one round trip); with lock, taken by the script that takes the
+        host lock, in the same round trip (the lock is then held until the run ends)."""
+        remote, script = self.remotes[role], self._facts_script(role, probes)
+        res = (remote.run_locked(script, token=self.guard_token, what=what) if lock
+               else remote.run(script, what=what))
         f = facts_mod.parse(res.stdout)
         if f.uid != 0:
             raise PlanError("commands do not run as root: log in as root or give the user "
@@ -208,11 +231,10 @@ class Run:
         self.ui.phase(role, "connecting")
         remote = self.remotes[role]
         remote.connect()
-        self.ui.phase(role, "taking the host lock")
-        remote.acquire_lock(token=self.guard_token)
-        self.ui.phase(role, "gathering facts")
+        remote.keep_warm = self.expect_changes
+        self.ui.phase(role, "taking the host lock, gathering facts")
         f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
-                               "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n")
+                               "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n", lock=True)
         if f.lines("guards") and not self.dry_run:
             self._confirm_pending(role, f.lines("guards"))
         self.reports[role].facts = f
@@ -221,6 +243,7 @@ class Run:
     def _plan_prepare(self, role: str) -> None:
         """Pure: what prepare would do, and whether this host can be served at all (a
         supported distribution, a VPS public address)."""
+        self.ui.phase(role, "planning")
         ctx = self.ctx[role]
         safety.check(ctx)
         if role == "vps":
@@ -245,6 +268,7 @@ class Run:
 
     def _plan_configure(self, role: str) -> None:
         """Pure: the host's whole plan, refused if it would overwrite what is not ours."""
+        self.ui.phase(role, "planning")
         plans = self._plans(self.ctx[role])
         if not self.teardown:
             safety.check_files(self.ctx[role], plans)
@@ -262,6 +286,9 @@ class Run:
         parts = segments(plans)
         if self.dry_run or not parts:
             return
+        # more commands follow each of these (a confirmation, a segment, the check): each
+        # one's channel is opened while the one before runs
+        self.remotes[role].keep_warm = True
         confirm: list[StepPlan] = []  # guarded steps the previous segment proved
         out = ""
         for i, seg in enumerate(parts):
@@ -312,6 +339,10 @@ class Run:
                 result.notes.append("not run: the host put back the change before it")
             raise _HostFailed
         outcomes = step_outcomes(res.stdout)
+        timed = step_seconds(res.stdout)
+        for p in pending:
+            result = next(s for s in reversed(rep.steps) if s.step == p.step)
+            result.seconds = timed.get(p.step, result.seconds)
         # No step failed, yet the script did not end well: it was killed (or the host went
         # down) mid-way, or after its last step, before the rest of its output (the tail).
         died = res.exit != 0 and "failed" not in outcomes.values()
@@ -399,14 +430,18 @@ class Run:
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""
         self.ui.phase(role, "checking")
+        self.remotes[role].keep_warm = False  # the last command: none to prepare for
         ctx = self.ctx[role]
         t = self.site.tunnel
         probe = ""
         if role == "home" and not self.teardown:
-            ping = f"ping -c 3 -i 0.3 -W 2 -q {t.vps_address} >/dev/null 2>&1"
+            # the first reply is the proof: up to 3 tries of 1 s each, not 3 pings always
+            # (0.6 s at least, on the cold path's last round trip)
+            ping = (f"( for _ in 1 2 3; do ping -c 1 -W 1 -q {t.vps_address} >/dev/null 2>&1 "
+                    "&& exit 0; done; exit 1 )")
             probe = (f"printf '\\n{MARK} ping\\n'; {ping} && echo ok || "
                      f"{{ {_rehandshake(t.interface)}; {ping} && echo ok; }}\n")
-        f = self._gather(role, probe)
+        f = self._gather(role, probe, what="checking")
         new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
                   guard_seconds=self.guard_seconds)
         left = [p for p in self._plans(new) if p.changed]
@@ -472,8 +507,11 @@ class Run:
                 rep, remote = self.reports[r], self.remotes[r]
                 remote.close()
                 rep.round_trips, rep.connects = remote.round_trips, remote.connects
-                rep.seconds = time.monotonic() - starts[r]
+                rep.connect_seconds, rep.trips = remote.connect_seconds, list(remote.trips)
+                # from its handshake, if that began before the run (connect_soon)
+                rep.seconds = time.monotonic() - min(starts[r], remote.started or starts[r])
                 self.ui.phase(r, "[red]failed" if rep.error else "done")
+                rep.timeline = self.phases.timeline.get(r, [])
         discovered = {}
         if "vps" in self.ctx and self.ctx["vps"].vps_public_ip:
             discovered = {"public_ip": self.ctx["vps"].vps_public_ip,

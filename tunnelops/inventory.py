@@ -22,9 +22,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-import tomlkit.items
-
+from tunnelops.locations import EXAMPLE_NAME
 from tunnelops.model import (
     HomeSpec,
     HostRef,
@@ -37,8 +35,6 @@ from tunnelops.model import (
     Where,
     check_name,
 )
-
-EXAMPLE_NAME = "example.toml"
 
 # table -> key -> kind. Kinds: str, int, bool, str_list, str_table.
 SCHEMA: dict[str, dict[str, str]] = {
@@ -412,6 +408,8 @@ _NORMALISE: dict[str, Callable[[Any], object]] = {
 
 
 def _unwrap(item: object) -> object:
+    import tomlkit
+
     return item.unwrap() if isinstance(item, tomlkit.items.Item) else item
 
 
@@ -452,6 +450,8 @@ def _port_list(items: object) -> list[str] | None:
 
 
 def _update_ports(table: Any, desired: list[str]) -> None:
+    import tomlkit
+
     current = table.get("ports")
     if current is None or not isinstance(current, tomlkit.items.Array):
         table["ports"] = desired
@@ -474,6 +474,8 @@ def _update_ports(table: Any, desired: list[str]) -> None:
 
 
 def _update_service(table: Any, svc: Service) -> None:
+    import tomlkit
+
     _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user,
                           "network": svc.network}, skip_when_absent={"network": "auto"})
     _update_ports(table, [str(p) for p in svc.ports])
@@ -505,12 +507,16 @@ def _update_service(table: Any, svc: Service) -> None:
 
 
 def _new_service_table(svc: Service) -> Any:
+    import tomlkit
+
     table = tomlkit.table()
     _update_service(table, svc)
     return table
 
 
 def _update_services(doc: Any, services: tuple[Service, ...]) -> None:
+    import tomlkit
+
     if "services" not in doc:
         if services:
             aot = tomlkit.aot()
@@ -540,6 +546,8 @@ def _update_services(doc: Any, services: tuple[Service, ...]) -> None:
 
 def dumps(site: Site, existing: str | None = None, stem: str | None = None) -> str:
     """The inventory text for site, editing `existing` text when given."""
+    import tomlkit  # here: reading a site (every run) needs tomllib alone
+
     doc: Any = tomlkit.parse(existing) if existing is not None else tomlkit.document()
     fresh = existing is None
     if fresh:
@@ -660,6 +668,10 @@ def update_discovered(path: str | os.PathLike[str], public_ip: IPv4Address | str
             raise InventoryError(f"{path}: discovered value rejected: {err}") from None
         return dataclasses.replace(site, vps=vps)
 
+    # what every re-run finds: the file already says it (read, not rendered, to know that)
+    current = load(path)
+    if change(current) == current:
+        return current
     return update(path, change)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import time
@@ -28,6 +29,7 @@ from tunnelops.changes import (
     apply_script,
     guard_marker,
     step_outcomes,
+    step_seconds,
 )
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
 from tunnelops.render.nftables import Element
@@ -120,11 +122,13 @@ def test_apply_script_layout() -> None:
     ]
     script = apply_script(plans, cleanup_dirs=("/etc", "/etc/awall"))
     lines = script.splitlines()
-    assert lines[:3] == [
+    assert lines[:4] == [
         "umask 077",
         "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "r() { printf '\\n::tunnelops:: step %s %s\\n' \"$1\" \"$2\"; }"]
-    assert lines[3:5] == ["rm -f /etc/.tunnelops.* 2>/dev/null",
+        "read -r __s __ </proc/uptime 2>/dev/null",
+        "r() { read -r __e __ </proc/uptime 2>/dev/null; printf '\\n::tunnelops:: step %s %s "
+        "%s %s\\n' \"$1\" \"$2\" \"$__s\" \"$__e\"; __s=$__e; }"]
+    assert lines[4:6] == ["rm -f /etc/.tunnelops.* 2>/dev/null",
                           "rm -f /etc/awall/.tunnelops.* 2>/dev/null"]
     assert "packages" not in script
     assert ("(\nset -e\nENABLE\nPOST1\n)\n"
@@ -145,7 +149,7 @@ def test_apply_script_layout() -> None:
                                     f"( exec 9>&-; RESTORE ); rm -f {marker}.undo; fi")
     # a segment proving the previous one's guards takes their markers first of all
     nxt = apply_script(plans[1:2], confirm=("/run/tunnelops/guard.wireguard.t1",))
-    assert nxt.splitlines()[3] == changes.confirm_shell(["/run/tunnelops/guard.wireguard.t1"])
+    assert nxt.splitlines()[4] == changes.confirm_shell(["/run/tunnelops/guard.wireguard.t1"])
 
 
 def test_segments_end_after_each_run_of_guarded_steps() -> None:
@@ -191,7 +195,10 @@ def test_apply_script_runs(shell: list[str], sandbox: Path) -> None:
     res = run(shell, script, sandbox)
     assert (res.returncode, res.stderr) == (0, "")
     assert step_outcomes(res.stdout) == {"forwarding": "ok", "wireguard": "ok"}
-    assert f"\n{facts.MARK} step wireguard ok\n" in res.stdout
+    assert re.search(rf"\n{facts.MARK} step wireguard ok [\d.]+ [\d.]+\n", res.stdout)
+    # each step's seconds on the host, from the host's own clock
+    assert set(step_seconds(res.stdout)) == {"forwarding", "wireguard"}
+    assert all(0 <= t < 30 for t in step_seconds(res.stdout).values())
 
     wg = etc / "wireguard" / "wg0.conf"
     assert wg.read_text() == conf.replace(PRIVATE_KEY_PLACEHOLDER, SECRET)
@@ -226,7 +233,7 @@ def test_a_failing_step_stops_the_script(shell: list[str], sandbox: Path) -> Non
     res = run(shell, apply_script(plans), sandbox)
     assert res.returncode == 1
     assert step_outcomes(res.stdout) == {"forwarding": "ok", "wireguard": "failed"}
-    assert f"\n{facts.MARK} step wireguard failed\n" in res.stdout
+    assert re.search(rf"\n{facts.MARK} step wireguard failed [\d.]+ [\d.]+\n", res.stdout)
     assert res.stderr == "wg0: no such device\n"
     assert sorted(p.name for p in etc.iterdir() if p.is_file()) == ["one", "two"]
     assert not (sandbox / "post-ran").exists()

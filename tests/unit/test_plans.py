@@ -234,10 +234,8 @@ def test_fedora_fresh_home() -> None:
             "save the original zone public for teardown",
             "put wg0 in firewalld zone public (permanent)",
             "put wg0 in firewalld zone public (runtime)",
-            "open 12345/udp in zone public (permanent)",
-            "open 12346/tcp in zone public (permanent)",
-            "open 12345/udp in zone public (runtime)",
-            "open 12346/tcp in zone public (runtime)",
+            "open 12345/udp, 12346/tcp in zone public (permanent)",
+            "open 12345/udp, 12346/tcp in zone public (runtime)",
             "create /etc/tunnelops/firewalld-ports"]),
         ("network-online", [
             "create /etc/systemd/system/multi-user.target.d",
@@ -267,14 +265,13 @@ def test_fedora_fresh_home() -> None:
         "nmcli connection up wg0"]
 
     fw = step(plans, "firewall")
-    assert [c.script for c in fw.changes[1:7]] == [
+    # one firewall-cmd per kind and verb: it refuses --add-port beside --change-interface
+    assert [c.script for c in fw.changes[1:5]] == [
         "firewall-cmd -q --permanent --zone=public --change-interface=wg0",
         "firewall-cmd -q --zone=public --change-interface=wg0",
-        "firewall-cmd -q --permanent --zone=public --add-port=12345/udp",
-        "firewall-cmd -q --permanent --zone=public --add-port=12346/tcp",
-        "firewall-cmd -q --zone=public --add-port=12345/udp",
-        "firewall-cmd -q --zone=public --add-port=12346/tcp"]
-    assert fw.changes[7].content == "12345/udp\n12346/tcp\n"
+        "firewall-cmd -q --permanent --zone=public --add-port=12345/udp --add-port=12346/tcp",
+        "firewall-cmd -q --zone=public --add-port=12345/udp --add-port=12346/tcp"]
+    assert fw.changes[5].content == "12345/udp\n12346/tcp\n"
     assert fw.guard is not None and "cp -a /etc/firewalld" in fw.guard.snapshot
     assert fw.notes == ["firewalld zone public"]
 

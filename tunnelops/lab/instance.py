@@ -33,13 +33,19 @@ from pathlib import Path
 
 from tunnelops import prog
 from tunnelops.lab import image
-from tunnelops.lab.topology import PODMAN_USER, ROLES, SUDO_USER, WHOAMI_PORT, Topology
+from tunnelops.lab.topology import (
+    HOSTS,
+    PODMAN_USER,
+    ROLES,
+    SUDO_USER,
+    WHOAMI_PORT,
+    Topology,
+)
 from tunnelops.locations import state_dir
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 CHECKOUT = (PROJECT / "pyproject.toml").exists()  # else an installed tunnelops
-HOSTS = ("vps", "home")  # full hosts: own mount/UTS/IPC/PID namespaces and sshd
 DAEMONS = ("sshd", "dbus-daemon", "NetworkManager", "firewalld", "wireguard-go", "conmon")
 INVENTORY_HEADER = "# The lab site: written by"
 LOCK_WAIT_S = 60

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit
-from rich.console import Console
-from rich.table import Table
 
 from tunnelops import prog
 from tunnelops.flags import inventory_dir, task
-from tunnelops.lab.instance import HOSTS, Lab, LabError
-from tunnelops.lab.progress import live
-from tunnelops.lab.topology import Topology
-from tunnelops.lab.vm import is_vm_instance, open_lab
+from tunnelops.lab.topology import HOSTS, Topology
+
+if TYPE_CHECKING:  # imported by the tasks that use them: `--help` needs neither
+    from rich.console import Console
+
+    from tunnelops.lab.instance import Lab
 
 _NAME_HELP = {"name": "lab instance name (default: $TUNNELOPS_LAB or 'lab')",
               "index": "instance number 0-99, picks its address range (default 0)"}
@@ -27,6 +28,8 @@ def make_lab(c: Context, name: str | None, index: str | int | None, *,
              vm: bool | None = None, report=None) -> Lab:
     """The instance; a VM instance (VmLab) when asked for, or when it was brought up as one
     (so lab.down, lab.status and lab.ssh need no --vm)."""
+    from tunnelops.lab.vm import open_lab
+
     found = inventory_dir(c)
     try:
         return open_lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
@@ -50,6 +53,12 @@ def need_root() -> None:
             **_NAME_HELP})
 def up(c, rtt_ms=0, name=None, index=None, vm=False):
     """Bring the lab up: lab-vps, lab-home behind NAT, and the internet, on this machine."""
+    from rich.console import Console
+
+    from tunnelops.lab.instance import LabError
+    from tunnelops.lab.progress import live
+    from tunnelops.lab.vm import is_vm_instance
+
     need_root()
     console = Console()
     plain = make_lab(c, name, index, vm=False)
@@ -77,6 +86,10 @@ def up(c, rtt_ms=0, name=None, index=None, vm=False):
 @task(help=_NAME_HELP)
 def down(c, name=None, index=None):
     """Remove every namespace, link, process and file the lab made (also after a crash)."""
+    from rich.console import Console
+
+    from tunnelops.lab.instance import LabError
+
     need_root()
     lab = make_lab(c, name, index)
     try:
@@ -89,6 +102,8 @@ def down(c, name=None, index=None):
 @task(help=_NAME_HELP)
 def status(c, name=None, index=None):
     """Show each lab host: its address, its daemons and whether SSH answers."""
+    from rich.console import Console
+
     _table(Console(), make_lab(c, name, index))
 
 
@@ -106,6 +121,8 @@ def ssh(c, host, user=None, name=None, index=None):
 
 
 def _table(console: Console, lab: Lab) -> None:
+    from rich.table import Table
+
     table = Table(title=f"lab '{lab.topo.name}'")
     for col in ("host", "namespace", "address", "daemons", "ssh"):
         table.add_column(col)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 ROLES = ("vps", "home", "inet", "router")
+HOSTS = ("vps", "home")  # full hosts: own mount/UTS/IPC/PID namespaces and sshd
 SUDO_USER = "ops"
 PODMAN_USER = "gamer"
 WHOAMI_PORT = 8080
