@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +33,9 @@ from tunnelops.changes import (
     segments,
     step_outcomes,
 )
-from tunnelops.facts import MARK, HostFacts
+from tunnelops.facts import FactProbes, HostFacts
 from tunnelops.model import Site
+from tunnelops.probes import MARK, DirEntries, Ping, Probe, Readings, inline, sections
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.steps import home as home_steps
 from tunnelops.steps import safety
@@ -121,17 +121,15 @@ class _HostFailed(Exception):
     pass
 
 
-def _rehandshake(iface: str) -> str:
-    """Shell: drop home's sessions with its peers and handshake again at once, by removing and
-    re-adding each peer with its live settings. Needed when the VPS re-created its peer (e.g.
-    a repaired peer key): home would keep sending on its old session, which the VPS no longer
-    knows, for up to ~15 s before retrying a handshake by itself; the VPS cannot start one
-    (home is behind NAT)."""
-    i = shlex.quote(iface)
-    add = f"wg set {i} peer \"$k\" allowed-ips \"${{ips#(none)}}\" persistent-keepalive \"$ka\""
-    return (f"wg show {i} dump | tail -n +2 | while IFS=\"$(printf '\\t')\" read -r k _ ep ips "
-            f"_ _ _ ka; do wg set {i} peer \"$k\" remove; if [ \"$ep\" = '(none)' ]; then "
-            f"{add}; else {add} endpoint \"$ep\"; fi; done")
+def fact_probes(site: Site, role: str) -> FactProbes:
+    """What the facts of one host of the site read (one batch)."""
+    files, secret = managed_files(site)
+    t = site.tunnel
+    users = service_images(site) if role == "home" else {}
+    return facts_mod.probes(
+        interface=t.interface, route_table=t.route_table,
+        key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
+        users=users, nm_connection=t.interface if role == "home" else None)
 
 
 class Run:
@@ -186,22 +184,18 @@ class Run:
             rep.error = msg if msg.startswith(rep.dest) else f"{rep.dest}: {msg}"
             self.ui.phase(role, "[red]failed")
 
-    def _facts_script(self, role: str, probes: str = "") -> str:
-        files, secret = managed_files(self.site)
-        t = self.site.tunnel
-        users = service_images(self.site) if role == "home" else {}
-        return facts_mod.script(
-            interface=t.interface, route_table=t.route_table,
-            key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
-            users=users, nm_connection=t.interface if role == "home" else None) + probes
-
-    def _gather(self, role: str, probes: str = "") -> HostFacts:
-        res = self.remotes[role].run(self._facts_script(role, probes), what="gathering facts")
-        f = facts_mod.parse(res.stdout)
+    def _gather(self, role: str, extra: list[Probe] | None = None
+                ) -> tuple[HostFacts, Readings]:
+        """The host's facts (one round trip), and what EXTRA probes read in the same one."""
+        fp = fact_probes(self.site, role)
+        batch = fp.batch(extra or [])
+        res = self.remotes[role].run(batch.script(), what="gathering facts")
+        readings = batch.parse(res.stdout)
+        f = facts_mod.read(fp, readings)
         if f.uid != 0:
             raise PlanError("commands do not run as root: log in as root or give the user "
                             "passwordless sudo (or a sudo password)")
-        return f
+        return f, readings
 
     # ------------------------------------------------------------------ phases
     def _facts(self, role: str) -> None:
@@ -211,10 +205,12 @@ class Run:
         self.ui.phase(role, "taking the host lock")
         remote.acquire_lock(token=self.guard_token)
         self.ui.phase(role, "gathering facts")
-        f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
-                               "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n")
-        if f.lines("guards") and not self.dry_run:
-            self._confirm_pending(role, f.lines("guards"))
+        markers = DirEntries(GUARD_DIR, "guard.*")
+        f, readings = self._gather(role, [markers])
+        # guards a run that died left armed (not those being undone or kept right now)
+        guards = [m for m in readings[markers] if not m.endswith((".undo", ".kept"))]
+        if guards and not self.dry_run:
+            self._confirm_pending(role, guards)
         self.reports[role].facts = f
         self.ctx[role] = Ctx(self.site, role, f, guard_seconds=self.guard_seconds)
 
@@ -231,12 +227,10 @@ class Run:
         """Packages, keys, service users and images: what every later step needs, before
         anything on either host is configured; then what it changed is read back (same
         round trip)."""
-        ctx = self.ctx[role]
-        users = service_images(self.site) if role == "home" else {}
-        self._apply(role, self._prep[role], tail=(
-            f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
-            f"printf '\\n{MARK} commands\\n'; {facts_mod.commands_shell()}\n"
-            f"m() {{ printf '\\n{MARK} %s\\n' \"$*\"; }}\n" + facts_mod.user_lines(users)))
+        fp = fact_probes(self.site, role)
+        self._apply(role, self._prep[role], tail=inline(
+            [fp.pubkey, fp.commands, *(p for u in fp.users for p in
+                                       (u.account, u.podman, u.containers))]))
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
@@ -279,15 +273,13 @@ class Run:
                         r.status = "failed"
                         r.notes.append(f"not run: {why}")
                 raise
-        if tail:
-            sec = facts_mod._sections(out)
-            ctx = self.ctx[role]
-            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
-            ctx.facts.key_exists = True
-            ctx.facts.commands = frozenset(sec.get("commands", "").split())
-            for name, body in sec.items():
-                if name.startswith("user "):
-                    ctx.facts.users[name[5:]] = facts_mod.parse_user(body)
+        if tail:  # what prepare made, read back by its own script: no extra round trip
+            r, fp, f = Readings(sections(out)), fact_probes(self.site, role), self.ctx[role].facts
+            f.public_key = r[fp.pubkey].strip() or f.public_key
+            f.key_exists = True
+            f.commands = frozenset(r[fp.commands])
+            for u in fp.users:
+                f.users[u.account.user] = facts_mod.user_facts(u, r)
 
     def _apply_segment(self, role: str, pending: list[StepPlan], confirm: list[StepPlan],
                        tail: str) -> str:
@@ -401,12 +393,10 @@ class Run:
         self.ui.phase(role, "checking")
         ctx = self.ctx[role]
         t = self.site.tunnel
-        probe = ""
-        if role == "home" and not self.teardown:
-            ping = f"ping -c 3 -i 0.3 -W 2 -q {t.vps_address} >/dev/null 2>&1"
-            probe = (f"printf '\\n{MARK} ping\\n'; {ping} && echo ok || "
-                     f"{{ {_rehandshake(t.interface)}; {ping} && echo ok; }}\n")
-        f = self._gather(role, probe)
+        ping = Ping(str(t.vps_address), count=3, interval="0.3", wait=2,
+                    rehandshake_on=t.interface)
+        tunnel = role == "home" and not self.teardown
+        f, readings = self._gather(role, [ping] if tunnel else [])
         new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
                   guard_seconds=self.guard_seconds)
         left = [p for p in self._plans(new) if p.changed]
@@ -418,7 +408,7 @@ class Run:
                     s.notes.append("check: still differs after apply: "
                                    + "; ".join(c.summary for c in p.changes))
             rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
-        if role == "home" and not self.teardown and f.raw.get("ping", "").strip() != "ok":
+        if tunnel and not readings[ping].get("received"):
             self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
                             f"tunnel: run {prog.cmd('verify')} to find the broken link")
         self.reports[role].facts = f
@@ -430,7 +420,7 @@ class Run:
         f = self.reports[role].facts
         if role != "home" or f is None or self.teardown:
             return
-        now = int(f.raw.get("now", "0") or 0)
+        now = f.now
         peers = f.wg.get("peers", [])
         hs = max((p["latest_handshake"] for p in peers), default=0)
         if not peers or not hs or (now and now - hs > HANDSHAKE_MAX_AGE):

@@ -46,10 +46,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from tunnelops.backends.wglive import wanted_mtu
-from tunnelops.facts import MARK, _json, _parse_firewalld, _parse_wg, _route_text, _sections
 from tunnelops.model import PortSpec, Service, Site
+from tunnelops.probes import MARK, FirewalldZones, WgDump
+from tunnelops.probes import sections as _sections
+from tunnelops.probes.ip import _route_text
+from tunnelops.probes.ip import loads as _json
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nftables as nft_render
+
+
+def _parse_wg(text: str) -> dict:
+    return dict(WgDump("").parse(text))
+
+
+def _parse_firewalld(text: str) -> dict:
+    view = FirewalldZones("runtime").parse(text.replace("\n@runtime\n", "\n@zones\n"))
+    return {"running": True, "default": view.get("default", "public"),
+            "runtime": view.get("zones", {})} if view else {}
+
 
 HANDSHAKE_MAX_AGE = 180  # WireGuard re-handshakes every 2 minutes while traffic flows
 DEFAULT_WHOAMI_URL = "https://api.ipify.org"
@@ -187,7 +201,7 @@ pmtu() {{
 _FIREWALL = (
     "if command -v firewall-cmd >/dev/null && z=$(firewall-cmd --list-all-zones 2>/dev/null); "
     "then m firewalld; echo running; sed -n 's/^DefaultZone=/default=/p' "
-    "/etc/firewalld/firewalld.conf; echo @runtime; printf '%s\\n' \"$z\"; "
+    "/etc/firewalld/firewalld.conf; echo @zones; printf '%s\\n' \"$z\"; "
     "else m nft; command -v nft >/dev/null && nft -s list ruleset 2>/dev/null; fi")
 
 

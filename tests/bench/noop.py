@@ -23,22 +23,16 @@ from rich.console import Console
 from rich.table import Table
 
 from tunnelops import commands
-from tunnelops.engine import Run
+from tunnelops.engine import Run, fact_probes
 from tunnelops.inventory import load
 from tunnelops.lab import Lab, Topology
+from tunnelops.probes import Batch
 from tunnelops.remote import Remote
 
 
 def _fact_commands(run: Run, role: str) -> list[str]:
-    """The batched facts script cut into its sections: one command per fact."""
-    script = run._facts_script(role)
-    head, sections = [], []
-    for line in script.splitlines():
-        if line.startswith(("set +e", "m() {")):
-            head.append(line)
-        else:
-            sections.append(line)
-    return ["\n".join([*head, s]) for s in sections if s.strip()]
+    """The batched facts cut into its probes: one command per fact."""
+    return [Batch([p]).script() for p in fact_probes(run.site, role).all()]
 
 
 def main() -> None:

@@ -26,13 +26,13 @@ from tests.unit.facts.generate import (
     VPS_IP,
     VPS_PUB,
 )
-from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import ifupdown as ifupdown_backend
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Site
+from tunnelops.probes import sections
 from tunnelops.render import awall as awall_render
 from tunnelops.render import ifupdown, nftables, podman
 from tunnelops.render.sysctl import forwarding_conf
@@ -50,7 +50,7 @@ KEY = "/etc/wireguard/wg0.key"
 
 
 def recorded(name: str) -> HostFacts:
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 def vps_ctx(f: HostFacts, site: Site = SITE) -> Ctx:
@@ -95,7 +95,7 @@ def assert_converged(plans: list[StepPlan]) -> None:
 def test_recorded_facts_are_what_the_generator_writes(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # nft's own listing needs a network namespace: reuse the recorded one
-    raw = recorded(name).raw
+    raw = sections(generate.load(name))
     listed = (raw.get("nft_table", "") + "\n", raw.get("nft_sets", "") + "\n")
     monkeypatch.setattr(generate, "nft_list", lambda ruleset: listed)
     assert generate.output(generate.HOSTS[name]()) == generate.load(name)
@@ -536,8 +536,8 @@ def test_unsupported_distribution() -> None:
                               "Debian/Ubuntu or Fedora/RHEL")
     with pytest.raises(PlanError) as err:
         home.prepare(Ctx(SITE, "home", f))
-    assert str(err.value) == ("Arch Linux is not supported at home: use Fedora/RHEL, "
-                              "Debian/Ubuntu or Alpine")
+    assert str(err.value) == ("Arch Linux is not supported at home: use Alpine, "
+                              "Debian/Ubuntu or Fedora/RHEL")
 
 
 def test_private_keys_only_travel_as_the_placeholder() -> None:

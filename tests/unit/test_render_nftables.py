@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tunnelops import facts
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.model import PortSpec, Service, Tunnel
+from tunnelops.probes import NftSets
 from tunnelops.render import nftables
 
 GAME = Service("game", "docker.io/example/game:latest",
@@ -231,9 +231,9 @@ def test_loading_twice_replaces_only_our_table(tmp_path: Path) -> None:
 def test_nft_lists_the_elements_we_wrote(tmp_path: Path) -> None:
     """nft's own listing of the sets (what the facts command reads) parses back to exactly
     the rendered elements, comments and ranges included."""
-    result = nft(tmp_path, RULESETS["vps-custom"], f"nft -f FILE && {facts.NFT_SETS_LIST}")
+    result = nft(tmp_path, RULESETS["vps-custom"], f"nft -f FILE && {NftSets().shell()}")
     assert result.returncode == 0, result.stderr
-    assert nftables.port_sets(result.stdout) == nftables.service_elements([GAME, WEB])
+    assert NftSets().parse(result.stdout) == nftables.service_elements([GAME, WEB])
 
 
 def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
@@ -252,13 +252,13 @@ def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
         "nft -f FILE && nft add element inet tunnelops ssh_new4 '{ 203.0.113.9 }' && "
         "nft add rule inet tunnelops input counter packets 7 bytes 700 && "
         f"{rules} > before && " + " && ".join(c.script for c in changes) + " && "
-        f"{rules} > after && cmp before after && {facts.NFT_SETS_LIST} && "
+        f"{rules} > after && cmp before after && {NftSets().shell()} && "
         "nft list set inet tunnelops ssh_new4 | grep -c 203.0.113.9 && "
         f"{{ {nft_backend.SNAPSHOT}; }} > snap && nft delete table inet tunnelops && "
-        f"nft -f snap && echo @restored && {facts.NFT_SETS_LIST}")
+        f"nft -f snap && echo @restored && {NftSets().shell()}")
     result = nft(tmp_path, RULESETS["vps-custom"], f"cd {tmp_path} && {script}")
     assert result.returncode == 0, result.stderr
     live, _, restored = result.stdout.partition("@restored\n")
     want = {"svc_tcp": [], "svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "game")]}
-    assert nftables.port_sets(live) == nftables.port_sets(restored) == want
+    assert NftSets().parse(live) == NftSets().parse(restored) == want
     assert "counter packets 7 bytes 700" in (tmp_path / "after").read_text()

@@ -39,7 +39,8 @@ _PROTO = {name: proto for proto, name in render.SVC_SETS.items()}
 
 
 def conf_path(ctx: Ctx) -> str:
-    return "/etc/sysconfig/nftables.conf" if ctx.facts.family == "fedora" else "/etc/nftables.conf"
+    d = ctx.facts.distro
+    return d.nft_conf if d else "/etc/nftables.conf"
 
 
 def _live_base_as_recorded(f: HostFacts) -> bool:
@@ -72,12 +73,14 @@ def element_changes(want: dict[str, list[Element]],
     return deletes + adds
 
 
-def plan(ctx: Ctx, ruleset: str, step: str = "firewall") -> StepPlan:
+def plan(ctx: Ctx, ruleset: str, want: dict[str, list[Element]],
+         step: str = "firewall") -> StepPlan:
+    """RULESET (a whole file: its base and the `add element` lines of WANT)."""
     p = StepPlan(step)
     f = ctx.facts
     old = f.file(RULES)
-    base, want = render.split(ruleset)
-    same_base = old is not None and render.split(old.content)[0] == base
+    base = render.base(ruleset)
+    same_base = old is not None and render.base(old.content) == base
     if old is None or old.content != ruleset:
         p.changes.append(FileChange(RULES, ruleset, old.content if old else None, mode=0o644))
     if same_base and _live_base_as_recorded(f):

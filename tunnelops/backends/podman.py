@@ -21,6 +21,7 @@ from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.model import Service
 from tunnelops.render import podman as render
+from tunnelops.render.podman import as_user
 from tunnelops.steps.context import Ctx
 
 
@@ -39,15 +40,6 @@ def network_kind(ctx: Ctx, info: dict) -> str:
     if not has_slirp and has_pasta and _version(info) >= (4, 4):
         return "pasta"
     return "slirp4netns"
-
-
-def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
-    """Shell running a command as USER with the environment rootless podman needs."""
-    u = shlex.quote(user)
-    uid_expr = uid if uid else f"$(id -u {u})"
-    inner = shlex.quote("cd; " + argv_or_script)
-    return (f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
-            f"HOME=\"$(getent passwd {u} | cut -d: -f6)\" sh -c {inner}")
 
 
 def _unit_dir(home: str) -> str:

@@ -106,6 +106,13 @@ def _element_lines(services: Sequence[Service]) -> list[str]:
             if elems]
 
 
+def base(ruleset: str) -> str:
+    """Every line of a ruleset file but its trailing `add element` ones: what does not
+    depend on the service ports."""
+    return "".join(line for line in ruleset.splitlines(keepends=True)
+                   if not line.startswith(ADD_ELEMENT))
+
+
 def split(ruleset: str) -> tuple[str, dict[str, list[Element]]]:
     """(the base: every line but the trailing `add element` ones, the elements they add)."""
     base = [line for line in ruleset.splitlines(keepends=True)

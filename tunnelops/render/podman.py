@@ -7,7 +7,8 @@ The container's network makes its outbound traffic leave through the tunnel:
   the source address selects the tunnel's policy-routing rule. pasta's --outbound-if4 is
   avoided on purpose: it also makes wg0 the template interface for the container's
   addresses and routes, and wg0's routes live in table 201, not in main.
-Argument lists are never joined into shell text here; the engine quotes them.
+Argument lists are never joined into shell text here (the engine quotes them), but for
+`as_user`: the one shell wrapper every command run as a service user goes through.
 Quadlet key names are those of podman-systemd.unit(5) ([Container] section).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 
 from tunnelops.model import ModelError, Service, Tunnel
 
@@ -22,6 +24,16 @@ MANAGED = "# Managed by tunnelops: local edits are overwritten."
 NETWORK_KINDS = ("slirp4netns", "pasta")
 SPEC_LABEL = "tunnelops.spec"
 SERVICE_LABEL = "tunnelops.service"
+
+
+def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
+    """Shell running a command as USER with the environment rootless podman needs (UID:
+    a shell expression for the user's uid, when the caller has it)."""
+    u = shlex.quote(user)
+    uid_expr = uid if uid else f"$(id -u {u})"
+    inner = shlex.quote("cd; " + argv_or_script)
+    return (f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
+            f"HOME=\"$(getent passwd {u} | cut -d: -f6)\" sh -c {inner}")
 
 
 def network_option(kind: str, t: Tunnel) -> str:
