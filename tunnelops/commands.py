@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from rich.console import Console
 
-from tunnelops import inventory, prog, ui, verify_ui
+from tunnelops import inventory, prog, ui
 from tunnelops import logs as logs_mod
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import ModelError, PortSpec, Site
@@ -21,6 +21,7 @@ from tunnelops.remote import Remote, RemoteError, Transcript, ssh_port
 from tunnelops.steps import teardown as teardown_steps
 from tunnelops.verify import VerifyReport
 from tunnelops.verify import run as run_verify
+from tunnelops.verify import view as verify_view
 
 
 class UsageError(RuntimeError):
@@ -205,7 +206,7 @@ def verify(opts: Options, whoami_url: str | None = None,
     if as_json:
         opts.console.file.write(report.to_json() + "\n")
     else:
-        verify_ui.show(opts.console, report)
+        verify_view.show(opts.console, report)
     return report
 
 

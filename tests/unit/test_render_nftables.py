@@ -129,7 +129,7 @@ def test_vps_ruleset_without_services_is_the_same_base() -> None:
                             22, 51821)
     assert "add element" not in text
     one = nftables.vps_ruleset("eth0", Tunnel(), [GAME])
-    assert nftables.split(one)[0] == text  # a service only adds elements
+    assert nftables.base(one) == text  # a service only adds elements
     assert one == text + ('add element inet tunnelops svc_tcp { 12346 comment "game" }\n'
                           'add element inet tunnelops svc_udp { 12345 comment "game" }\n')
 
@@ -155,44 +155,19 @@ def test_home_ruleset() -> None:
     assert "add element" not in nftables.home_ruleset(Tunnel(), [])
 
 
-def test_split_and_elements() -> None:
+def test_base_and_elements() -> None:
     text = nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222)
-    base, elements = nftables.split(text)
-    assert base == CUSTOM_BASE
+    assert nftables.base(text) == CUSTOM_BASE
+    assert nftables.base(CUSTOM_BASE) == CUSTOM_BASE
     E = nftables.Element
-    assert elements == {"svc_tcp": [E(8080, 8080, "web"), E(12346, 12346, "game")],
-                        "svc_udp": [E(12345, 12345, "game"), E(27015, 27020, "web")]}
-    assert nftables.service_elements([GAME, WEB]) == elements
+    assert nftables.service_elements([GAME, WEB]) == {
+        "svc_tcp": [E(8080, 8080, "web"), E(12346, 12346, "game")],
+        "svc_udp": [E(12345, 12345, "game"), E(27015, 27020, "web")]}
     assert nftables.service_elements([]) == {"svc_tcp": [], "svc_udp": []}
-    assert nftables.split(CUSTOM_BASE) == (CUSTOM_BASE, {"svc_tcp": [], "svc_udp": []})
     assert E(27015, 27020, "web").nft == '27015-27020 comment "web"'
     assert E(12345, 12345).nft == E(12345, 12345).key == "12345"
     assert nftables.delete_element("svc_udp", [E(27015, 27020, "web")]) == (
         "delete element inet tunnelops svc_udp { 27015-27020 }")
-
-
-def test_element_lists_as_nft_writes_them() -> None:
-    # nft wraps a long list over several lines; other sets' elements carry more than a value
-    listing = (
-        "table inet tunnelops {\n"
-        "\tset ssh_new4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n"
-        "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n"
-        "\t\telements = { 203.0.113.2 limit rate over 9/minute burst 3 packets }\n\t}\n"
-        "\tset svc_udp {\n\t\ttype inet_service\n\t\tflags interval\n"
-        '\t\telements = { 12345 comment "game", 12347 comment "a, {b}",\n'
-        '\t\t\t     27015-27020 comment "game", 30000 }\n\t}\n'
-        "\tset svc_tcp {\n\t\ttype inet_service\n\t\tflags interval\n\t}\n"
-        "}\n")
-    assert nftables.set_elements(listing) == {
-        "ssh_new4": [("203.0.113.2", "")],
-        "svc_udp": [("12345", "game"), ("12347", "a, {b}"), ("27015-27020", "game"),
-                    ("30000", "")],
-        "svc_tcp": []}
-    E = nftables.Element
-    assert nftables.port_sets(listing) == {
-        "svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "a, {b}"),
-                    E(27015, 27020, "game"), E(30000, 30000)],
-        "svc_tcp": []}
 
 
 def nft(tmp_path: Path, text: str, script: str) -> subprocess.CompletedProcess[str]:

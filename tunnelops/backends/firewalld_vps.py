@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from tunnelops.backends.firewalld import ROLLBACK, fw_port, zone_backup, zone_of
+from tunnelops.backends.firewalld import ROLLBACK, zone_backup, zone_of
 from tunnelops.changes import CommandChange, Guard, StepPlan
 from tunnelops.model import Service
 from tunnelops.steps.context import Ctx
@@ -42,9 +42,8 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
         have = " ".join(wz.get("forward-ports", []))
         for svc in services:
             for spec in svc.ports:
-                fp = f"port={fw_port(spec).split('/')[0]}:proto={spec.proto}:" \
-                     f"toaddr={t.home_address}"
-                if f"port={fw_port(spec).split('/')[0]}:proto={spec.proto}:" not in have:
+                fp = f"port={spec.nft}:proto={spec.proto}:toaddr={t.home_address}"
+                if f"port={spec.nft}:proto={spec.proto}:" not in have:
                     p.changes.append(CommandChange(
                         f"forward {spec} to {t.home_address} ({svc.name}, {kind})",
                         f"firewall-cmd -q {flag}--zone={q(zone)} --add-forward-port={q(fp)}"))

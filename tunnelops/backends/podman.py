@@ -111,7 +111,7 @@ def created_network(cmd: list[str]) -> str:
     return ""
 
 
-def _published(container: dict) -> set[tuple[str, int, int]]:
+def published(container: dict) -> set[tuple[str, int, int]]:
     """(proto, host port, container port) of every port `podman ps` shows published."""
     out = set()
     for p in container.get("Ports") or []:
@@ -130,7 +130,7 @@ def spec_drift(svc: Service, container: dict, created: list[str] | None,
         if have != network:
             return f"created with --network {have or '(none)'}, not {network}"
     want = {(p.proto, n, n) for p in svc.ports for n in range(p.first, p.last + 1)}
-    have_ports = _published(container)
+    have_ports = published(container)
     if container.get("Ports") is not None and have_ports != want:
         shown = ", ".join(f"{h}->{c}/{pr}" for pr, h, c in sorted(have_ports)) or "none"
         return f"publishes {shown}"

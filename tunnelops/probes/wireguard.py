@@ -152,6 +152,10 @@ class PathMtu(Probe["PathMtuResult | None"]):
     slow = True
     functions = PMTU
 
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.dest}" + (f" via {self.via}" if self.via else "")
+
     def shell(self) -> str:
         dev = q(self.via) if self.via else (
             f"$(ip -4 route get {q(self.dest)} 2>/dev/null | "
