@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -78,20 +79,26 @@ def check_index_free(topo: Topology) -> None:
                     f"instance ({route}): pick another index for {topo.name!r}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
-    """The session's lab instance, up. Fails (never skips) if it cannot be brought up."""
-    instance = Lab(session_lab_topology())
-    check_index_free(instance.topo)
-    instance.down()  # a crashed earlier session may have left a dirty instance: start fresh
+def own_lab(topo: Topology, inventory_dir: Path | None = None) -> Iterator[Lab]:
+    """Body of a lab fixture: the instance fresh (whatever an earlier run left is removed
+    first), up, and down at the end. Fails (never skips) if it cannot be brought up."""
+    instance = Lab(topo, inventory_dir=inventory_dir)
+    check_index_free(topo)
+    instance.down()
     try:
         instance.up()
     except LabError as e:
-        pytest.fail(f"cannot bring the test lab {instance.topo.name!r} up: {e}", pytrace=False)
+        pytest.fail(f"cannot bring the lab {topo.name!r} up: {e}", pytrace=False)
     try:
         yield instance
     finally:
         instance.down()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The session's lab instance, up."""
+    yield from own_lab(session_lab_topology())
 
 
 @pytest.fixture

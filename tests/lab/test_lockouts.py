@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import check_index_free, slot
+from tests.conftest import own_lab, slot
 from tests.lab.labb_site import wait_until
 from tests.lab.test_safety import (
     INV,
@@ -36,7 +36,7 @@ from tests.lab.test_safety import (
     vps_firewall,
 )
 from tunnelops import inventory
-from tunnelops.lab import Lab, LabError, Topology
+from tunnelops.lab import Lab, Topology
 from tunnelops.lab.instance import HOSTS
 from tunnelops.model import Tunnel
 from tunnelops.steps import safety
@@ -49,17 +49,7 @@ GUARD_S = 8
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    instance = Lab(TOPO, inventory_dir=tmp_path_factory.mktemp("inventory"))
-    check_index_free(TOPO)
-    instance.down()
-    try:
-        instance.up()
-    except LabError as e:
-        pytest.fail(f"cannot bring the lab {TOPO.name!r} up: {e}", pytrace=False)
-    try:
-        yield instance
-    finally:
-        instance.down()
+    yield from own_lab(TOPO, tmp_path_factory.mktemp("inventory"))
 
 
 def untouched(lab: Lab) -> dict[str, dict[str, str]]:

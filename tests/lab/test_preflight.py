@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import check_index_free, slot
+from tests.conftest import own_lab, slot
 from tests.lab.test_safety import run, sh, site_copy, state, state_diff
 from tunnelops import inventory
-from tunnelops.lab import Lab, LabError, Topology, image
+from tunnelops.lab import Lab, Topology, image
 from tunnelops.lab.instance import HOSTS
 
 pytestmark = pytest.mark.lab
@@ -28,17 +28,7 @@ TOPO = Topology(*slot("labp", 16))
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    instance = Lab(TOPO, inventory_dir=tmp_path_factory.mktemp("inventory"))
-    check_index_free(TOPO)
-    instance.down()
-    try:
-        instance.up()
-    except LabError as e:
-        pytest.fail(f"cannot bring the lab {TOPO.name!r} up: {e}", pytrace=False)
-    try:
-        yield instance
-    finally:
-        instance.down()
+    yield from own_lab(TOPO, tmp_path_factory.mktemp("inventory"))
 
 
 def with_service(lab: Lab, name: str, **changes: object) -> str:

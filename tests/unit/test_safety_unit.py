@@ -286,6 +286,28 @@ HOSTILE = ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "'\"; touch pwne
            "a|b&c>d<e(f){g}*?!\\ $HOME ${IFS} %s %n \t", "", "-", "--rm", "-v /:/host"]
 
 
+def run_with_fake_podman(change: CommandChange, tmp: Path, fail: str = "",
+                         error: str = "") -> tuple[subprocess.CompletedProcess[str],
+                                                   list[list[str]]]:
+    """The exact shell the engine sends for a service change (as_user's runuser + sh -c,
+    then podman's argv), run here with stand-ins for runuser and for a podman that records
+    its calls and, for the call `fail` (its argv joined), prints `error` and fails."""
+    bin_ = tmp / "bin"
+    bin_.mkdir(exist_ok=True)
+    log = tmp / "calls"
+    (bin_ / "podman").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"if ' '.join(sys.argv[1:]) == {fail!r}:\n"
+        f"    print({error!r}, file=sys.stderr); sys.exit(125)\n")
+    (bin_ / "podman").chmod(0o755)
+    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
+                         cwd=tmp, capture_output=True, text=True, timeout=20,
+                         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
+    calls = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    return res, calls
+
+
 def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
     """The exact shell the engine sends (as_user's runuser + sh -c, then podman's argv),
     run here with stand-ins for runuser and podman that record what podman received."""
@@ -301,18 +323,8 @@ def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
                               vps_public_ip=generate.VPS_IP))
     change = next(c for p in plan if p.step == "service:game" for c in p.changes
                   if c.summary.startswith("create container"))
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    podman = bin_ / "podman"
-    podman.write_text(f"#!{sys.executable}\nimport json, sys\n"
-                      f"open({str(tmp_path / 'argv')!r}, 'a').write(json.dumps(sys.argv[1:])"
-                      " + '\\n')\n")
-    podman.chmod(0o755)
-    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=20,
-                         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
+    res, calls = run_with_fake_podman(change, tmp_path)
     assert res.returncode == 0, res.stderr
-    calls = [json.loads(line) for line in (tmp_path / "argv").read_text().splitlines()]
     spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
     assert calls[-1] == podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert not list(tmp_path.rglob("pwned"))
@@ -494,21 +506,9 @@ def _swap_run(tmp_path: Path, fail_start: bool) -> tuple[subprocess.CompletedPro
                               vps_public_ip=generate.VPS_IP))
     change = next(c for p in plan if p.step == "service:game" for c in p.changes
                   if c.summary.startswith("replace"))
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    log = tmp_path / "calls"
-    fail = "start tunnelops-game-new" if fail_start else "never"
-    (bin_ / "podman").write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
-        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-        f"if ' '.join(sys.argv[1:]) == {fail!r}:\n"
-        "    print('Error: rootlessport listen udp 0.0.0.0:12347: bind: address in use',"
-        " file=sys.stderr); sys.exit(125)\n")
-    (bin_ / "podman").chmod(0o755)
-    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=20,
-                         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
-    return res, [json.loads(x) for x in log.read_text().splitlines()]
+    return run_with_fake_podman(
+        change, tmp_path, "start tunnelops-game-new" if fail_start else "",
+        "Error: rootlessport listen udp 0.0.0.0:12347: bind: address in use")
 
 
 def test_the_old_container_serves_until_the_new_one_runs(tmp_path: Path) -> None:
@@ -567,16 +567,8 @@ def test_every_service_value_is_refused_or_reaches_podman_literally(
                               vps_public_ip=generate.VPS_IP))
     change = next(c for p in plan if p.step == "service:game" or p.step == f"service:{name}"
                   for c in p.changes if c.summary.startswith("create container"))
-    (tmp / "bin").mkdir()
-    (tmp / "bin" / "podman").write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
-        f"open({str(tmp / 'argv')!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
-    (tmp / "bin" / "podman").chmod(0o755)
-    res = subprocess.run(["sh", "-c", 'runuser() { shift 3; "$@"; }\n' + change.shell()],
-                         cwd=tmp, capture_output=True, text=True, timeout=20,
-                         env={**os.environ, "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}"})
+    res, calls = run_with_fake_podman(change, tmp)
     assert res.returncode == 0, res.stderr
-    calls = [json.loads(x) for x in (tmp / "argv").read_text().splitlines()]
     spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
     argv = podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert calls[-1] == argv

@@ -92,11 +92,10 @@ def plan_images(ctx: Ctx) -> StepPlan:
         img = shlex.quote(svc.image)
         p.changes.append(CommandChange(
             f"pull image {svc.image} for {svc.user}",
-            as_user(svc.user, f"podman image exists {img} || {{ err=$(timeout "
-                              f"{PULL_TIMEOUT_S} podman pull -q {img} 2>&1 >/dev/null) || "
-                              f"{{ echo \"image {svc.image} of service {svc.name} cannot be "
-                              f"pulled ($(printf '%s' \"$err\" | tail -n 1)): check its name "
-                              "and the host's access to the registry\" >&2; exit 1; }; }")))
+            as_user(svc.user, f"podman image exists {img} || {{ " + _or_fail(
+                f"timeout {PULL_TIMEOUT_S} podman pull -q {img}",
+                f"image {svc.image} of service {svc.name} cannot be pulled",
+                ": check its name and the host's access to the registry") + "; }")))
     return p
 
 
@@ -215,9 +214,17 @@ def _checked(svc: Service, create: str) -> str:
     """Shell: create the new container beside the old one (nothing is bound yet), or fail
     with podman's reason in one line while the old one goes on serving."""
     new = shlex.quote(_new(svc))
-    return (f"podman rm -f {new} >/dev/null 2>&1; err=$({create} 2>&1 >/dev/null) || "
-            f"{{ echo \"{svc.container_name}: the new container cannot be created "
-            f"($(printf '%s' \"$err\" | tail -n 1)); the old one still serves\" >&2; exit 1; }}")
+    return (f"podman rm -f {new} >/dev/null 2>&1; " + _or_fail(
+        create, f"{svc.container_name}: the new container cannot be created",
+        "; the old one still serves"))
+
+
+def _or_fail(command: str, what: str, fix: str, before_exit: str = "") -> str:
+    """Shell running COMMAND; if it fails (after BEFORE_EXIT), the step fails with one line:
+    WHAT (the last line of COMMAND's own error)FIX."""
+    q, undo = shlex.quote, f"{before_exit}; " if before_exit else ""
+    return (f"err=$({command} 2>&1 >/dev/null) || {{ {undo}printf '%s (%s)%s\\n' {q(what)} "
+            f"\"$(printf '%s' \"$err\" | tail -n 1)\" {q(fix)} >&2; exit 1; }}")
 
 
 def _swap(svc: Service, create: str) -> str:
@@ -225,12 +232,11 @@ def _swap(svc: Service, create: str) -> str:
     runs: create the new one, stop the old one (their ports are the same), start the new
     one; if it does not start, the old one is started again and the step fails saying why."""
     old, new = shlex.quote(svc.container_name), shlex.quote(_new(svc))
+    back = f"podman rm -f {new} >/dev/null 2>&1; podman start {old} >/dev/null 2>&1"
     return (f"{_checked(svc, create)}; podman stop -t 5 {old} >/dev/null 2>&1; "
-            f"if err=$(podman start {new} 2>&1 >/dev/null); then podman rm -f {old} "
-            f">/dev/null && podman rename {new} {old}; else podman rm -f {new} >/dev/null "
-            f"2>&1; podman start {old} >/dev/null 2>&1; echo \"{svc.container_name}: the new "
-            f"container does not start ($(printf '%s' \"$err\" | tail -n 1)); the old one "
-            "serves again\" >&2; exit 1; fi")
+            + _or_fail(f"podman start {new}", f"{svc.container_name}: the new container "
+                       "does not start", "; the old one serves again", before_exit=back)
+            + f"; podman rm -f {old} >/dev/null && podman rename {new} {old}")
 
 
 def _what_changes(svc: Service, current: dict) -> str:
