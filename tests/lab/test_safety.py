@@ -37,6 +37,7 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import session_lab_topology, slot
+from tests.lab.env import sh
 from tests.lab.labb_site import wait_until
 from tunnelops import commands, inventory
 from tunnelops.changes import CommandChange, StepPlan, apply_script
@@ -90,13 +91,6 @@ def pristine(labs: Lab) -> dict[str, dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------ helpers
-def sh(lab: Lab, role: str, script: str, *, check: bool = True, user: str | None = None,
-       timeout: float = 30) -> str:
-    """A shell script inside a lab host, without SSH."""
-    return lab.exec(role, ["sh", "-c", script], check=check, user=user,
-                    timeout=timeout).stdout.decode()
-
-
 @dataclasses.dataclass(repr=False)
 class Outcome:
     report: RunReport
