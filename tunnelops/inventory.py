@@ -42,7 +42,8 @@ EXAMPLE_NAME = "example.toml"
 
 # table -> key -> kind. Kinds: str, int, bool, str_list, str_table.
 SCHEMA: dict[str, dict[str, str]] = {
-    "site": {"name": "str", "ssh_config": "str", "known_hosts": "str", "whoami_url": "str"},
+    "site": {"name": "str", "ssh_config": "str", "known_hosts": "str", "whoami_url": "str",
+             "client_ip": "str"},
     "vps": {"host": "str", "public_ip": "str", "wan_interface": "str"},
     "home": {"host": "str", "lan_interface": "str"},
     "tunnel": {
@@ -318,6 +319,7 @@ class _Reader:
                 ssh_config=site_t.get("ssh_config"),
                 known_hosts=site_t.get("known_hosts"),
                 whoami_url=site_t.get("whoami_url"),
+                client_ip=site_t.get("client_ip", "preserve"),
             )
         except ModelError as err:
             if "name" not in site_t and err.where == ("name",):
@@ -553,9 +555,15 @@ def dumps(site: Site, existing: str | None = None, stem: str | None = None) -> s
         "known_hosts": site.known_hosts,
         "whoami_url": site.whoami_url,
     }
-    if fresh or "site" in doc or site.name != stem or any(
+    if fresh or "site" in doc or site.name != stem or site.snat or any(
             v is not None for v in list(site_values.values())[1:]):
-        _update_table(table("site"), site_values)
+        # the default mode is written into a new file (so it can be found), never added to
+        # an existing one that does not say it
+        _update_table(table("site"), {**site_values, "client_ip": site.client_ip},
+                      None if fresh else {"client_ip": "preserve"})
+        if fresh:
+            table("site")["client_ip"].comment(
+                'the game sees players\' own addresses ("preserve") or the VPS\'s ("snat")')
     _update_table(table("vps"), {
         "host": str(site.vps.host),
         "public_ip": None if site.vps.public_ip is None else str(site.vps.public_ip),
@@ -712,7 +720,7 @@ def new_site(name: str, vps: str | HostRef, home: str | HostRef, **overrides: An
         "tunnel": {f.name for f in dataclasses.fields(Tunnel)},
         "vps": {"public_ip", "wan_interface"},
         "home": {"lan_interface"},
-        "site": {"services", "ssh_config", "known_hosts", "whoami_url"},
+        "site": {"services", "ssh_config", "known_hosts", "whoami_url", "client_ip"},
     }
     for key, value in overrides.items():
         group = next((g for g, names in fields.items() if key in names), None)

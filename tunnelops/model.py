@@ -19,6 +19,9 @@ PRIVATE_KEY_PLACEHOLDER = "@TUNNELOPS_PRIVATE_KEY@"
 
 PROTOCOLS = ("tcp", "udp")
 DEFAULT_SSH_PORT = 22
+# What the game sees as a player's address: "preserve" (the player's own; the VPS only
+# DNATs) or "snat" (the VPS's tunnel address, the seed's way: see its footnote 3).
+CLIENT_IP_MODES = ("preserve", "snat")
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -528,9 +531,14 @@ class Site:
     ssh_config: str | None = None  # an ssh_config file to use instead of ~/.ssh/config
     known_hosts: str | None = None
     whoami_url: str | None = None  # what-is-my-address URL used by verify
+    client_ip: str = "preserve"  # CLIENT_IP_MODES
 
     def __post_init__(self) -> None:
         check_name(self.name, "site name")
+        if self.client_ip not in CLIENT_IP_MODES:
+            raise ModelError(f"client_ip {_show(self.client_ip)} is not a mode: use \"preserve\" "
+                             "(the game sees each player's address) or \"snat\" (it sees the "
+                             "VPS's tunnel address)", where=("client_ip",))
         _check_optional_text(self.ssh_config, "ssh_config")
         _check_optional_text(self.known_hosts, "known_hosts")
         if self.whoami_url is not None:
@@ -569,6 +577,11 @@ class Site:
                                 f"port {port} of service {svc.name!r} overlaps {theirs} of "
                                 f"service {other.name!r}: give each port to one service",
                                 where=where)
+
+    @property
+    def snat(self) -> bool:
+        """Does the VPS rewrite the source of forwarded service traffic to its tunnel address?"""
+        return self.client_ip == "snat"
 
     def service(self, name: str) -> Service:
         for svc in self.services:

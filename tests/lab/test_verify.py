@@ -32,11 +32,11 @@ from tunnelops.verify import VerifyReport
 pytestmark = pytest.mark.lab
 
 TOPO = Topology(*slot("labv", 3))
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def ROWS() -> int:
     return rows(inventory.load(Lab(TOPO).inventory))
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 class Env(SiteEnv):

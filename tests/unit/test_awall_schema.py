@@ -13,6 +13,7 @@ string, is table").
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -267,6 +268,7 @@ def recorded(name: str):
 
 SITES = {
     "seed": SITE,
+    "seed, client_ip = snat": dataclasses.replace(SITE, client_ip="snat"),
     "port range": RANGE_SITE,
     "ssh on 2222, two services": new_site(
         "home", "vps.example.net:2222", "homeserver", services=(

@@ -163,6 +163,14 @@ def test_bad_file_stem_without_site_name() -> None:
         ('env = { TZ = "UTC" }', "env = { TZ = 1 }",
          "inventory/lab.toml:28: [services] 'env': expected a table of strings, got a table: "
          "write e.g. env = { KEY = \"value\" }"),
+        # client_ip: one of two modes
+        ('name = "lab"', 'name = "lab"\nclient_ip = "nat"',
+         "inventory/lab.toml:4: [site] 'client_ip': client_ip 'nat' is not a mode: use "
+         "\"preserve\" (the game sees each player's address) or \"snat\" (it sees the VPS's "
+         "tunnel address)"),
+        ('name = "lab"', 'name = "lab"\nclient_ip = true',
+         "inventory/lab.toml:4: [site] 'client_ip': expected a string, got a boolean: write "
+         "e.g. client_ip = \"text\""),
         # site-level value
         ('name = "lab"', 'name = "lab"\nwhoami_url = "ftp://x"',
          "inventory/lab.toml:4: [site] 'whoami_url': whoami_url 'ftp://x' is not an http(s) "
@@ -228,6 +236,25 @@ def test_save_keeps_comments_and_order(tmp_path: Path) -> None:
     # Nothing changed: nothing rewritten.
     inventory.save(path, site)
     assert path.read_text() == expected
+
+
+def test_client_ip_is_read_and_written_keeping_comments(tmp_path: Path) -> None:
+    """Absent means "preserve", which is never added to a file that does not say it; a
+    switch changes only that value, the comments around it stay."""
+    path = tmp_path / "lab.toml"
+    path.write_text(BASE)
+    site = inventory.load(path)
+    assert site.client_ip == "preserve" and not site.snat
+    inventory.save(path, dataclasses.replace(site, services=site.services[:1]))
+    assert "client_ip" not in path.read_text()
+    path.write_text(BASE)
+    snat = inventory.update(path, lambda s: dataclasses.replace(s, client_ip="snat"))
+    assert snat.snat and inventory.load(path) == snat
+    assert path.read_text() == BASE.replace('name = "lab"\n', 'name = "lab"\nclient_ip = "snat"\n')
+    text = path.read_text().replace('client_ip = "snat"', 'client_ip = "snat"   # for now')
+    path.write_text(text)
+    inventory.update(path, lambda s: dataclasses.replace(s, client_ip="preserve"))
+    assert path.read_text() == text.replace('"snat"   # for now', '"preserve"   # for now')
 
 
 def test_save_removes_a_port_from_a_multiline_array(tmp_path: Path) -> None:
@@ -305,6 +332,8 @@ def test_save_new_file(tmp_path: Path) -> None:
         "\n"
         "[site]\n"
         'name = "home"\n'
+        'client_ip = "preserve" # the game sees players\' own addresses ("preserve") or the '
+        'VPS\'s ("snat")\n'
         "\n"
         "[vps]\n"
         'host = "myvps"\n'

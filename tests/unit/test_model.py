@@ -344,12 +344,21 @@ def test_site_ssh_port_follows_the_vps_host() -> None:
         ({"whoami_url": "ftp://x"}, "whoami_url 'ftp://x' is not an http(s) URL: "
          "use e.g. \"https://ifconfig.me/ip\""),
         ({"ssh_config": ""}, "ssh_config is empty: remove the key or give a value"),
+        ({"client_ip": "SNAT"}, "client_ip 'SNAT' is not a mode: use \"preserve\" (the game "
+         "sees each player's address) or \"snat\" (it sees the VPS's tunnel address)"),
+        ({"client_ip": None}, "client_ip 'None' is not a mode: use \"preserve\" (the game "
+         "sees each player's address) or \"snat\" (it sees the VPS's tunnel address)"),
     ],
 )
 def test_site_field_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ModelError) as err:
         site(**kwargs)
     assert str(err.value) == message
+
+
+def test_site_client_ip_default_is_preserve() -> None:
+    assert site().client_ip == "preserve" and not site().snat
+    assert site(client_ip="snat").snat
 
 
 def test_site_service_lookup() -> None:

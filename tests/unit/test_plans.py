@@ -287,6 +287,132 @@ def test_debian_vps_reload_snapshot_keeps_the_service_ports() -> None:
     assert fw.guard is not None and "nft -s list set inet tunnelops svc_udp" in fw.guard.snapshot
 
 
+# --------------------------------------------------------------------------- Fedora VPS
+FORWARDS = ["port=12345:proto=udp:toport=:toaddr=192.168.2.2",
+            "port=12346:proto=tcp:toport=:toaddr=192.168.2.2"]
+
+
+def test_fedora_vps_forward_ports_are_read_one_per_line() -> None:
+    """firewall-cmd lists forward ports (and rich rules) one per line after the key, each
+    tab-indented: they are the key's values, not keys of their own."""
+    zones = recorded("fedora-vps-converged").firewalld
+    for kind in ("runtime", "permanent"):
+        public = zones[kind]["public"]
+        assert public["forward-ports"] == FORWARDS
+        assert not [k for k in public if k.startswith("port=")]
+    assert zones["runtime"]["nm-shared"]["rich rules"] == ['rule priority="32767" reject']
+
+
+def test_fedora_fresh_vps() -> None:
+    plans = vps_plans(vps_ctx(recorded("fedora-vps-fresh")))
+    assert summary(plans)[0] == ("packages", ["install wireguard-tools"])
+    fw = step(plans, "firewall")
+    per_kind = [
+        "put wg0 in zone trusted ({})", "allow WireGuard 51821/udp ({})",
+        "masquerade in zone public ({})",
+        "forward 12345/udp to 192.168.2.2 (game, {})",
+        "forward 12346/tcp to 192.168.2.2 (game, {})"]
+    assert [c.summary for c in fw.changes] == [
+        "save the original zones for teardown",
+        *(x.format(k) for k in ("permanent", "runtime") for x in per_kind)]
+    # client_ip = "preserve": nothing masquerades what goes into the tunnel
+    assert not [c for c in fw.changes if "trusted" in c.shell() and "masquerade" in c.shell()]
+    assert change(plans, "firewall", "forward 12345/udp to 192.168.2.2 (game, runtime)"
+                  ).script == ("firewall-cmd -q --zone=public "
+                               f"--add-forward-port={FORWARDS[0].replace('toport=:', '')}")
+    assert fw.guard is not None
+
+
+@pytest.mark.parametrize("name", ["fedora-vps-converged", "fedora-vps-converged-snat"])
+def test_fedora_converged_vps_plans_nothing(name: str) -> None:
+    site = dataclasses.replace(SITE, client_ip="snat" if name.endswith("snat") else "preserve")
+    assert_converged(vps_plans(vps_ctx(recorded(name), site)))
+
+
+def test_fedora_vps_remove_port_stops_forwarding_it() -> None:
+    site = SITE.with_port_removed("12346/tcp")
+    fw = step(vps.configure(vps_ctx(recorded("fedora-vps-converged"), site)), "firewall")
+    assert [(c.summary, c.shell()) for c in fw.changes[1:]] == [
+        (f"stop forwarding 12346/tcp ({kind})",
+         f"firewall-cmd -q {flag}--zone=public --remove-forward-port={FORWARDS[1]}")
+        for kind, flag in (("permanent", "--permanent "), ("runtime", ""))]
+    site = SITE.with_port_added("12347/udp")
+    fw = step(vps.configure(vps_ctx(recorded("fedora-vps-converged"), site)), "firewall")
+    assert [c.summary for c in fw.changes[1:]] == [
+        "forward 12347/udp to 192.168.2.2 (game, permanent)",
+        "forward 12347/udp to 192.168.2.2 (game, runtime)"]
+
+
+# --------------------------------------------------------------------------- client_ip
+# Switching modes converges in one run: exactly the service NAT changes, nothing else.
+
+def test_switch_client_ip_on_nftables() -> None:
+    """The SNAT rules are part of the table's base: the switch reloads the table (one
+    atomic `nft -f`, under the guard); the port sets stay what they were."""
+    converged = {"preserve": "debian-vps-converged", "snat": "debian-vps-converged-snat"}
+    for mode, other in (("snat", "preserve"), ("preserve", "snat")):
+        facts_name = converged[other]
+        site = dataclasses.replace(RANGE_SITE, client_ip=mode)
+        fw = step(vps.configure(vps_ctx(recorded(facts_name), site)), "firewall")
+        assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
+                                                   "load table inet tunnelops"]
+        ruleset = fw.changes[0].content
+        assert ruleset == nftables.vps_ruleset("eth0", T, site.services, snat=mode == "snat")
+        snat = [line.strip() for line in ruleset.splitlines() if " snat " in line]
+        assert snat == ([f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p} snat ip to '
+                         '192.168.2.1 comment "services"' for p in ("tcp", "udp")]
+                        if mode == "snat" else [])
+        assert 'oifname "eth0" ip saddr 192.168.2.0/24 masquerade' in ruleset  # home egress
+        assert "dnat ip to 192.168.2.2" in ruleset
+        assert fw.guard is not None
+        assert fw.notes[-1] == ("client_ip = snat: players reach home as 192.168.2.1"
+                                if mode == "snat" else "client_ip = preserve: players reach "
+                                "home with their own address (no SNAT)")
+        assert_converged(vps.configure(vps_ctx(recorded(converged[mode]), site)))
+
+
+def test_switch_client_ip_on_awall() -> None:
+    """Only the service's policy changes: its snat section comes or goes (base.json keeps
+    the WAN masquerade of home's egress), then `awall activate`, which regenerates every
+    rule from the policies: no stale rule can stay."""
+    f = recorded("alpine-vps-converged")
+    game = "/etc/awall/optional/game.json"
+    assert "snat" not in json.loads(f.files[game].content)
+    snat_site = dataclasses.replace(SITE, client_ip="snat")
+    plans = vps.configure(vps_ctx(f, snat_site))
+    assert summary(plans)[2] == ("firewall", [f"update {game}", "awall activate"])
+    policy = json.loads(change(plans, "firewall", f"update {game}").content)
+    assert policy["snat"] == [{"out": "vpn", "service": "tunnelops-game",
+                               "to-addr": "192.168.2.1"}]
+    assert policy == awall_render.service_policy(SITE.services[0], T, snat=True)
+    # converged in snat mode, then back
+    f.files[game] = dataclasses.replace(f.files[game], content=awall_render.dumps(policy))
+    assert_converged(vps.configure(vps_ctx(f, snat_site)))
+    plans = vps.configure(vps_ctx(f, SITE))
+    assert summary(plans)[2] == ("firewall", [f"update {game}", "awall activate"])
+    back = json.loads(change(plans, "firewall", f"update {game}").content)
+    assert "snat" not in back and back["dnat"] == [
+        {"in": "inet", "service": "tunnelops-game", "to-addr": "192.168.2.2"}]
+    assert json.loads(f.files["/etc/awall/base.json"].content)["snat"] == [{"out": "inet"}]
+
+
+@pytest.mark.parametrize(("facts_name", "mode", "verb"), [
+    ("fedora-vps-converged", "snat", "add"),
+    ("fedora-vps-converged-snat", "preserve", "remove")])
+def test_switch_client_ip_on_firewalld(facts_name: str, mode: str, verb: str) -> None:
+    """The trusted zone (wg0's) masquerades what enters the tunnel only with "snat"; the WAN
+    zone's masquerade (home's egress) and the forward ports stay."""
+    site = dataclasses.replace(SITE, client_ip=mode)
+    fw = step(vps.configure(vps_ctx(recorded(facts_name), site)), "firewall")
+    what = "masquerade" if verb == "add" else "no masquerade"
+    assert [(c.summary, c.shell()) for c in fw.changes] == [
+        ("save the original zones for teardown", fw.changes[0].shell()),
+        *((f"{what} in zone trusted ({kind})",
+           f"firewall-cmd -q {flag}--zone=trusted --{verb}-masquerade")
+          for kind, flag in (("permanent", "--permanent "), ("runtime", "")))]
+    assert fw.guard is not None
+
+
 # --------------------------------------------------------------------------- keys
 
 def test_private_keys_only_travel_as_the_placeholder() -> None:

@@ -108,7 +108,7 @@ def test_wireguard_policy_text() -> None:
 
 
 def test_service_policy_text() -> None:
-    assert awall.dumps(awall.service_policy(RANGE, CUSTOM)) == managed("""\
+    assert awall.dumps(awall.service_policy(RANGE, CUSTOM, snat=True)) == managed("""\
 {
     "description": "MANAGED Forward srcds traffic to WireGuard peer",
     "service": {
@@ -150,7 +150,7 @@ def test_service_policy_text() -> None:
 
 
 def test_service_policy_has_the_seed_structure() -> None:
-    policy = json.loads(awall.dumps(awall.service_policy(GAME, Tunnel())))
+    policy = json.loads(awall.dumps(awall.service_policy(GAME, Tunnel(), snat=True)))
     # The seed's game.json, with its JSON fixed, a prefixed service name and "to-addr".
     assert policy == {
         "description": "Managed by tunnelops: local edits are overwritten. Forward game "
@@ -162,6 +162,9 @@ def test_service_policy_has_the_seed_structure() -> None:
         "dnat": [{"in": "inet", "service": "tunnelops-game", "to-addr": "192.168.2.2"}],
         "snat": [{"out": "vpn", "service": "tunnelops-game", "to-addr": "192.168.2.1"}],
     }
+    # client_ip = "preserve" (the default): the same without its snat section
+    del policy["snat"]
+    assert awall.service_policy(GAME, Tunnel()) == policy
 
 
 def test_dumps_is_deterministic_json() -> None:

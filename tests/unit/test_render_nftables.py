@@ -59,8 +59,16 @@ SVC_SETS = (
 R = " " * 8  # rule indentation
 
 
-def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, listen: int) -> str:
-    """vps_ruleset without its `add element` lines: the same whatever the services."""
+def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, listen: int,
+             *, snat: bool = False) -> str:
+    """vps_ruleset without its `add element` lines: the same whatever the services. With
+    snat (client_ip = "snat") forwarded service traffic leaves from the VPS's tunnel
+    address; without it only home's egress is masqueraded."""
+    snat_rules = (
+        f'{R}oifname "{wg}" ip daddr {home} tcp dport @svc_tcp snat ip to {vps} comment '
+        '"services"\n'
+        f'{R}oifname "{wg}" ip daddr {home} udp dport @svc_udp snat ip to {vps} comment '
+        '"services"\n') if snat else ""
     return (
         HEADER + SETS + SVC_SETS + "\n"
         "    chain input {\n"
@@ -102,20 +110,18 @@ def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, list
         "    chain postrouting {\n"
         f"{R}type nat hook postrouting priority srcnat; policy accept;\n"
         f'{R}oifname "{wan}" ip saddr {subnet} masquerade comment "home egress"\n'
-        f'{R}oifname "{wg}" ip daddr {home} tcp dport @svc_tcp snat ip to {vps} comment '
-        '"services"\n'
-        f'{R}oifname "{wg}" ip daddr {home} udp dport @svc_udp snat ip to {vps} comment '
-        '"services"\n'
+        + snat_rules +
         "    }\n"
         "}\n"
     )
 
 
-CUSTOM_BASE = vps_base("ens3", "wgt", "10.9.8.6", "10.9.8.5", "10.9.8.0/29", 2222, 51999)
+CUSTOM_BASE = vps_base("ens3", "wgt", "10.9.8.6", "10.9.8.5", "10.9.8.0/29", 2222, 51999,
+                       snat=True)
 
 
 def test_vps_ruleset_two_services_custom_tunnel() -> None:
-    assert nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222) == (
+    assert nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222, snat=True) == (
         CUSTOM_BASE
         + 'add element inet tunnelops svc_tcp { 8080 comment "web", 12346 comment "game" }\n'
         'add element inet tunnelops svc_udp { 12345 comment "game", '
@@ -156,7 +162,7 @@ def test_home_ruleset() -> None:
 
 
 def test_base_and_elements() -> None:
-    text = nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222)
+    text = nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222, snat=True)
     assert nftables.base(text) == CUSTOM_BASE
     assert nftables.base(CUSTOM_BASE) == CUSTOM_BASE
     E = nftables.Element
@@ -182,6 +188,7 @@ def nft(tmp_path: Path, text: str, script: str) -> subprocess.CompletedProcess[s
 RULESETS = {
     "vps-seed": nftables.vps_ruleset("eth0", Tunnel(), [GAME]),
     "vps-custom": nftables.vps_ruleset("ens3.100", CUSTOM, [GAME, WEB], ssh_port=2222),
+    "vps-snat": nftables.vps_ruleset("eth0", Tunnel(), [GAME], snat=True),
     "vps-empty": nftables.vps_ruleset("eth0", Tunnel(), []),
     "home": nftables.home_ruleset(CUSTOM, [GAME, WEB]),
     "home-empty": nftables.home_ruleset(Tunnel(), []),

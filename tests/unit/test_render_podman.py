@@ -21,8 +21,11 @@ CUSTOM = Tunnel(interface="wgt", subnet="10.9.8.0/29", vps_address="10.9.8.5",  
 
 
 def test_network_option() -> None:
-    assert podman.network_option("slirp4netns", Tunnel()) == "slirp4netns:outbound_addr=wg0"
-    assert podman.network_option("slirp4netns", CUSTOM) == "slirp4netns:outbound_addr=wgt"
+    # slirp4netns's own port handler: rootlessport would show the game 10.0.2.100 for all
+    assert podman.network_option("slirp4netns", Tunnel()) == \
+        "slirp4netns:outbound_addr=wg0,port_handler=slirp4netns"
+    assert podman.network_option("slirp4netns", CUSTOM) == \
+        "slirp4netns:outbound_addr=wgt,port_handler=slirp4netns"
     assert podman.network_option("pasta", CUSTOM) == "pasta:--outbound,10.9.8.6"
     with pytest.raises(ModelError) as err:
         podman.network_option("bridge", CUSTOM)
@@ -30,8 +33,11 @@ def test_network_option() -> None:
 
 
 def test_publish_args() -> None:
+    """On the tunnel's home address: replies leave from it, so policy routing sends them
+    back through the tunnel to any player's address (UDP too)."""
     assert podman.publish_args(WEB, Tunnel()) == [
-        "-p", "8080:8080/tcp", "-p", "27015-27020:27015-27020/udp"]
+        "-p", "192.168.2.2:8080:8080/tcp", "-p", "192.168.2.2:27015-27020:27015-27020/udp"]
+    assert podman.publish_args(WEB, CUSTOM)[1] == "10.9.8.6:8080:8080/tcp"
 
 
 def test_run_args_seed() -> None:
@@ -40,9 +46,9 @@ def test_run_args_seed() -> None:
         "--name", "tunnelops-game",
         "--label", "tunnelops.spec=0123456789abcdef",
         "--label", "tunnelops.service=game",
-        "--network", "slirp4netns:outbound_addr=wg0",
-        "-p", "12345:12345/udp",
-        "-p", "12346:12346/tcp",
+        "--network", "slirp4netns:outbound_addr=wg0,port_handler=slirp4netns",
+        "-p", "192.168.2.2:12345:12345/udp",
+        "-p", "192.168.2.2:12346:12346/tcp",
         "-e", "MAX_PLAYERS=8",
         "-v", "/srv/game:/data:Z",
         "--restart", "unless-stopped", "--",
@@ -57,8 +63,8 @@ def test_run_args_command_and_pasta() -> None:
         "--label", "tunnelops.spec=ffff",
         "--label", "tunnelops.service=web",
         "--network", "pasta:--outbound,10.9.8.6",
-        "-p", "8080:8080/tcp",
-        "-p", "27015-27020:27015-27020/udp",
+        "-p", "10.9.8.6:8080:8080/tcp",
+        "-p", "10.9.8.6:27015-27020:27015-27020/udp",
         "-e", 'MOTD=say "hi" 100%',
         "-e", "TZ=UTC",
         "--restart", "unless-stopped", "--",
@@ -94,9 +100,9 @@ def test_quadlet_unit_seed() -> None:
         "[Container]\n"
         "ContainerName=tunnelops-game\n"
         "Image=docker.io/example/game:latest\n"
-        "Network=slirp4netns:outbound_addr=wg0\n"
-        "PublishPort=12345:12345/udp\n"
-        "PublishPort=12346:12346/tcp\n"
+        "Network=slirp4netns:outbound_addr=wg0,port_handler=slirp4netns\n"
+        "PublishPort=192.168.2.2:12345:12345/udp\n"
+        "PublishPort=192.168.2.2:12346:12346/tcp\n"
         "Environment=MAX_PLAYERS=8\n"
         "Volume=/srv/game:/data:Z\n"
         "Label=tunnelops.spec=0123456789abcdef\n"
@@ -120,8 +126,8 @@ def test_quadlet_unit_quotes_words() -> None:
         "ContainerName=tunnelops-web\n"
         "Image=docker.io/library/nginx:1.25\n"
         "Network=pasta:--outbound,10.9.8.6\n"
-        "PublishPort=8080:8080/tcp\n"
-        "PublishPort=27015-27020:27015-27020/udp\n"
+        "PublishPort=10.9.8.6:8080:8080/tcp\n"
+        "PublishPort=10.9.8.6:27015-27020:27015-27020/udp\n"
         'Environment="MOTD=say \\"hi\\" 100%%"\n'
         "Environment=TZ=UTC\n"
         "Label=tunnelops.spec=ffff\n"

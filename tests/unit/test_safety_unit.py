@@ -325,7 +325,8 @@ def test_hostile_values_reach_podman_argv_literally(tmp_path: Path) -> None:
                   if c.summary.startswith("create container"))
     res, calls = run_with_fake_podman(change, tmp_path)
     assert res.returncode == 0, res.stderr
-    spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
+    spec = podman_render.spec_hash(svc, site.tunnel,
+                                   podman_render.network_option("slirp4netns", site.tunnel))
     assert calls[-1] == podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert not list(tmp_path.rglob("pwned"))
 
@@ -569,7 +570,8 @@ def test_every_service_value_is_refused_or_reaches_podman_literally(
                   for c in p.changes if c.summary.startswith("create container"))
     res, calls = run_with_fake_podman(change, tmp)
     assert res.returncode == 0, res.stderr
-    spec = podman_render.spec_hash(svc, site.tunnel, "slirp4netns:outbound_addr=wg0")
+    spec = podman_render.spec_hash(svc, site.tunnel,
+                                   podman_render.network_option("slirp4netns", site.tunnel))
     argv = podman_render.run_args(svc, site.tunnel, "slirp4netns", spec)
     assert calls[-1] == argv
     assert argv[argv.index("--") + 1:] == [image, *command]  # after `--`: never options

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tunnelops.probes.traffic import http_get
 from tunnelops.probes.wireguard import PING_MIN, PMTU
 from tunnelops.render import podman as podman_render
 from tunnelops.verify import HostRun, Row, VerifyReport
+from tunnelops.verify import client as client_check
 from tunnelops.verify import view as verify_view
 from tunnelops.verify.container import container_network, outbound_ok
 from tunnelops.verify.laptop import MAX_PORTS_PER_SPEC, probe_ports
@@ -49,7 +51,8 @@ def test_the_chain_of_the_recorded_site() -> None:
         "vps.forwarding", "vps.firewall", "vps.port.12345/udp", "vps.port.12346/tcp",
         "home.port.12345/udp", "home.port.12346/tcp",
         "container.game.running", "container.game.network", "container.game.ports",
-        "ingress.12345/udp", "ingress.12346/tcp", "egress.game"]
+        "ingress.12345/udp", "ingress.12346/tcp", "client.game.tcp", "client.game.udp",
+        "egress.game"]
 
 
 def test_dependencies_come_first_and_exist() -> None:
@@ -135,6 +138,42 @@ def test_probe_ports_spread_over_big_ranges() -> None:
     assert len(big) == MAX_PORTS_PER_SPEC and big[0] == 10000 and big[-1] == 20000
 
 
+def test_conntrack_waits_for_the_probes_then_lists_them(tmp_path: Path) -> None:
+    """The VPS's section run by sh with a stand-in `conntrack`: it prints only the entries of
+    the probed ports to the VPS's public address, and waits for a missing one at most
+    WAIT_POLLS x 0.1 s."""
+    (tmp_path / "conntrack").write_text(
+        "#!/bin/sh\n"
+        "echo 'tcp      6 117 TIME_WAIT src=203.0.113.2 dst=198.51.100.60 sport=2 "
+        "dport=12346 src=192.168.2.2 dst=203.0.113.2 sport=12346 dport=2 [ASSURED] use=1'\n"
+        "echo 'tcp      6 117 ESTABLISHED src=203.0.113.9 dst=198.51.100.60 sport=3 "
+        "dport=22 src=198.51.100.60 dst=203.0.113.9 sport=22 dport=3 [ASSURED] use=1'\n"
+        "[ -e $0.udp ] && echo 'udp      17 29 src=198.51.100.1 dst=198.51.100.60 sport=4 "
+        "dport=12345 src=192.168.2.2 dst=198.51.100.1 sport=12345 dport=4 use=1'\n"
+        "exit 0\n")
+    (tmp_path / "conntrack").chmod(0o755)
+    probe = client_check.conntrack(verify.Ctx(SITE, URL))
+    assert probe is not None
+
+    def run() -> tuple[float, dict]:
+        start = time.monotonic()
+        out = subprocess.run(["sh", "-c", probe.shell()], capture_output=True, text=True,
+                             timeout=20, check=True,
+                             env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+        return time.monotonic() - start, probe.parse(out)
+
+    took, seen = run()  # no UDP entry: it waits, then gives what it has
+    assert 2.0 < took < 6, took
+    assert seen == {"source": "conntrack", "seen": {"12346/tcp": ["203.0.113.2"]}}
+    (tmp_path / "conntrack.udp").write_text("")
+    took, seen = run()
+    assert took < 1.0, took
+    assert seen == {"source": "conntrack", "seen": {"12345/udp": ["198.51.100.1"],
+                                                    "12346/tcp": ["203.0.113.2"]}}
+    no_ip = dataclasses.replace(SITE, vps=dataclasses.replace(SITE.vps, public_ip=None))
+    assert client_check.conntrack(verify.Ctx(no_ip, URL)) is None
+
+
 # ---------------------------------------------------------------- containers
 @pytest.mark.parametrize("kind", podman_render.NETWORK_KINDS)
 def test_the_network_tunnelops_renders_counts_as_outbound(kind: str) -> None:
@@ -191,8 +230,8 @@ def test_table_view() -> None:
     text = console.export_text()
     assert "✓ │ vps forwards 12345/udp to home" in text
     assert "hint" not in text.splitlines()[2]  # no hint column when all pass
-    assert text.strip().endswith("verify prba: 27 passed, 0 failed · round trips: vps 1, "
-                                 "home 1 · 0.9s")
+    assert text.strip().endswith(f"verify prba: {len(r.checks)} passed, 0 failed · round "
+                                 "trips: vps 1, home 1 · 0.9s")
     bad = report({"patches": [{"host": "home", "probe": "rules", "set": []}]})
     console = Console(record=True, width=200)
     verify_view.show(console, bad)

@@ -73,7 +73,8 @@ def files(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> dict[str, str]:
         "/etc/awall/optional/wireguard.json": render.dumps(render.wireguard_policy(t)),
     }
     for svc in services:
-        out[f"/etc/awall/optional/{svc.name}.json"] = render.dumps(render.service_policy(svc, t))
+        out[f"/etc/awall/optional/{svc.name}.json"] = render.dumps(
+            render.service_policy(svc, t, snat=ctx.site.snat))
     return out
 
 

@@ -1,6 +1,11 @@
 """firewalld on a Fedora/RHEL VPS: the WAN zone allows SSH and WireGuard, masquerades the
-tunnel's egress and forwards the service ports to home; wg0 sits in the trusted zone, which
-masquerades what it forwards into the tunnel (the seed's SNAT to the VPS tunnel address)."""
+tunnel's egress and forwards the service ports to home; wg0 sits in the trusted zone. With
+client_ip = "snat" the trusted zone masquerades what is forwarded into the tunnel (the seed's
+SNAT to the VPS tunnel address); with "preserve" it must not (a zone's masquerade applies to
+everything leaving through its interfaces), and players' addresses reach home unchanged.
+
+A forward-port to home's tunnel address that the inventory no longer has is removed (the
+address is tunnelops's: nothing else forwards to it)."""
 
 from __future__ import annotations
 
@@ -34,19 +39,29 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
             p.changes.append(CommandChange(f"allow SSH {ssh}/tcp ({kind})",
                                            f"firewall-cmd -q {flag}--zone={q(zone)} "
                                            f"--add-port={ssh}/tcp"))
-        for zz in (zone, "trusted"):
-            if z.get(zz, {}).get("masquerade", ["no"]) != ["yes"]:
-                p.changes.append(CommandChange(f"masquerade in zone {zz} ({kind})",
+        for zz, want in ((zone, True), ("trusted", ctx.site.snat)):
+            if (z.get(zz, {}).get("masquerade", ["no"]) == ["yes"]) != want:
+                verb, opt = ("masquerade", "add") if want else ("no masquerade", "remove")
+                p.changes.append(CommandChange(f"{verb} in zone {zz} ({kind})",
                                                f"firewall-cmd -q {flag}--zone={q(zz)} "
-                                               "--add-masquerade"))
-        have = " ".join(wz.get("forward-ports", []))
+                                               f"--{opt}-masquerade"))
+        have = wz.get("forward-ports", [])
+        wanted = {}
         for svc in services:
             for spec in svc.ports:
-                fp = f"port={spec.nft}:proto={spec.proto}:toaddr={t.home_address}"
-                if f"port={spec.nft}:proto={spec.proto}:" not in have:
+                head = f"port={spec.nft}:proto={spec.proto}:"
+                wanted[head] = svc.name
+                if not any(fp.startswith(head) for fp in have):
+                    fp = f"{head}toaddr={t.home_address}"
                     p.changes.append(CommandChange(
                         f"forward {spec} to {t.home_address} ({svc.name}, {kind})",
                         f"firewall-cmd -q {flag}--zone={q(zone)} --add-forward-port={q(fp)}"))
+        for fp in have:
+            head = fp[:fp.find(":", fp.find("proto=")) + 1]
+            if fp.endswith(f":toaddr={t.home_address}") and head not in wanted:
+                p.changes.append(CommandChange(
+                    f"stop forwarding {_shown(fp)} ({kind})",
+                    f"firewall-cmd -q {flag}--zone={q(zone)} --remove-forward-port={q(fp)}"))
     if p.changes:
         p.changes.insert(0, CommandChange("save the original zones for teardown",
                                           zone_backup(zone, "trusted")))
@@ -56,3 +71,9 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
                                 "firewall-cmd -q --reload", seconds=ctx.guard_seconds)
     p.notes.append(f"firewalld (WAN zone {zone}); SSH allowed by the zone, not rate-limited")
     return p
+
+
+def _shown(forward_port: str) -> str:
+    """`port=12347:proto=udp:toport=:toaddr=...` as 12347/udp."""
+    v = dict(kv.split("=", 1) for kv in forward_port.split(":") if "=" in kv)
+    return f"{v.get('port', '?')}/{v.get('proto', '?')}"

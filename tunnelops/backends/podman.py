@@ -1,16 +1,18 @@
 """A service's rootless container at home, the seed's way: run by the service's user, with
-`--network slirp4netns:outbound_addr=wg0` (pasta's equivalent on Podman 5, where pasta is the
-default) and one `-p` per port, so players' traffic lands in it and its own egress leaves
-through the VPS.
+`--network slirp4netns:outbound_addr=wg0,port_handler=slirp4netns` (pasta's equivalent on
+Podman 5, where pasta is the default) and one `-p 192.168.2.2:PORT:PORT` per port, so
+players' traffic lands in it with their own address and its own egress leaves through the
+VPS.
 
 - The container carries a hash of its specification as a label: it is replaced only when the
   specification changed; otherwise a re-run leaves it running (same id, same start time).
 - It survives a reboot: a Quadlet unit (Podman >= 4.4) or a `podman generate systemd` user
   unit, with lingering for the user. Without systemd as PID 1 (the lab) it is started
   directly, and the recap says so.
-- UDP replies: the VPS SNATs forwarded packets to its tunnel address, so every reply (from
-  rootlessport, slirp4netns or pasta alike) is addressed to 192.168.2.1 and policy routing
-  (`to 192.168.2.1 table 201`) sends it back through wg0.
+- Replies, UDP included: the forwarder (slirp4netns or pasta) answers from the address the
+  port is published on, 192.168.2.2, so policy routing (`from 192.168.2.2 table 201`) sends
+  them back through wg0 to whatever address the player has (with client_ip = "snat" they go
+  to 192.168.2.1, which `to 192.168.2.1 table 201` routes the same way).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ protocol). Planning (tunnelops.facts) and verify (tunnelops.verify) ask for the 
 each phase reads all it needs from one host in ONE batched script."""
 
 from tunnelops.probes.base import MARK, Batch, Probe, Readings, inline, sections
+from tunnelops.probes.conntrack import Conntrack
 from tunnelops.probes.files import FOREIGN_KEY, Exists, File, FileFact, NonEmpty, Text, Tree
 from tunnelops.probes.firewall import (
     AWALL_APPLIED,
@@ -51,6 +52,7 @@ __all__ = [
     "Batch",
     "Clock",
     "Commands",
+    "Conntrack",
     "Containers",
     "DirEntries",
     "Egress",

@@ -44,7 +44,7 @@ class FirewalldZones(Probe[FirewalldView]):
         out: FirewalldView = {"running": True, "zones": {}}
         if self.view == "runtime":
             out["default"] = "public"
-        zones, zone, listing = out["zones"], None, False
+        zones, zone, listing, key = out["zones"], None, False, ""
         for line in text.splitlines()[1:]:
             if line.startswith("default=") and not listing:
                 out["default"] = line.split("=", 1)[1].strip()
@@ -52,9 +52,12 @@ class FirewalldZones(Probe[FirewalldView]):
                 listing = True
             elif listing and line and not line[0].isspace():
                 zone = zones.setdefault(line.split()[0], {})
+            elif zone is not None and line.startswith("\t") and key:
+                # forward-ports and rich rules: one per line after their key, tab-indented
+                zone[key].append(line.strip())
             elif listing and zone is not None and ":" in line:
-                k, _, v = line.strip().partition(":")
-                zone[k] = v.split()
+                key, _, v = line.strip().partition(":")
+                zone[key] = v.split()
         return out
 
 

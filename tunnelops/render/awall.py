@@ -100,17 +100,21 @@ def wireguard_policy(t: Tunnel) -> Policy:
     }
 
 
-def service_policy(svc: Service, t: Tunnel) -> Policy:
+def service_policy(svc: Service, t: Tunnel, *, snat: bool = False) -> Policy:
+    """The seed's game.json; its snat section only with client_ip = "snat": without it the
+    game sees the player's address and home answers it through the tunnel by its rule
+    `from HOME_ADDRESS` (base.json's masquerade is for what leaves by the WAN only)."""
     key = service_key(svc)
-    return {
+    policy: Policy = {
         "description": f"{MANAGED} Forward {svc.name} traffic to WireGuard peer",
         "service": {key: [{"proto": p.proto, "port": p.awall} for p in svc.ports]},
         "filter": [{"in": "inet", "out": "vpn", "service": key, "action": "accept"}],
         "dnat": [{"in": "inet", "service": key, "to-addr": str(t.home_address)}],
-        # Replies must come back through the tunnel: the home server sees the VPS's
-        # tunnel address as the source, and answers it over wg0.
-        "snat": [{"out": "vpn", "service": key, "to-addr": str(t.vps_address)}],
     }
+    if snat:
+        # the home server sees the VPS's tunnel address as the source, and answers it over wg0
+        policy["snat"] = [{"out": "vpn", "service": key, "to-addr": str(t.vps_address)}]
+    return policy
 
 
 def dumps(policy: Policy) -> str:

@@ -114,7 +114,10 @@ def base(ruleset: str) -> str:
 
 # ---------------------------------------------------------------- the rulesets
 def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
-                ssh_port: int = 22) -> str:
+                ssh_port: int = 22, *, snat: bool = False) -> str:
+    """snat: forwarded service traffic leaves into the tunnel from the VPS's tunnel address
+    (client_ip = "snat"); without it the game sees the player's own address and answers it
+    through the tunnel by home's rule `from HOME_ADDRESS`, the VPS un-DNATing the reply."""
     wan, wg = f'"{wan_iface}"', f'"{t.interface}"'
     home, vps = t.home_address, t.vps_address
     sets = [
@@ -165,7 +168,7 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
         f'oifname {wan} ip saddr {t.subnet} masquerade comment "home egress"',
         # The home server sees the VPS's tunnel address and so answers through the tunnel.
         *(f'oifname {wg} ip daddr {home} {proto} dport @{name} snat ip to {vps} '
-          'comment "services"' for proto, name in SVC_SETS.items()),
+          'comment "services"' for proto, name in SVC_SETS.items() if snat),
     ]
     lines = [
         *_header(),

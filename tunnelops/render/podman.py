@@ -1,12 +1,18 @@
 """The rootless Podman container of a service, as `podman run` argv or a Quadlet unit.
 
 The container's network makes its outbound traffic leave through the tunnel:
-- slirp4netns: `slirp4netns:outbound_addr=wg0`, the seed's option (podman-run(1)).
+- slirp4netns: `slirp4netns:outbound_addr=wg0`, the seed's option (podman-run(1)), with
+  `port_handler=slirp4netns`: the default handler (rootlessport) relays each connection from
+  its own address, so the game saw 10.0.2.100 for every player.
 - pasta: options follow "pasta:" comma-separated (podman-run(1) --network). We pass
   `--outbound,HOME_ADDRESS` (passt(1) -o/--outbound: bind outbound sockets to an address):
   the source address selects the tunnel's policy-routing rule. pasta's --outbound-if4 is
   avoided on purpose: it also makes wg0 the template interface for the container's
   addresses and routes, and wg0's routes live in table 201, not in main.
+Ports are published on the tunnel's home address (`-p 192.168.2.2:PORT:PORT/PROTO`): the
+forwarder's socket then answers from that address, so replies (UDP too, which has no
+connection to follow) match home's rule `from 192.168.2.2 table 201` and go back through the
+tunnel, whatever the player's address (client_ip = "preserve"), and to 192.168.2.1 alike.
 Argument lists are never joined into shell text here (the engine quotes them), but for
 `as_user`: the one shell wrapper every command run as a service user goes through.
 Quadlet key names are those of podman-systemd.unit(5) ([Container] section).
@@ -38,7 +44,7 @@ def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
 
 def network_option(kind: str, t: Tunnel) -> str:
     if kind == "slirp4netns":
-        return f"slirp4netns:outbound_addr={t.interface}"
+        return f"slirp4netns:outbound_addr={t.interface},port_handler=slirp4netns"
     if kind == "pasta":
         return f"pasta:--outbound,{t.home_address}"
     raise ModelError(f"unknown network kind {kind!r}: use slirp4netns or pasta")
@@ -62,16 +68,16 @@ def spec_hash(svc: Service, t: Tunnel, network: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _publish(port_nft: str, proto: str) -> str:
-    return f"{port_nft}:{port_nft}/{proto}"
+def _publish(port_nft: str, proto: str, t: Tunnel) -> str:
+    return f"{t.home_address}:{port_nft}:{port_nft}/{proto}"
 
 
 def publish_args(svc: Service, t: Tunnel) -> list[str]:
-    """One `-p` per port spec, same port inside and out (the VPS forwards it unchanged).
-    `t` is part of the signature so a later version may bind to the tunnel address."""
+    """One `-p` per port spec on the tunnel's home address, same port inside and out (the
+    VPS forwards it unchanged)."""
     args: list[str] = []
     for port in svc.ports:
-        args += ["-p", _publish(port.nft, port.proto)]
+        args += ["-p", _publish(port.nft, port.proto, t)]
     return args
 
 
@@ -120,7 +126,7 @@ def quadlet_unit(svc: Service, t: Tunnel, network_kind: str, spec: str) -> str:
         f"ContainerName={svc.container_name}",
         f"Image={_unit_value(svc.image)}",
         f"Network={network_option(network_kind, t)}",
-        *(f"PublishPort={_publish(p.nft, p.proto)}" for p in svc.ports),
+        *(f"PublishPort={_publish(p.nft, p.proto, t)}" for p in svc.ports),
         *(f"Environment={_unit_word(f'{k}={v}')}" for k, v in svc.env),
         *(f"Volume={_unit_value(v)}" for v in svc.volumes),
         f"Label={SPEC_LABEL}={spec}",

@@ -1,5 +1,6 @@
 """The VPS end: packages, keys, forwarding, the WireGuard interface, the firewall (inbound
-SSH rate-limited and WireGuard allowed, all else dropped; DNAT/SNAT for the services)."""
+SSH rate-limited and WireGuard allowed, all else dropped; DNAT for the services, and SNAT
+with client_ip = "snat")."""
 
 from __future__ import annotations
 
@@ -93,6 +94,9 @@ def configure(ctx: Ctx) -> list[StepPlan]:
         plans.append(firewalld_vps.plan(ctx, wan, site.services))
     else:
         plans.append(nftables.plan(ctx, nft_render.vps_ruleset(
-            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port),
+            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port, snat=site.snat),
             nft_render.service_elements(site.services)))
+    plans[-1].notes.append(
+        f"client_ip = snat: players reach home as {site.tunnel.vps_address}" if site.snat
+        else "client_ip = preserve: players reach home with their own address (no SNAT)")
     return plans

@@ -7,7 +7,7 @@ The chain, in the order it is shown:
     laptop ─SSH─► VPS ─wg0─► home ─► container           (ssh, wireguard, tunnel, routing)
     player ─► VPS public:PORT ─DNAT─► wg0 ─► home firewall ─► container   (vps_firewall,
                                                                  home_firewall, container,
-                                                                 ingress)
+                                                                 ingress, client)
     container ─► slirp4netns/pasta ─► wg0 (policy rule) ─► VPS masquerade ─► internet (egress)
 
 Written once here: a check whose host could not be reached is "not checked: no SSH to HOST";
@@ -26,6 +26,7 @@ from tunnelops.model import Site
 from tunnelops.probes import MARK, Batch, Probe, Readings
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.verify import (
+    client,
     container,
     egress,
     home_firewall,
@@ -48,7 +49,7 @@ from tunnelops.verify.laptop import (
 from tunnelops.verify.report import HostRun, Row, VerifyReport
 
 LINKS = (ssh, wireguard, tunnel, routing, vps_firewall, home_firewall, container, ingress,
-         egress)
+         client, egress)
 SCRIPT_TIMEOUT_S = 30
 
 

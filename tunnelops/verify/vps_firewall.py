@@ -1,5 +1,6 @@
 """Link 5: the VPS forwards: IPv4 forwarding, SSH and WireGuard let in, and each service
-port's filter, DNAT to home and SNAT to the VPS's tunnel address, read from the firewall the
+port's filter, DNAT to home and SNAT to the VPS's tunnel address (client_ip = "snat") or no
+SNAT ("preserve": players reach home with their own address), read from the firewall the
 distribution table says the VPS has (nftables followed rule by rule through nft's JSON,
 firewalld's zones, awall's iptables rules)."""
 
@@ -136,7 +137,16 @@ class Firewall(Check):
                        + f": {FIX[kind]}")
 
 
+def _snat(s: State, done: list[bool], missing: str, present: str) -> dict:
+    """SNAT (client_ip = "snat") or its absence ("preserve": the player's address reaches
+    home), as one more part of the row."""
+    if s.site.snat:
+        return {"SNAT": (all(done), missing)}
+    return {"no SNAT": (not any(done), present)}
+
+
 def _forwards(s: State, kind: str, spec: PortSpec) -> dict[str, tuple[bool, str]]:
+    """filter, DNAT, and SNAT or its absence, for a service port."""
     t = s.site.tunnel
     home, tun = str(t.home_address), str(t.vps_address)
     wan, pub = wan_and_public(s)
@@ -155,7 +165,8 @@ def _forwards(s: State, kind: str, spec: PortSpec) -> dict[str, tuple[bool, str]
             sn.append(sn_ is not None and (sn_[0] == "masquerade" or
                                            (sn_[0] == "snat" and sn_[1] == tun)))
         return {"filter": (all(fil), "forward not accepted"),
-                "DNAT": (all(dn), f"no dnat to {home}"), "SNAT": (all(sn), f"no snat to {tun}")}
+                "DNAT": (all(dn), f"no dnat to {home}"),
+                **_snat(s, sn, f"no snat to {tun}", f"snat to {tun}")}
     if kind == "firewalld":
         fw = s.read("vps", FirewalldZones("runtime"))
         zones = fw.get("zones", {})
@@ -166,7 +177,8 @@ def _forwards(s: State, kind: str, spec: PortSpec) -> dict[str, tuple[bool, str]
         masq = zones.get(wgzone, {}).get("masquerade", ["no"]) == ["yes"]
         return {"filter": (fwd, f"no forward-port in zone {z}"),
                 "DNAT": (fwd, f"no forward-port in zone {z}"),
-                "SNAT": (masq, f"no masquerade in zone {wgzone}")}
+                **_snat(s, [masq], f"no masquerade in zone {wgzone}",
+                        f"masquerade in zone {wgzone}")}
     tabs = s.read("vps", IptablesRules())
     nat, fil = tabs.get("nat", []), tabs.get("filter", [])
 
@@ -179,9 +191,9 @@ def _forwards(s: State, kind: str, spec: PortSpec) -> dict[str, tuple[bool, str]
                        for p in ports), "no ACCEPT rule"),
         "DNAT": (all(has(nat, lambda x: f"--to-destination {home}" in x, p) for p in ports),
                  f"no DNAT to {home}"),
-        "SNAT": (all(has(nat, lambda x: f"--to-source {tun}" in x or (
-            "-j MASQUERADE" in x and f"-o {t.interface}" in x), p) for p in ports),
-            f"no SNAT to {tun}")}
+        **_snat(s, [has(nat, lambda x: f"--to-source {tun}" in x or (
+            "-j MASQUERADE" in x and f"-o {t.interface}" in x), p) for p in ports],
+            f"no SNAT to {tun}", f"SNAT to {tun}")}
 
 
 @dataclass(frozen=True)
@@ -204,12 +216,16 @@ class Forwards(Check):
     def evaluate(self, s: State) -> Outcome:
         kind = backend(s)
         parts = _forwards(s, kind, self.spec)
-        missing = [k for k, (good, _) in parts.items() if not good]
-        return Outcome(not missing,
+        missing = [k for k, (good, _) in parts.items() if not good and k != "no SNAT"]
+        problems = [f"{' and '.join(missing)} for {self.spec} missing on the VPS"] \
+            if missing else []
+        if not parts.get("no SNAT", (True, ""))[0]:
+            problems.append(f"the VPS SNATs {self.spec} to {s.site.tunnel.vps_address}, so "
+                            "the game sees that and not the player (client_ip = preserve)")
+        return Outcome(all(good for good, _ in parts.values()),
                        f"{kind}: " + ", ".join(f"{k} {'✓' if good else '✗ (' + why + ')'}"
                                                for k, (good, why) in parts.items()),
-                       f"{' and '.join(missing)} for {self.spec} missing on the VPS: "
-                       f"{FIX[kind]}")
+                       "; ".join(problems) + f": {FIX[kind]}")
 
 
 def checks(ctx: Ctx) -> list[Check]:

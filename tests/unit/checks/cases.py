@@ -3,7 +3,7 @@ real lab: capture.py), and the rows it must produce. cases/LINK.json holds each 
 cases, a list of
 
     {"name": "...",                                   what the fault is
-     "site": {"add_ports": ["27015-27016/udp"], "whoami_url": "..."},   the site, changed
+     "site": {"add_ports": ["27015-27016/udp"], "client_ip": "snat"},   the site, changed
      "patches": [{"host": "home", "probe": "rules", "remove_where": {"src": "192.168.2.2"}}],
      "laptop": {"tcp": {"12346/tcp": [{"port": 12346, "outcome": "refused"}]}},
      "expect": {"first_failure": "home.rule_from", "ok": true,
@@ -47,6 +47,8 @@ def site(changes: dict | None = None) -> Site:
             PortSpec.parse(p) for p in changes["ports"])), *s.services[1:]))
     if "whoami_url" in changes:
         s = replace(s, whoami_url=changes["whoami_url"])
+    if "client_ip" in changes:
+        s = replace(s, client_ip=changes["client_ip"])
     return s
 
 

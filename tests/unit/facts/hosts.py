@@ -8,6 +8,7 @@ uplink's plain-text fallback answers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from tests.unit.facts.oses import (
@@ -50,6 +51,7 @@ from tunnelops import probes
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends.podman import network_kind
 from tunnelops.facts import HostFacts
+from tunnelops.model import Site
 from tunnelops.render import ifupdown, nftables, podman
 from tunnelops.render.sysctl import forwarding_conf
 from tunnelops.render.wireguard import home_import_conf, vps_setconf, vps_wg_quick
@@ -170,8 +172,9 @@ def fedora_home_converged() -> Host:
                    podman.SERVICE_LABEL: svc.name, podman.SPEC_LABEL: spec},
         "Mounts": [], "Names": [svc.container_name], "Namespaces": {}, "Networks": [],
         "Pid": 2417, "Pod": "", "PodName": "",
-        "Ports": [{"host_ip": "", "container_port": p.first, "host_port": p.first,
-                   "range": p.count, "protocol": p.proto} for p in svc.ports],
+        "Ports": [{"host_ip": str(t.home_address), "container_port": p.first,
+                   "host_port": p.first, "range": p.count, "protocol": p.proto}
+                  for p in svc.ports],
         "Restarts": 0, "Size": None, "StartedAt": NOW - 7200, "State": "running",
         "Status": "Up 2 hours", "Created": NOW - 7200,
     }
@@ -272,6 +275,77 @@ def debian_vps_converged() -> Host:
     return Host("vps", RANGE_SITE, s, files)
 
 
+def debian_vps_converged_snat() -> Host:
+    """The same VPS converged with client_ip = "snat": the table has its SNAT rules."""
+    host = debian_vps_converged()
+    site = dataclasses.replace(RANGE_SITE, client_ip="snat")
+    ruleset = nftables.vps_ruleset("eth0", site.tunnel, site.services, snat=True)
+    listed, sets = nft_list(ruleset)
+    host.site = site
+    host.sections |= {"nft_table": listed, "nft_applied": listed, "nft_sets": sets}
+    host.files["/etc/tunnelops/tunnelops.nft"] = ("644", "root", ruleset)
+    return host
+
+
+FEDORA_VPS_CMDS = ("nft", "firewall-cmd", "systemctl", "dnf", "flock", "ping", "sudo",
+                   "loginctl", "runuser", "setpriv", probes.IP_JSON)
+FEDORA_VPS_WAN = nic(2, "eth0", VPS_IP, 24, dynamic=True)
+FEDORA_VPS_DEFAULT = {"dst": "default", "gateway": "203.0.113.1", "dev": "eth0",
+                      "protocol": "dhcp", "prefsrc": VPS_IP, "metric": 100, "flags": []}
+
+
+def fedora_vps_fresh() -> Host:
+    """A Fedora VPS running firewalld; NetworkManager binds eth0 to the default zone."""
+    s = base(FEDORA_OS, "systemd", True, commands(*FEDORA_VPS_CMDS))
+    s |= {
+        "addrs": j([LO, FEDORA_VPS_WAN]), "rules": j(DEFAULT_RULES),
+        "table_routes": MISSING_TABLE, "main_routes": j([FEDORA_VPS_DEFAULT]),
+        "uplink": uplink("203.0.113.1", "eth0", VPS_IP), "ip_forward": "0\n",
+        **firewalld(fedora_zones("eth0", "", "default, active"),
+                    fedora_zones("", "", "default")),
+    }
+    return Host("vps", SITE, s)
+
+
+def fedora_vps_zones(site: Site, *, runtime: bool) -> str:
+    """The zones a converged Fedora VPS lists: the WAN zone public forwards the service ports
+    and masquerades home's egress; wg0 (wg-quick's, so listed in trusted.xml too) is trusted,
+    which masquerades only with client_ip = "snat"."""
+    t = site.tunnel
+    forwards = tuple(f"port={p.nft}:proto={p.proto}:toport=:toaddr={t.home_address}"
+                     for svc in site.services for p in svc.ports)
+    return fedora_zones(
+        "eth0" if runtime else "", f"{t.listen_port}/udp", "default, active" if runtime
+        else "default", public={"masquerade": "yes", "forward_ports": forwards},
+        trusted={"interfaces": t.interface, "flags": "active" if runtime else "",
+                 "masquerade": "yes" if site.snat else "no"})
+
+
+def fedora_vps_converged(site: Site = SITE) -> Host:
+    t = site.tunnel
+    s = base(FEDORA_OS, "systemd", True, commands(*FEDORA_VPS_CMDS, "wg", "wg-quick"))
+    s |= {
+        "key": "yes\n", "pubkey": f"{VPS_PUB}\n",
+        "wg": wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
+                      f"{t.home_address}/32", "off", 1843532, 2212084),
+        "addrs": j([LO, FEDORA_VPS_WAN, wg_addr(3, str(t.vps_address), kernel=True)]),
+        "rules": j(DEFAULT_RULES), "table_routes": MISSING_TABLE,
+        "main_routes": j([FEDORA_VPS_DEFAULT]),
+        "uplink": uplink("203.0.113.1", "eth0", VPS_IP), "ip_forward": "1\n",
+        **firewalld(fedora_vps_zones(site, runtime=True), fedora_vps_zones(site, runtime=False)),
+        "originals": "./etc/firewalld/zones/public.xml.absent\n"
+                     "./etc/firewalld/zones/public.xml.old.absent\n"
+                     "./etc/firewalld/zones/trusted.xml.absent\n"
+                     "./etc/firewalld/zones/trusted.xml.old.absent\n",
+        "state_dirs": "/var/lib/tunnelops\n/run/tunnelops\n",
+    }
+    files = {
+        "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
+        "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
+    }
+    return Host("vps", site, s, files)
+
+
 def private_ip_vps() -> Host:
     """A VPS behind its provider's NAT: its only IPv4 is 10.0.0.5."""
     s = base(UBUNTU_OS, "systemd", True, commands(
@@ -307,6 +381,11 @@ HOSTS = {
     "fedora-home-converged": fedora_home_converged,
     "debian-vps-fresh": debian_vps_fresh,
     "debian-vps-converged": debian_vps_converged,
+    "debian-vps-converged-snat": debian_vps_converged_snat,
+    "fedora-vps-fresh": fedora_vps_fresh,
+    "fedora-vps-converged": fedora_vps_converged,
+    "fedora-vps-converged-snat": lambda: fedora_vps_converged(
+        dataclasses.replace(SITE, client_ip="snat")),
     "private-ip-vps": private_ip_vps,
     "arch-vps": arch_vps,
 }

@@ -154,35 +154,47 @@ def awall_list(policies: dict[str, tuple[str, str]]) -> str:
 
 def zone(name: str, *, target: str = "default", interfaces: str = "", services: str = "",
          ports: str = "", protocols: str = "", forward: str = "yes", masquerade: str = "no",
-         rich: tuple[str, ...] = (), flags: str = "") -> str:
-    """One zone of firewalld 2.x `--list-all-zones` (empty values keep their trailing space)."""
+         forward_ports: tuple[str, ...] = (), rich: tuple[str, ...] = (),
+         flags: str = "") -> str:
+    """One zone of firewalld 2.x `--list-all-zones` (empty values keep their trailing space;
+    forward ports and rich rules one per line, tab-indented, as firewall-cmd prints them)."""
     head = f"{name} ({flags})" if flags else name
+
+    def listed(key: str, items: tuple[str, ...]) -> list[str]:
+        return [f"  {key}: " + ("\n\t" if items else "") + "\n\t".join(items)]
+
     lines = [head, f"  target: {target}", "  ingress-priority: 0", "  egress-priority: 0",
              "  icmp-block-inversion: no", f"  interfaces: {interfaces}", "  sources: ",
              f"  services: {services}", f"  ports: {ports}", f"  protocols: {protocols}",
-             f"  forward: {forward}", f"  masquerade: {masquerade}", "  forward-ports: ",
-             "  source-ports: ", "  icmp-blocks: ", "  rich rules: ", *(f"\t{r}" for r in rich)]
+             f"  forward: {forward}", f"  masquerade: {masquerade}",
+             *listed("forward-ports", forward_ports), "  source-ports: ", "  icmp-blocks: ",
+             *listed("rich rules", rich)]
     return "\n".join(lines) + "\n\n"
 
 
-def fedora_zones(public_interfaces: str, public_ports: str, public_flags: str) -> str:
-    return "".join([
-        zone("FedoraServer", services="cockpit dhcpv6-client ssh"),
-        zone("FedoraWorkstation", services="dhcpv6-client samba-client ssh",
-             ports="1025-65535/udp 1025-65535/tcp"),
-        zone("block", target="%%REJECT%%"),
-        zone("dmz", services="ssh"),
-        zone("drop", target="DROP"),
-        zone("external", services="ssh", masquerade="yes"),
-        zone("home", services="dhcpv6-client mdns samba-client ssh"),
-        zone("internal", services="dhcpv6-client mdns samba-client ssh"),
-        zone("nm-shared", target="ACCEPT", services="dhcp dns ssh", protocols="icmp ipv6-icmp",
-             forward="no", rich=('rule priority="32767" reject',)),
-        zone("public", interfaces=public_interfaces, services="dhcpv6-client mdns ssh",
-             ports=public_ports, flags=public_flags),
-        zone("trusted", target="ACCEPT"),
-        zone("work", services="dhcpv6-client ssh"),
-    ])
+def fedora_zones(public_interfaces: str, public_ports: str, public_flags: str,
+                 **changed: dict[str, object]) -> str:
+    """Fedora's zones; `changed` gives a zone other values, e.g. trusted={"masquerade": "yes"}."""
+    zones: dict[str, dict[str, object]] = {
+        "FedoraServer": {"services": "cockpit dhcpv6-client ssh"},
+        "FedoraWorkstation": {"services": "dhcpv6-client samba-client ssh",
+                              "ports": "1025-65535/udp 1025-65535/tcp"},
+        "block": {"target": "%%REJECT%%"},
+        "dmz": {"services": "ssh"},
+        "drop": {"target": "DROP"},
+        "external": {"services": "ssh", "masquerade": "yes"},
+        "home": {"services": "dhcpv6-client mdns samba-client ssh"},
+        "internal": {"services": "dhcpv6-client mdns samba-client ssh"},
+        "nm-shared": {"target": "ACCEPT", "services": "dhcp dns ssh",
+                      "protocols": "icmp ipv6-icmp", "forward": "no",
+                      "rich": ('rule priority="32767" reject',)},
+        "public": {"interfaces": public_interfaces, "services": "dhcpv6-client mdns ssh",
+                   "ports": public_ports, "flags": public_flags},
+        "trusted": {"target": "ACCEPT"},
+        "work": {"services": "dhcpv6-client ssh"},
+    }
+    return "".join(zone(name, **{**values, **changed.get(name, {})})  # type: ignore[arg-type]
+                   for name, values in zones.items())
 
 
 def firewalld(runtime: str, permanent: str) -> dict[str, str]:

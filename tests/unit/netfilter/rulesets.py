@@ -68,6 +68,7 @@ NOT_UNDERSTOOD = """table inet t {
 
 RULESETS = {
     "vps": nftables.vps_ruleset("eth0", T, (GAME,)),
+    "vps-snat": nftables.vps_ruleset("eth0", T, (GAME,), snat=True),
     "vps-range": nftables.vps_ruleset("eth0", T, (RANGE,)),
     "vps-range-other-drop": nftables.vps_ruleset("eth0", T, (RANGE,)) + OTHER_DROP,
     "home": nftables.home_ruleset(T, (GAME,)),
