@@ -19,6 +19,7 @@ from tests.unit.facts.oses import (
     DEBIAN_OS,
     FEDORA_OS,
     FEDORA_SYSCONFIG_NFT,
+    GENTOO_OS,
     UBUNTU_OS,
 )
 from tests.unit.facts.shapes import (
@@ -374,6 +375,18 @@ def arch_vps() -> Host:
     return Host("vps", SITE, s)
 
 
+def gentoo_vps() -> Host:
+    """A distribution tunnelops has no entry for."""
+    s = base(GENTOO_OS, "init", True, commands("wg", "wg-quick", "nft", "rc-update", "flock",
+                                                 "ping", "sudo", probes.IP_JSON))
+    s |= {"addrs": j([LO, nic(2, "eth0", "198.51.100.88", 24)]), "rules": j(DEFAULT_RULES),
+          "table_routes": MISSING_TABLE,
+          "main_routes": j([{"dst": "default", "gateway": "198.51.100.1", "dev": "eth0",
+                             "flags": []}]),
+          "uplink": uplink("198.51.100.1", "eth0", "198.51.100.88"), "ip_forward": "0\n"}
+    return Host("vps", SITE, s)
+
+
 HOSTS = {
     "alpine-vps-fresh": alpine_vps_fresh,
     "alpine-vps-converged": alpine_vps_converged,
@@ -388,4 +401,5 @@ HOSTS = {
         dataclasses.replace(SITE, client_ip="snat")),
     "private-ip-vps": private_ip_vps,
     "arch-vps": arch_vps,
+    "gentoo-vps": gentoo_vps,
 }

@@ -105,3 +105,12 @@ BUG_REPORT_URL="https://gitlab.archlinux.org/groups/archlinux/-/issues"
 PRIVACY_POLICY_URL="https://terms.archlinux.org/docs/privacy-policy/"
 LOGO=archlinux-logo
 """
+GENTOO_OS = """\
+NAME=Gentoo
+ID=gentoo
+PRETTY_NAME="Gentoo Linux"
+VERSION_ID="2.17"
+HOME_URL="https://www.gentoo.org/"
+SUPPORT_URL="https://www.gentoo.org/support/"
+BUG_REPORT_URL="https://bugs.gentoo.org/"
+"""
