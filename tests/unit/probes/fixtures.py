@@ -24,10 +24,13 @@ HERE = Path(__file__).parent / "cases"
 
 
 def kinds() -> dict[str, type[Probe]]:
+    """Every probe tunnelops has (every subclass in tunnelops.probes), by kind."""
     out: dict[str, type[Probe]] = {}
-    for name in dir(probes):
-        cls = getattr(probes, name)
-        if isinstance(cls, type) and issubclass(cls, Probe) and cls is not Probe:
+    todo = list(Probe.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith(f"{probes.__name__}."):
             out[cls.kind] = cls
     return out
 
