@@ -25,7 +25,7 @@ from tunnelops.verify import client as client_check
 from tunnelops.verify import view as verify_view
 from tunnelops.verify.container import container_network, outbound_ok
 from tunnelops.verify.laptop import MAX_PORTS_PER_SPEC, probe_ports
-from tunnelops.verify.runner import batches_for
+from tunnelops.verify.runner import LINKS, batches_for
 
 SITE = cases.site()
 URL = "http://198.51.100.1:8080/"
@@ -42,17 +42,15 @@ def report(case: dict | None = None) -> VerifyReport:
 
 
 # ---------------------------------------------------------------- the chain
-def test_the_chain_of_the_recorded_site() -> None:
+def test_the_chain_is_the_links_checks_in_their_order() -> None:
+    """The links' own order (runner.LINKS, each module's checks()), dependencies already
+    first: a new check is listed by its link alone."""
     ctx = verify.Ctx(SITE, URL)
-    assert [c.id for c in verify.chain(ctx)] == [
-        "ssh.vps", "ssh.home", "wg.vps", "wg.home", "wg.keys", "wg.vps_peer", "wg.home_peer",
-        "wg.handshake", "tunnel.ping.home", "tunnel.ping.vps", "tunnel.mtu",
-        "home.rule_from", "home.rule_to", "home.table", "home.main_default",
-        "vps.forwarding", "vps.firewall", "vps.port.12345/udp", "vps.port.12346/tcp",
-        "home.port.12345/udp", "home.port.12346/tcp",
-        "container.game.running", "container.game.network", "container.game.ports",
-        "ingress.12345/udp", "ingress.12346/tcp", "client.game.tcp", "client.game.udp",
-        "egress.game"]
+    ids = [c.id for c in verify.chain(ctx)]
+    assert ids == [c.id for link in LINKS for c in link.checks(ctx)]
+    assert ids[:4] == ["ssh.vps", "ssh.home", "wg.vps", "wg.home"] and ids[-1] == "egress.game"
+    assert [i for i in ids if i.startswith("vps.port.")] == [
+        "vps.port.12345/udp", "vps.port.12346/tcp"]
 
 
 def test_dependencies_come_first_and_exist() -> None:
