@@ -160,3 +160,25 @@ class DirEntries(Probe[list[str]]):
 
     def parse(self, text: str) -> list[str]:
         return [x for x in text.splitlines() if x.strip()]
+
+
+@dataclass(frozen=True)
+class Sysctls(Probe[dict[str, str]]):
+    """Kernel settings and counters by their sysctl names (net.ipv4.ip_forward); a key the
+    kernel does not have is left out."""
+
+    keys: tuple[str, ...]
+    kind = "sysctl"
+
+    @property
+    def key(self) -> str:
+        return " ".join([self.kind, *self.keys])
+
+    def shell(self) -> str:
+        paths = " ".join(q("/proc/sys/" + k.replace(".", "/")) for k in self.keys)
+        return (f"for f in {paths}; do [ -r \"$f\" ] && printf '%s=%s\\n' \"${{f#/proc/sys/}}\" "
+                "\"$(cat \"$f\")\"; done")
+
+    def parse(self, text: str) -> dict[str, str]:
+        pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return {k.replace("/", "."): v.strip() for k, v in pairs}

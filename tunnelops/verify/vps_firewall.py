@@ -23,7 +23,8 @@ from tunnelops.probes import (
     Uplink,
     zone_of,
 )
-from tunnelops.verify.check import Check, Ctx, Outcome, State
+from tunnelops.probes.system import Sysctls
+from tunnelops.verify.check import Check, Ctx, Outcome, State, skip
 
 FIREWALL = (OsRelease(), FirewalldZones("runtime"), AwallPolicies(), NftRuleset(),
             IptablesRules(), Uplink())
@@ -228,6 +229,37 @@ class Forwards(Check):
                        "; ".join(problems) + f": {FIX[kind]}")
 
 
+CONNTRACK = Sysctls(("net.netfilter.nf_conntrack_count", "net.netfilter.nf_conntrack_max"))
+CONNTRACK_FULL = 0.9  # above this share of its table, the kernel soon drops new connections
+
+
+@dataclass(frozen=True)
+class ConntrackRoom(Check):
+    """Every forwarded player is an entry of the VPS's connection tracking (DNAT needs it):
+    once its table is full the kernel drops new connections, players first (a flood of UDP
+    to a game port fills it; so does a small nf_conntrack_max on a small VPS)."""
+
+    id = "vps.conntrack"
+
+    def name(self, s: State) -> str:
+        return "vps connection tracking has room"
+
+    def needs(self, ctx: Ctx) -> dict:
+        return {"vps": (CONNTRACK,)}
+
+    def evaluate(self, s: State) -> Outcome:
+        values = s.read("vps", CONNTRACK)
+        count, limit = (values.get(k, "") for k in CONNTRACK.keys)
+        if not (count.isdigit() and limit.isdigit() and int(limit)):
+            return skip("not checked: the VPS shows no connection tracking table")
+        used = int(count) / int(limit)
+        return Outcome(used < CONNTRACK_FULL, f"{count} of {limit} entries ({used:.0%})",
+                       f"the table is nearly full: new players are dropped; raise it "
+                       f"(`sysctl -w net.netfilter.nf_conntrack_max={int(limit) * 4}`) and "
+                       "look for a flood (`conntrack -L | sort | uniq -c | sort -rn | head`)")
+
+
 def checks(ctx: Ctx) -> list[Check]:
     return [Forwarding(), Firewall(),
-            *(Forwards(svc, spec) for svc in ctx.site.services for spec in svc.ports)]
+            *(Forwards(svc, spec) for svc in ctx.site.services for spec in svc.ports),
+            ConntrackRoom()]
