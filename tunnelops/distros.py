@@ -10,7 +10,9 @@ a new distribution is one entry (plus, if it needs one, a backend) and its recor
   else the family's nftables table);
 - vps_network: how the VPS's tunnel interface is made ("ifupdown" where the kernel has
   WireGuard and ifupdown-ng is installed, else wg-quick);
-- nft_conf: the file the distribution's nftables service loads at boot.
+- nft_conf: the file the distribution's nftables service loads at boot, where our table's
+  include line goes; nft_boot "unit" instead loads our table with a unit of our own and
+  leaves that file alone (where it is a firewall of its own, e.g. policy drop).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Distro:
     vps_firewall: str  # awall | nftables | firewalld
     vps_network: str  # ifupdown | wg-quick
     nft_conf: str = "/etc/nftables.conf"
+    nft_boot: str = "include"  # include | unit
 
     def install_command(self, packages: Sequence[str]) -> str:
         return self.install.replace("{packages}", " ".join(shlex.quote(p) for p in packages))

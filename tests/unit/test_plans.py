@@ -26,10 +26,12 @@ from tests.unit.facts.generate import (
     VPS_IP,
     VPS_PUB,
 )
+from tunnelops import distros
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import ifupdown as ifupdown_backend
+from tunnelops.backends import nftables as nft_backend
 from tunnelops.changes import CommandChange, FileChange, StepPlan
-from tunnelops.facts import HostFacts
+from tunnelops.facts import FileFact, HostFacts
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Site
 from tunnelops.probes import sections
 from tunnelops.render import awall as awall_render
@@ -41,7 +43,7 @@ from tunnelops.render.wireguard import (
     vps_setconf,
     vps_wg_quick,
 )
-from tunnelops.steps import home, vps
+from tunnelops.steps import home, teardown, vps
 from tunnelops.steps.context import Ctx
 
 T = SITE.tunnel
@@ -427,3 +429,33 @@ def test_private_keys_only_travel_as_the_placeholder() -> None:
         "/etc/wireguard/wg0.conf", KEY, 0o600)] * 3
     assert not [c for p in all_plans for c in p.changes
                 if isinstance(c, CommandChange) and "PrivateKey" in c.script]
+
+
+# --------------------------------------------------------------------------- boot by a unit
+
+def test_a_table_loaded_at_boot_by_a_unit_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distribution whose nftables config is a firewall of its own (nft_boot = "unit"):
+    that file is left alone, a unit of ours loads the table at boot; teardown disables it
+    and removes its file."""
+    debian = distros.by_family("debian")
+    assert debian is not None
+    monkeypatch.setattr(distros, "DISTROS", tuple(
+        dataclasses.replace(d, nft_boot="unit") if d is debian else d for d in distros.DISTROS))
+    plans = vps_plans(vps_ctx(recorded("debian-vps-fresh"), RANGE_SITE))
+    fw = step(plans, "firewall")
+    assert [c.summary for c in fw.changes] == [
+        "create /etc/tunnelops/tunnelops.nft", "load table inet tunnelops",
+        "create /etc/systemd/system/tunnelops-nftables.service"]
+    assert fw.changes[2].content == nftables.boot_unit("/etc/tunnelops/tunnelops.nft")
+    assert "ExecStart=nft -f /etc/tunnelops/tunnelops.nft" in fw.changes[2].content
+    assert fw.post == ["systemctl daemon-reload && systemctl enable tunnelops-nftables.service "
+                       ">/dev/null 2>&1 || true"]
+    f = recorded("debian-vps-converged")
+    f.files[nft_backend.BOOT_UNIT] = FileFact(nft_backend.BOOT_UNIT, "644", "root",
+                                              fw.changes[2].content)
+    f.files.pop("/etc/nftables.conf")  # nothing of ours in it: the unit loads the table
+    assert_converged(vps.configure(vps_ctx(f, RANGE_SITE)))
+    torn = teardown.plan(Ctx(RANGE_SITE, "vps", f))
+    assert [c.summary for c in torn[1].changes] == ["delete table inet tunnelops",
+                                                    "disable tunnelops-nftables.service"]
+    assert f"remove {nft_backend.BOOT_UNIT}" in [c.summary for c in torn[2].changes]

@@ -38,6 +38,37 @@ OUR_LINES = ("# tunnelops: its own table, loaded after everything else", f'inclu
 _PROTO = {name: proto for proto, name in render.SVC_SETS.items()}
 
 
+BOOT_UNIT = "/etc/systemd/system/tunnelops-nftables.service"
+
+
+def _boot_by_include(ctx: Ctx, p: StepPlan) -> None:
+    """The distribution's nftables service loads our table too: an include line appended to
+    its config (saved first, put back by teardown)."""
+    f = ctx.facts
+    conf = f.file(conf_path(ctx))
+    if conf is None or OUR_LINES[1] not in conf.content:
+        text = conf.content if conf else "#!/usr/sbin/nft -f\n"
+        new = text + ("" if text.endswith("\n") else "\n") + "\n".join(OUR_LINES) + "\n"
+        p.changes.append(FileChange(conf_path(ctx), new, conf.content if conf else None,
+                                    mode=0o755 if conf is None else int(conf.mode or "644", 8),
+                                    backup=True))
+    if f.systemd and p.changes:
+        p.post.append("systemctl enable nftables >/dev/null 2>&1 || true")
+
+
+def _boot_by_unit(ctx: Ctx, p: StepPlan) -> None:
+    """A unit of our own loads our table at boot, and the distribution's nftables config is
+    left alone: where it is a firewall of its own (Arch's drops what is forwarded and all
+    input but SSH), enabling its service would take the tunnel down at the next boot."""
+    f, unit = ctx.facts, render.boot_unit(RULES)
+    old = f.file(BOOT_UNIT)
+    if old is None or old.content != unit:
+        p.changes.append(FileChange(BOOT_UNIT, unit, old.content if old else None))
+    if f.systemd and p.changes:
+        p.post.append("systemctl daemon-reload && systemctl enable tunnelops-nftables.service "
+                      ">/dev/null 2>&1 || true")
+
+
 def conf_path(ctx: Ctx) -> str:
     d = ctx.facts.distro
     return d.nft_conf if d else "/etc/nftables.conf"
@@ -100,13 +131,9 @@ def plan(ctx: Ctx, ruleset: str, want: dict[str, list[Element]],
                     f"mv -f {ROLLBACK_FILE} {RULES}; else printf '%s\\n' 'table {render.TABLE}' "
                     f"'delete table {render.TABLE}' > {RULES}; fi",
             seconds=ctx.guard_seconds)
-    conf = f.file(conf_path(ctx))
-    if conf is None or OUR_LINES[1] not in conf.content:
-        text = conf.content if conf else "#!/usr/sbin/nft -f\n"
-        new = text + ("" if text.endswith("\n") else "\n") + "\n".join(OUR_LINES) + "\n"
-        p.changes.append(FileChange(conf_path(ctx), new, conf.content if conf else None,
-                                    mode=0o755 if conf is None else int(conf.mode or "644", 8),
-                                    backup=True))
-    if f.systemd and p.changes:
-        p.post.append("systemctl enable nftables >/dev/null 2>&1 || true")
+    d = f.distro
+    if d is not None and d.nft_boot == "unit":
+        _boot_by_unit(ctx, p)
+    else:
+        _boot_by_include(ctx, p)
     return p

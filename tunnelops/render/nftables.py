@@ -112,6 +112,14 @@ def base(ruleset: str) -> str:
                    if not line.startswith(ADD_ELEMENT))
 
 
+def boot_unit(rules: str) -> str:
+    """A systemd unit loading RULES at boot, before the network comes up."""
+    return (f"{MANAGED}\n[Unit]\nDescription=tunnelops's nftables table\n"
+            "Wants=network-pre.target\nBefore=network-pre.target\nAfter=nftables.service\n\n"
+            f"[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=nft -f {rules}\n\n"
+            "[Install]\nWantedBy=multi-user.target\n")
+
+
 # ---------------------------------------------------------------- the rulesets
 def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
                 ssh_port: int = 22, *, snat: bool = False) -> str:

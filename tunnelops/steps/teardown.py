@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from tunnelops.backends import firewalld
-from tunnelops.backends.nftables import OUR_LINES
+from tunnelops.backends.nftables import BOOT_UNIT, OUR_LINES
 from tunnelops.backends.originals import restore_shell
 from tunnelops.backends.podman import USER_COMMENT
 from tunnelops.backends.sysctl import ORIG_FORWARD
@@ -51,6 +51,10 @@ def _firewall(ctx: Ctx) -> StepPlan:
     if f.nft_table is not None:
         p.changes.append(CommandChange("delete table inet tunnelops",
                                        "nft delete table inet tunnelops"))
+    if f.file(BOOT_UNIT) is not None and f.systemd:  # its file goes with the others
+        p.changes.append(CommandChange("disable tunnelops-nftables.service",
+                                       "systemctl disable tunnelops-nftables.service "
+                                       ">/dev/null 2>&1 || true"))
     ours = [n for n in f.awall_enabled if n in ("ssh", "wireguard")
             or any(n == s.name for s in ctx.site.services)]
     if ours:
