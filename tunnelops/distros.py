@@ -59,6 +59,11 @@ DISTROS: tuple[Distro, ...] = (
            "dnf install -y -q {packages}", {**COMMON, IP_JSON: "iproute"},
            vps_firewall="firewalld", vps_network="wg-quick",
            nft_conf="/etc/sysconfig/nftables.conf"),
+    # Arch's kernel has WireGuard (no wireguard-go in its repositories); its nftables.conf is
+    # a firewall of its own (policy drop), so our table is loaded at boot by our own unit
+    Distro("arch", "Arch Linux", frozenset({"arch"}), "pacman -S --needed --noconfirm {packages}",
+           {c: p for c, p in COMMON.items() if c != "wireguard-go"},
+           vps_firewall="nftables", vps_network="wg-quick", nft_boot="unit"),
 )
 
 

@@ -14,6 +14,7 @@ import json
 from tests.unit.facts.oses import (
     ALPINE_INTERFACES,
     ALPINE_OS,
+    ARCH_NFTABLES_CONF,
     ARCH_OS,
     DEBIAN_NFTABLES_CONF,
     DEBIAN_OS,
@@ -375,6 +376,41 @@ def arch_vps() -> Host:
     return Host("vps", SITE, s)
 
 
+ARCH_CMDS = ("wg", "wg-quick", "nft", "systemctl", "flock", "ping", "sudo", "loginctl",
+             "runuser", "setpriv", probes.IP_JSON)
+
+
+def arch_vps_converged() -> Host:
+    """The Arch VPS after bootstrap: our table loaded at boot by our own unit, Arch's own
+    nftables.conf as its package shipped it."""
+    t = SITE.tunnel
+    s = base(ARCH_OS, "systemd", True, commands(*ARCH_CMDS))
+    ruleset = nftables.vps_ruleset("ens3", t, SITE.services)
+    listed, sets = nft_list(ruleset)
+    s |= {
+        "key": "yes\n", "pubkey": f"{VPS_PUB}\n",
+        "wg": wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
+                      f"{t.home_address}/32", "off", 1843532, 2212084),
+        "addrs": j([LO, nic(2, "ens3", "198.51.100.77", 24),
+                    wg_addr(3, str(t.vps_address), kernel=True)]),
+        "rules": j(DEFAULT_RULES), "table_routes": MISSING_TABLE,
+        "main_routes": j([{"dst": "default", "gateway": "198.51.100.1", "dev": "ens3",
+                           "flags": []}]),
+        "uplink": uplink("198.51.100.1", "ens3", "198.51.100.77"), "ip_forward": "1\n",
+        "nft_table": listed, "nft_applied": listed, "nft_sets": sets,
+        "state_dirs": "/etc/tunnelops\n/var/lib/tunnelops\n/run/tunnelops\n",
+    }
+    files = {
+        "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
+        "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
+        "/etc/tunnelops/tunnelops.nft": ("644", "root", ruleset),
+        "/etc/systemd/system/tunnelops-nftables.service": (
+            "644", "root", nftables.boot_unit("/etc/tunnelops/tunnelops.nft")),
+        "/etc/nftables.conf": ("644", "root", ARCH_NFTABLES_CONF),
+    }
+    return Host("vps", SITE, s, files)
+
+
 def gentoo_vps() -> Host:
     """A distribution tunnelops has no entry for."""
     s = base(GENTOO_OS, "init", True, commands("wg", "wg-quick", "nft", "rc-update", "flock",
@@ -401,5 +437,6 @@ HOSTS = {
         dataclasses.replace(SITE, client_ip="snat")),
     "private-ip-vps": private_ip_vps,
     "arch-vps": arch_vps,
+    "arch-vps-converged": arch_vps_converged,
     "gentoo-vps": gentoo_vps,
 }
