@@ -12,6 +12,7 @@ import dataclasses
 
 import pytest
 
+from tests.lab.labb_site import wait_until
 from tunnelops import facts as facts_mod
 from tunnelops.backends import keys, networkmanager, wglive
 from tunnelops.changes import apply_script, step_outcomes
@@ -123,6 +124,11 @@ def test_networkmanager_profile_peer_edited_behind_its_back_is_reimported(home, 
     keyfile = f"/etc/NetworkManager/system-connections/{IFACE}.nmconnection"
     remote.run(f"sed -i 's|^allowed-ips=0.0.0.0/0;|allowed-ips=192.168.2.1/32;|' {keyfile} "
                "&& nmcli connection reload")
+    # the reload is asynchronous: under load NetworkManager shows the profile's properties
+    # half-read for a moment (seen in CI: no route table yet)
+    wait_until("NetworkManager to have reloaded the profile", lambda: remote.run(
+        f"nmcli -g ipv4.route-table connection show {IFACE}").stdout.strip() == str(
+            site.tunnel.route_table), 15)
     drift = networkmanager.plan(Ctx(site, "home", _facts(remote, site)), VPS_KEY, vps,
                                 activate=False)
     assert drift.changes[0].summary == (

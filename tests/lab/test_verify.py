@@ -203,11 +203,10 @@ def test_container_without_outbound_setting(healthy: Env) -> None:
                    "tunnelops-game --label tunnelops.service=game -p 12345:12345/udp "
                    "-p 12346:12346/tcp localhost/tunnelops-echo:latest >/dev/null",
            user=PODMAN_USER)
-    report = env.verify()
-    deadline = time.monotonic() + 10  # a container just started may not listen yet
-    while not report.check("ingress.12346/tcp").ok and time.monotonic() < deadline:
-        time.sleep(0.5)
-        report = env.verify()
+    deadline = time.monotonic() + 20  # the new container's echo server starting (loaded CI)
+    while not (report := env.verify()).check("ingress.12346/tcp").ok \
+            and time.monotonic() < deadline:
+        time.sleep(1)
     assert_broken(report, "container.game.network", "re-run `inv bootstrap`")
     egress = report.check("egress.game")  # the silent failure: it works, from the wrong address
     assert egress.ok is False and f"sees {TOPO.router_wan}, not {TOPO.vps_public}" in \
