@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tunnelops import distros
+from tunnelops.backends.originals import ORIG as ORIGINALS
+from tunnelops.backends.originals import RECORDS as CREATED
 from tunnelops.probes import (
     AWALL_APPLIED,
     Account,
@@ -48,12 +50,10 @@ from tunnelops.probes import (
     Uplink,
     WgDump,
 )
+from tunnelops.probes.firewall import NFT_APPLIED
 from tunnelops.probes.ip import defaults, link
 from tunnelops.render.nftables import Element
 
-NFT_APPLIED = "/var/lib/tunnelops/nft.applied"
-ORIGINALS = "/var/lib/tunnelops/orig"
-CREATED = "/var/lib/tunnelops/created"
 STATE_DIRS = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
 
 

@@ -19,15 +19,16 @@ import shlex
 
 from tunnelops.changes import CommandChange, FileChange, Guard, StepPlan
 from tunnelops.facts import HostFacts
+from tunnelops.probes.firewall import NFT_APPLIED, NFT_TERSE
 from tunnelops.render import nftables as render
 from tunnelops.render.nftables import Element
 from tunnelops.steps.context import Ctx
 
 RULES = "/etc/tunnelops/tunnelops.nft"
-APPLIED = "/var/lib/tunnelops/nft.applied"
+APPLIED = NFT_APPLIED
 ROLLBACK = "/var/lib/tunnelops/nft.rollback"
 ROLLBACK_FILE = "/var/lib/tunnelops/tunnelops.nft.rollback"  # RULES as it was before
-LIST = "nft -st list table inet tunnelops"
+LIST = NFT_TERSE  # the record is what the facts compare the live table with
 # the rollback snapshot: the terse table, then the service sets with their elements (nft
 # accepts a set declared again with the same type and flags: it only adds the elements)
 SNAPSHOT = "; ".join([f"{LIST} 2>/dev/null || :", *(

@@ -127,6 +127,8 @@ class IptablesRules(Probe[dict[str, list[str]]]):
 
 
 NFT_TERSE = f"nft -st list table {TABLE}"
+# what tunnelops recorded of the table after its last load (NFT_TERSE's output then)
+NFT_APPLIED = "/var/lib/tunnelops/nft.applied"
 
 
 @dataclass(frozen=True)
