@@ -218,8 +218,8 @@ def verify(opts: Options, whoami_url: str | None = None,
            as_json: bool = False) -> VerifyReport:
     """`inv verify`: check every link of the site end to end; the report is truthy when
     every row passes. Prints the table (or JSON for scripts and monitoring)."""
-    from tunnelops import verify_ui
     from tunnelops.verify import run as run_verify
+    from tunnelops.verify import view as verify_view
 
     _, site = resolve_site(opts)
     if whoami_url is not None and not whoami_url.startswith(("http://", "https://")):
@@ -231,7 +231,7 @@ def verify(opts: Options, whoami_url: str | None = None,
     if as_json:
         opts.console.file.write(report.to_json() + "\n")
     else:
-        verify_ui.show(opts.console, report)
+        verify_view.show(opts.console, report)
     return report
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +34,9 @@ from tunnelops.changes import (
     step_outcomes,
     step_seconds,
 )
-from tunnelops.facts import MARK, HostFacts
+from tunnelops.facts import FactProbes, HostFacts
 from tunnelops.model import Site
+from tunnelops.probes import MARK, DirEntries, Ping, Probe, Readings, inline, sections
 from tunnelops.remote import Remote, RemoteError, Transcript, Trip, for_site
 from tunnelops.steps import home as home_steps
 from tunnelops.steps import safety
@@ -139,17 +139,15 @@ class _HostFailed(Exception):
     pass
 
 
-def _rehandshake(iface: str) -> str:
-    """Shell: drop home's sessions with its peers and handshake again at once, by removing and
-    re-adding each peer with its live settings. Needed when the VPS re-created its peer (e.g.
-    a repaired peer key): home would keep sending on its old session, which the VPS no longer
-    knows, for up to ~15 s before retrying a handshake by itself; the VPS cannot start one
-    (home is behind NAT)."""
-    i = shlex.quote(iface)
-    add = f"wg set {i} peer \"$k\" allowed-ips \"${{ips#(none)}}\" persistent-keepalive \"$ka\""
-    return (f"wg show {i} dump | tail -n +2 | while IFS=\"$(printf '\\t')\" read -r k _ ep ips "
-            f"_ _ _ ka; do wg set {i} peer \"$k\" remove; if [ \"$ep\" = '(none)' ]; then "
-            f"{add}; else {add} endpoint \"$ep\"; fi; done")
+def fact_probes(site: Site, role: str) -> FactProbes:
+    """What the facts of one host of the site read (one batch)."""
+    files, secret = managed_files(site)
+    t = site.tunnel
+    users = service_images(site) if role == "home" else {}
+    return facts_mod.probes(
+        interface=t.interface, route_table=t.route_table,
+        key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
+        users=users, nm_connection=t.interface if role == "home" else None)
 
 
 class Run:
@@ -204,27 +202,22 @@ class Run:
             rep.error = msg if msg.startswith(rep.dest) else f"{rep.dest}: {msg}"
             self.ui.phase(role, "[red]failed")
 
-    def _facts_script(self, role: str, probes: str = "") -> str:
-        files, secret = managed_files(self.site)
-        t = self.site.tunnel
-        users = service_images(self.site) if role == "home" else {}
-        return facts_mod.script(
-            interface=t.interface, route_table=t.route_table,
-            key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
-            users=users, nm_connection=t.interface if role == "home" else None) + probes
-
-    def _gather(self, role: str, probes: str = "", *, lock: bool = False,
-                what: str = "gathering facts") -> HostFacts:
-        """The host's facts (one round trip); with lock, taken by the script that takes the
-        host lock, in the same round trip (the lock is then held until the run ends)."""
-        remote, script = self.remotes[role], self._facts_script(role, probes)
+    def _gather(self, role: str, extra: list[Probe] | None = None, *, lock: bool = False,
+                what: str = "gathering facts") -> tuple[HostFacts, Readings]:
+        """The host's facts (one round trip), and what EXTRA probes read in the same one;
+        with lock, read by the script that takes the host lock, in the same round trip (the
+        lock is then held until the run ends)."""
+        fp = fact_probes(self.site, role)
+        batch = fp.batch(extra or [])
+        remote, script = self.remotes[role], batch.script()
         res = (remote.run_locked(script, token=self.guard_token, what=what) if lock
                else remote.run(script, what=what))
-        f = facts_mod.parse(res.stdout)
+        readings = batch.parse(res.stdout)
+        f = facts_mod.read(fp, readings)
         if f.uid != 0:
             raise PlanError("commands do not run as root: log in as root or give the user "
                             "passwordless sudo (or a sudo password)")
-        return f
+        return f, readings
 
     # ------------------------------------------------------------------ phases
     def _facts(self, role: str) -> None:
@@ -233,10 +226,12 @@ class Run:
         remote.connect()
         remote.keep_warm = self.expect_changes
         self.ui.phase(role, "taking the host lock, gathering facts")
-        f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
-                               "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n", lock=True)
-        if f.lines("guards") and not self.dry_run:
-            self._confirm_pending(role, f.lines("guards"))
+        markers = DirEntries(GUARD_DIR, "guard.*")
+        f, readings = self._gather(role, [markers], lock=True)
+        # guards a run that died left armed (not those being undone or kept right now)
+        guards = [m for m in readings[markers] if not m.endswith((".undo", ".kept"))]
+        if guards and not self.dry_run:
+            self._confirm_pending(role, guards)
         self.reports[role].facts = f
         self.ctx[role] = Ctx(self.site, role, f, guard_seconds=self.guard_seconds)
 
@@ -254,12 +249,10 @@ class Run:
         """Packages, keys, service users and images: what every later step needs, before
         anything on either host is configured; then what it changed is read back (same
         round trip)."""
-        ctx = self.ctx[role]
-        users = service_images(self.site) if role == "home" else {}
-        self._apply(role, self._prep[role], tail=(
-            f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
-            f"printf '\\n{MARK} commands\\n'; {facts_mod.commands_shell()}\n"
-            f"m() {{ printf '\\n{MARK} %s\\n' \"$*\"; }}\n" + facts_mod.user_lines(users)))
+        fp = fact_probes(self.site, role)
+        self._apply(role, self._prep[role], tail=inline(
+            [fp.pubkey, fp.commands, *(p for u in fp.users for p in
+                                       (u.account, u.podman, u.containers))]))
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
@@ -306,15 +299,13 @@ class Run:
                         r.status = "failed"
                         r.notes.append(f"not run: {why}")
                 raise
-        if tail:
-            sec = facts_mod._sections(out)
-            ctx = self.ctx[role]
-            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
-            ctx.facts.key_exists = True
-            ctx.facts.commands = frozenset(sec.get("commands", "").split())
-            for name, body in sec.items():
-                if name.startswith("user "):
-                    ctx.facts.users[name[5:]] = facts_mod.parse_user(body)
+        if tail:  # what prepare made, read back by its own script: no extra round trip
+            r, fp, f = Readings(sections(out)), fact_probes(self.site, role), self.ctx[role].facts
+            f.public_key = r[fp.pubkey].strip() or f.public_key
+            f.key_exists = True
+            f.commands = frozenset(r[fp.commands])
+            for u in fp.users:
+                f.users[u.account.user] = facts_mod.user_facts(u, r)
 
     def _apply_segment(self, role: str, pending: list[StepPlan], confirm: list[StepPlan],
                        tail: str) -> str:
@@ -433,15 +424,12 @@ class Run:
         self.remotes[role].keep_warm = False  # the last command: none to prepare for
         ctx = self.ctx[role]
         t = self.site.tunnel
-        probe = ""
-        if role == "home" and not self.teardown:
-            # the first reply is the proof: up to 3 tries of 1 s each, not 3 pings always
-            # (0.6 s at least, on the cold path's last round trip)
-            ping = (f"( for _ in 1 2 3; do ping -c 1 -W 1 -q {t.vps_address} >/dev/null 2>&1 "
-                    "&& exit 0; done; exit 1 )")
-            probe = (f"printf '\\n{MARK} ping\\n'; {ping} && echo ok || "
-                     f"{{ {_rehandshake(t.interface)}; {ping} && echo ok; }}\n")
-        f = self._gather(role, probe, what="checking")
+        # the first reply is the proof: up to 3 tries of 1 s each, not 3 pings always (0.6 s
+        # at least, on the cold path's last round trip)
+        ping = Ping(str(t.vps_address), count=3, wait=1, first_reply=True,
+                    rehandshake_on=t.interface)
+        tunnel = role == "home" and not self.teardown
+        f, readings = self._gather(role, [ping] if tunnel else [], what="checking")
         new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
                   guard_seconds=self.guard_seconds)
         left = [p for p in self._plans(new) if p.changed]
@@ -453,7 +441,7 @@ class Run:
                     s.notes.append("check: still differs after apply: "
                                    + "; ".join(c.summary for c in p.changes))
             rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
-        if role == "home" and not self.teardown and f.raw.get("ping", "").strip() != "ok":
+        if tunnel and not readings[ping].get("received"):
             self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
                             f"tunnel: run {prog.cmd('verify')} to find the broken link")
         self.reports[role].facts = f
@@ -465,7 +453,7 @@ class Run:
         f = self.reports[role].facts
         if role != "home" or f is None or self.teardown:
             return
-        now = int(f.raw.get("now", "0") or 0)
+        now = f.now
         peers = f.wg.get("peers", [])
         hs = max((p["latest_handshake"] for p in peers), default=0)
         if not peers or not hs or (now and now - hs > HANDSHAKE_MAX_AGE):

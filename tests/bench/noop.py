@@ -21,24 +21,21 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.bench.breakdown import arguments, bench_lab, measure, tunnelops, unlimit
-from tunnelops.engine import Run
+from tunnelops.engine import Run, fact_probes
 from tunnelops.inventory import load
 from tunnelops.lab import Lab
+from tunnelops.probes import Batch
 from tunnelops.remote import Remote
 
 
+def _batched(run: Run, role: str) -> str:
+    """The facts script a run sends (without the lock that wraps it)."""
+    return fact_probes(run.site, role).batch([]).script()
+
+
 def _fact_commands(run: Run, role: str) -> list[tuple[str, str]]:
-    """The batched facts script cut into its sections: (name, one command per section)."""
-    script = run._facts_script(role)
-    head, sections = [], []
-    for line in script.splitlines():
-        if line.startswith(("set +e", "m() {")):
-            head.append(line)
-        elif line.strip():
-            words = line.replace(";", " ").split()
-            name = " ".join(words[words.index("m") + 1:][:2]) if "m" in words else line[:20]
-            sections.append((name, line))
-    return [(name, "\n".join([*head, s])) for name, s in sections]
+    """The batched facts cut into its probes: (name, one command per probe)."""
+    return [(p.key[:40], Batch([p]).script()) for p in fact_probes(run.site, role).all()]
 
 
 def sections(lab: Lab) -> None:
@@ -53,7 +50,7 @@ def sections(lab: Lab) -> None:
         unlimit(lab)
         remote = run.remotes[role]
         try:
-            remote.run(run._facts_script(role), what="batched")
+            remote.run(_batched(run, role), what="batched")
             timed = []
             for name, cmd in _fact_commands(run, role):
                 remote.run(cmd, what=name)

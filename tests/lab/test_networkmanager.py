@@ -28,12 +28,13 @@ VPS_KEY = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="  # any valid public key
 
 def _facts(remote: Remote, site) -> facts_mod.HostFacts:
     t = site.tunnel
-    script = facts_mod.script(interface=IFACE, route_table=t.route_table,
-                              key_path=f"/etc/wireguard/{IFACE}.key",
-                              files=[f"/etc/wireguard/{IFACE}.conf"],
-                              secret_files=[f"/etc/wireguard/{IFACE}.conf"],
-                              nm_connection=IFACE)
-    return facts_mod.parse(remote.run(script).stdout)
+    fp = facts_mod.probes(interface=IFACE, route_table=t.route_table,
+                          key_path=f"/etc/wireguard/{IFACE}.key",
+                          files=[f"/etc/wireguard/{IFACE}.conf"],
+                          secret_files=[f"/etc/wireguard/{IFACE}.conf"],
+                          nm_connection=IFACE)
+    batch = fp.batch()
+    return facts_mod.read(fp, batch.parse(remote.run(batch.script()).stdout))
 
 
 def _apply(remote: Remote, plans) -> None:

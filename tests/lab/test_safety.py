@@ -37,12 +37,14 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import session_lab_topology, slot
+from tests.lab.env import sh
 from tests.lab.labb_site import wait_until
 from tunnelops import commands, inventory
 from tunnelops.changes import CommandChange, StepPlan, apply_script
-from tunnelops.engine import RunReport, _rehandshake
+from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.instance import HOSTS
+from tunnelops.probes.wireguard import rehandshake
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nftables as nft_render
 
@@ -90,13 +92,6 @@ def pristine(labs: Lab) -> dict[str, dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------ helpers
-def sh(lab: Lab, role: str, script: str, *, check: bool = True, user: str | None = None,
-       timeout: float = 30) -> str:
-    """A shell script inside a lab host, without SSH."""
-    return lab.exec(role, ["sh", "-c", script], check=check, user=user,
-                    timeout=timeout).stdout.decode()
-
-
 @dataclasses.dataclass(repr=False)
 class Outcome:
     report: RunReport
@@ -897,7 +892,7 @@ def test_rerun_checks_a_tunnel_that_has_not_handshaken_yet(labs: Lab) -> None:
                b"  udp dport 51821 drop\n }\n}\n")
     labs.exec("router", ["nft", "-f", "-"], input=blocked)
     try:  # home forgets its session with the VPS, and cannot make a new one
-        sh(labs, "home", _rehandshake("wg0"))
+        sh(labs, "home", rehandshake("wg0"))
         assert sh(labs, "home", "wg show wg0 latest-handshakes").split()[1:] == ["0"]
     finally:
         labs.exec("router", ["nft", "delete", "table", "ip", "safety_test"])

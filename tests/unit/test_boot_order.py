@@ -21,7 +21,6 @@ from pathlib import Path
 
 from tests.unit.facts import generate
 from tests.unit.facts.generate import SITE, VPS_IP, VPS_PUB
-from tunnelops import facts
 from tunnelops.backends import podman as podman_backend
 from tunnelops.changes import CommandChange, FileChange
 from tunnelops.model import Tunnel
@@ -33,7 +32,7 @@ SVC = SITE.services[0]
 
 
 def ctx_of(name: str, **changes: object) -> Ctx:
-    f = dataclasses.replace(facts.parse(generate.load(name)), **changes)
+    f = dataclasses.replace(generate.facts(name), **changes)
     return Ctx(SITE, "home", f, peer_public_key=VPS_PUB, vps_public_ip=VPS_IP,
                wan_interface="eth0")
 
@@ -95,8 +94,7 @@ def test_the_wait_blocks_until_the_tunnel_address_exists(tmp_path: Path) -> None
 def test_generated_unit_gets_the_tunnel_wait_as_a_dropin() -> None:
     """Podman < 4.4 (no Quadlet): `podman generate systemd` makes the unit; a drop-in adds
     the wait (the fault was seen with Podman 4.3's generated unit and slirp4netns)."""
-    base = generate.load("fedora-home-converged")
-    f = facts.parse(base)
+    f = generate.facts("fedora-home-converged")
     f.users["gamer"]["version"] = "4.3.1"
     f.commands = f.commands - {"pasta"}
     plan = plan_of(Ctx(SITE, "home", f, peer_public_key=VPS_PUB, vps_public_ip=VPS_IP,
@@ -169,7 +167,7 @@ def test_service_network_choice_overrides_podmans_default() -> None:
     """slirp4netns where asked for, even on Podman 5 (whose default is pasta)."""
     slirp = dataclasses.replace(SVC, network="slirp4netns")
     site = dataclasses.replace(SITE, services=(slirp,))
-    ctx = Ctx(site, "home", facts.parse(generate.load("fedora-home-converged")),
+    ctx = Ctx(site, "home", generate.facts("fedora-home-converged"),
               peer_public_key=VPS_PUB, vps_public_ip=VPS_IP, wan_interface="eth0")
     plan = next(p for p in home.configure(ctx) if p.step == "service:game")
     assert "tunnelops-game: slirp4netns:outbound_addr=wg0,port_handler=slirp4netns" in plan.notes
@@ -184,7 +182,7 @@ def test_pasta_asked_on_a_podman_without_it_is_refused() -> None:
 
     from tunnelops.steps.context import PlanError
     site = dataclasses.replace(SITE, services=(dataclasses.replace(SVC, network="pasta"),))
-    f = facts.parse(generate.load("fedora-home-converged"))
+    f = generate.facts("fedora-home-converged")
     f.users["gamer"]["version"] = "4.3.1"
     ctx = Ctx(site, "home", f, peer_public_key=VPS_PUB, vps_public_ip=VPS_IP,
               wan_interface="eth0")

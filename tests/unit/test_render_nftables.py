@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tunnelops import facts
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.model import PortSpec, Service, Tunnel
+from tunnelops.probes import NftSets
 from tunnelops.render import nftables
 
 GAME = Service("game", "docker.io/example/game:latest",
@@ -135,7 +135,7 @@ def test_vps_ruleset_without_services_is_the_same_base() -> None:
                             22, 51821)
     assert "add element" not in text
     one = nftables.vps_ruleset("eth0", Tunnel(), [GAME])
-    assert nftables.split(one)[0] == text  # a service only adds elements
+    assert nftables.base(one) == text  # a service only adds elements
     assert one == text + ('add element inet tunnelops svc_tcp { 12346 comment "game" }\n'
                           'add element inet tunnelops svc_udp { 12345 comment "game" }\n')
 
@@ -161,44 +161,19 @@ def test_home_ruleset() -> None:
     assert "add element" not in nftables.home_ruleset(Tunnel(), [])
 
 
-def test_split_and_elements() -> None:
+def test_base_and_elements() -> None:
     text = nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222, snat=True)
-    base, elements = nftables.split(text)
-    assert base == CUSTOM_BASE
+    assert nftables.base(text) == CUSTOM_BASE
+    assert nftables.base(CUSTOM_BASE) == CUSTOM_BASE
     E = nftables.Element
-    assert elements == {"svc_tcp": [E(8080, 8080, "web"), E(12346, 12346, "game")],
-                        "svc_udp": [E(12345, 12345, "game"), E(27015, 27020, "web")]}
-    assert nftables.service_elements([GAME, WEB]) == elements
+    assert nftables.service_elements([GAME, WEB]) == {
+        "svc_tcp": [E(8080, 8080, "web"), E(12346, 12346, "game")],
+        "svc_udp": [E(12345, 12345, "game"), E(27015, 27020, "web")]}
     assert nftables.service_elements([]) == {"svc_tcp": [], "svc_udp": []}
-    assert nftables.split(CUSTOM_BASE) == (CUSTOM_BASE, {"svc_tcp": [], "svc_udp": []})
     assert E(27015, 27020, "web").nft == '27015-27020 comment "web"'
     assert E(12345, 12345).nft == E(12345, 12345).key == "12345"
     assert nftables.delete_element("svc_udp", [E(27015, 27020, "web")]) == (
         "delete element inet tunnelops svc_udp { 27015-27020 }")
-
-
-def test_element_lists_as_nft_writes_them() -> None:
-    # nft wraps a long list over several lines; other sets' elements carry more than a value
-    listing = (
-        "table inet tunnelops {\n"
-        "\tset ssh_new4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n"
-        "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n"
-        "\t\telements = { 203.0.113.2 limit rate over 9/minute burst 3 packets }\n\t}\n"
-        "\tset svc_udp {\n\t\ttype inet_service\n\t\tflags interval\n"
-        '\t\telements = { 12345 comment "game", 12347 comment "a, {b}",\n'
-        '\t\t\t     27015-27020 comment "game", 30000 }\n\t}\n'
-        "\tset svc_tcp {\n\t\ttype inet_service\n\t\tflags interval\n\t}\n"
-        "}\n")
-    assert nftables.set_elements(listing) == {
-        "ssh_new4": [("203.0.113.2", "")],
-        "svc_udp": [("12345", "game"), ("12347", "a, {b}"), ("27015-27020", "game"),
-                    ("30000", "")],
-        "svc_tcp": []}
-    E = nftables.Element
-    assert nftables.port_sets(listing) == {
-        "svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "a, {b}"),
-                    E(27015, 27020, "game"), E(30000, 30000)],
-        "svc_tcp": []}
 
 
 def nft(tmp_path: Path, text: str, script: str) -> subprocess.CompletedProcess[str]:
@@ -238,9 +213,9 @@ def test_loading_twice_replaces_only_our_table(tmp_path: Path) -> None:
 def test_nft_lists_the_elements_we_wrote(tmp_path: Path) -> None:
     """nft's own listing of the sets (what the facts command reads) parses back to exactly
     the rendered elements, comments and ranges included."""
-    result = nft(tmp_path, RULESETS["vps-custom"], f"nft -f FILE && {facts.NFT_SETS_LIST}")
+    result = nft(tmp_path, RULESETS["vps-custom"], f"nft -f FILE && {NftSets().shell()}")
     assert result.returncode == 0, result.stderr
-    assert nftables.port_sets(result.stdout) == nftables.service_elements([GAME, WEB])
+    assert NftSets().parse(result.stdout) == nftables.service_elements([GAME, WEB])
 
 
 def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
@@ -259,13 +234,13 @@ def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
         "nft -f FILE && nft add element inet tunnelops ssh_new4 '{ 203.0.113.9 }' && "
         "nft add rule inet tunnelops input counter packets 7 bytes 700 && "
         f"{rules} > before && " + " && ".join(c.script for c in changes) + " && "
-        f"{rules} > after && cmp before after && {facts.NFT_SETS_LIST} && "
+        f"{rules} > after && cmp before after && {NftSets().shell()} && "
         "nft list set inet tunnelops ssh_new4 | grep -c 203.0.113.9 && "
         f"{{ {nft_backend.SNAPSHOT}; }} > snap && nft delete table inet tunnelops && "
-        f"nft -f snap && echo @restored && {facts.NFT_SETS_LIST}")
+        f"nft -f snap && echo @restored && {NftSets().shell()}")
     result = nft(tmp_path, RULESETS["vps-custom"], f"cd {tmp_path} && {script}")
     assert result.returncode == 0, result.stderr
     live, _, restored = result.stdout.partition("@restored\n")
     want = {"svc_tcp": [], "svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "game")]}
-    assert nftables.port_sets(live) == nftables.port_sets(restored) == want
+    assert NftSets().parse(live) == NftSets().parse(restored) == want
     assert "counter packets 7 bytes 700" in (tmp_path / "after").read_text()

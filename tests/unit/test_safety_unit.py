@@ -41,6 +41,7 @@ from tunnelops.changes import CommandChange, Guard, StepPlan, apply_script
 from tunnelops.engine import Run
 from tunnelops.inventory import InventoryError
 from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
+from tunnelops.probes import MARK
 from tunnelops.remote import RemoteError, Result, _HostKeyPolicy
 from tunnelops.render import podman as podman_render
 from tunnelops.steps import home, safety, vps
@@ -113,10 +114,10 @@ def test_a_watchdog_never_acts_on_a_later_runs_marker(tmp_path: Path,
                                     seconds=seconds))  # type: ignore[arg-type]
 
     first = sh(apply_script([change("v1", 1)], guard_token="run1"), tmp_path)
-    assert facts.MARK + " step firewall ok" in first.stdout
+    assert MARK + " step firewall ok" in first.stdout
     Path(changes.guard_marker("firewall", "run1")).unlink()  # run 1 confirms
     second = sh(apply_script([change("v2", 4)], guard_token="run2"), tmp_path)
-    assert facts.MARK + " step firewall ok" in second.stdout
+    assert MARK + " step firewall ok" in second.stdout
     marker2 = Path(changes.guard_marker("firewall", "run2"))
     assert marker2.exists()
     time.sleep(1.6)  # run 1's watchdog woke up meanwhile
@@ -175,7 +176,7 @@ class ScriptedRemote:
         if self.later is not None:
             return self.later
         steps = re.findall(r"then r (\S+) ok;", script)
-        return Result("".join(f"\n{facts.MARK} step {s} ok\n" for s in steps), "", 0)
+        return Result("".join(f"\n{MARK} step {s} ok\n" for s in steps), "", 0)
 
     def probe_new_connection(self) -> None:
         self.probes += 1
@@ -183,7 +184,7 @@ class ScriptedRemote:
 
 def applied(outcomes: list[tuple[str, str]], exit_status: int,
             later: Result | None = None) -> tuple[Run, ScriptedRemote]:
-    out = "".join(f"\n{facts.MARK} step {s} {status}\n" for s, status in outcomes)
+    out = "".join(f"\n{MARK} step {s} {status}\n" for s, status in outcomes)
     remote = ScriptedRemote("vps.example", Result(out, "", exit_status), later)
     site = generate.SITE
     run = Run(site, remotes={"vps": remote, "home": ScriptedRemote("home", Result("", "", 0))},
@@ -241,7 +242,7 @@ def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
     assert remote.probes == 0 and len(remote.sent) == 1  # a failed guarded step: restored
     # a step after it fails: the firewall applied before it was proven and stays
     run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0,
-                          later=Result(f"\n{facts.MARK} step services failed\n", "boom\n", 1))
+                          later=Result(f"\n{MARK} step services failed\n", "boom\n", 1))
     assert run.reports["vps"].error == "vps.example: step services failed: boom"
     marker = changes.guard_marker("firewall", run.guard_token)
     assert remote.probes == 1 and remote.sent[1].startswith("umask 077\n") \
@@ -249,7 +250,7 @@ def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
 
 
 def recorded(name: str) -> facts.HostFacts:
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 @pytest.mark.parametrize("breakage", ["down", "no key", "no address"])
@@ -359,7 +360,7 @@ def test_command_after_the_image_is_never_a_podman_option() -> None:
 def test_a_rootless_service_never_runs_as_root_or_a_system_account() -> None:
     with pytest.raises(ModelError, match="user 'root' of service 'game': a rootless service"):
         Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root")
-    f = facts.parse(generate.load("fedora-home-converged"))
+    f = generate.facts("fedora-home-converged")
     f.users["gamer"]["uid"] = "2"  # e.g. user = "daemon"
     with pytest.raises(PlanError, match=r"user 'gamer' \(uid 2\) of service 'game' is a system "
                                         r"account: .* allow_system_user = true"):
@@ -499,7 +500,7 @@ def _swap_run(tmp_path: Path, fail_start: bool) -> tuple[subprocess.CompletedPro
                                                          list[list[str]]]:
     """The replace step of a changed service, run here with stand-ins for runuser and a podman
     that records its calls (and refuses to start the new container when asked)."""
-    f = facts.parse(generate.load("fedora-home-converged"))
+    f = generate.facts("fedora-home-converged")
     f.pid1, f.commands = "catatonit", f.commands - {"systemctl"}  # the direct (lab) path
     site = generate.SITE.with_port_added("12347/udp", "game")
     plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,

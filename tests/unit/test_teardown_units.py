@@ -10,7 +10,6 @@ from pathlib import Path
 
 from tests.unit.facts import generate
 from tests.unit.facts.generate import SITE
-from tunnelops import facts
 from tunnelops.backends import podman
 from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, RemoveFile
@@ -19,7 +18,7 @@ from tunnelops.steps.context import Ctx
 
 
 def plans(name: str, **changes: object):
-    f = dataclasses.replace(facts.parse(generate.load(name)), **changes)
+    f = dataclasses.replace(generate.facts(name), **changes)
     return {p.step: p for p in teardown.plan(Ctx(SITE, "home", f))}
 
 
@@ -41,8 +40,8 @@ def test_unit_files_go_and_the_managers_reload() -> None:
 
 
 def test_a_unit_tunnelops_enabled_is_disabled_and_only_that() -> None:
-    f = facts.parse(generate.load("fedora-home-converged"))
-    f.raw["created"] = "enabled nftables.service\n"
+    f = generate.facts("fedora-home-converged")
+    f.created = ["enabled nftables.service"]
     files = {p.step: p for p in teardown.plan(Ctx(SITE, "home", f))}["files"]
     assert [c.script for c in files.changes if c.summary.startswith("disable ")] == [
         "systemctl disable nftables.service >/dev/null 2>&1 || true"]
@@ -58,10 +57,9 @@ def test_no_systemd_nothing_to_reload() -> None:
 
 
 def test_directories_made_for_unit_files_go_when_empty_deepest_first() -> None:
-    f = facts.parse(generate.load("fedora-home-converged"))
-    f.raw["created"] = ("emptydir /home/gamer/.config\n"
-                        "emptydir /home/gamer/.config/containers\n"
-                        "emptydir /home/gamer/.config/containers/systemd\n")
+    f = generate.facts("fedora-home-converged")
+    f.created = ["emptydir /home/gamer/.config", "emptydir /home/gamer/.config/containers",
+                 "emptydir /home/gamer/.config/containers/systemd"]
     files = {p.step: p for p in teardown.plan(Ctx(SITE, "home", f))}["files"]
     assert [c.script for c in files.changes
             if isinstance(c, CommandChange) and c.summary.startswith("remove /home")] == [

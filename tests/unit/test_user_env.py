@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tunnelops import facts, verify
+from tests.unit.facts import generate
 from tunnelops.backends import podman
-from tunnelops.model import PortSpec, Service
+from tunnelops.engine import fact_probes
 from tunnelops.render import podman as render
+from tunnelops.verify import runner
 
 ROOT_BUS = "unix:path=/run/user/0/bus"
 # `runuser -u USER -- CMD...` as a shell function: runs CMD with the caller's environment,
@@ -46,15 +47,16 @@ def test_user_env_is_one_helper():
     assert "XDG_RUNTIME_DIR=/run/user/1001" in env
 
 
-def test_facts_command_runs_podman_on_the_users_own_bus():
-    script = facts.script(interface="wg0", route_table=201, key_path="/etc/wireguard/wg0.key",
-                          files=[], users=["gamer"])
-    line = next(x for x in script.splitlines() if "runuser -u" in x)
-    assert "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus" in line
-
-
-def test_verify_runs_podman_on_the_users_own_bus():
-    svc = Service("game", "localhost/echo", (PortSpec.parse("12345/udp"),), "gamer")
-    shown = _run_as_root_session(verify._as_user(svc.user, 'echo "$DBUS_SESSION_BUS_ADDRESS"')
+def test_facts_and_verify_run_podman_on_the_users_own_bus():
+    """Both read the host through the same probes: every command they run as a service user
+    goes through render.podman.as_user, with the user's own bus."""
+    site = generate.SITE
+    ctx = runner.context(site)
+    scripts = [fact_probes(site, "home").batch().script(),
+               *(b.script() for b in runner.batches_for(ctx, runner.chain(ctx)).values())]
+    lines = [x for s in scripts for x in s.splitlines() if "runuser -u" in x]
+    assert len(lines) >= 3
+    assert all("DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/" in x for x in lines)
+    shown = _run_as_root_session(render.as_user("gamer", 'echo "$DBUS_SESSION_BUS_ADDRESS"')
                                  .replace("$(id -u gamer)", "1001"))
     assert shown.splitlines()[-1] == "unix:path=/run/user/1001/bus"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops import probes
 from tunnelops.backends.originals import backup_shell
 from tunnelops.changes import CommandChange, FileChange, Guard, StepPlan
 from tunnelops.model import PortSpec
@@ -17,10 +18,6 @@ RECORD = "/etc/tunnelops/firewalld-ports"
 ROLLBACK = "/var/lib/tunnelops/firewalld.rollback"
 
 
-def fw_port(spec: PortSpec) -> str:
-    return f"{spec.first}-{spec.last}/{spec.proto}" if spec.is_range else str(spec)
-
-
 def zone_backup(*zones: str) -> str:
     """firewalld writes ZONE.xml (and ZONE.xml.old) under /etc on the first permanent change."""
     return backup_shell(*(f"/etc/firewalld/zones/{z}.xml{suffix}" for z in zones
@@ -28,10 +25,8 @@ def zone_backup(*zones: str) -> str:
 
 
 def zone_of(fw: dict, iface: str, kind: str = "runtime") -> str | None:
-    for zone, info in fw.get(kind, {}).items():
-        if iface in info.get("interfaces", []):
-            return zone
-    return None
+    """The zone of facts.firewalld's runtime or permanent view that holds IFACE."""
+    return probes.zone_of(fw.get(kind, {}), iface)
 
 
 def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
@@ -50,7 +45,7 @@ def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
             p.changes.append(CommandChange(
                 f"put {iface} in firewalld zone {zone} ({kind})",
                 f"firewall-cmd -q {flag}--zone={z} --change-interface={q(iface)}"))
-    want = [fw_port(s) for s in ports]
+    want = [str(s) for s in ports]  # firewalld writes ports as PortSpec does
     record = ctx.facts.file(RECORD)
     ours = record.content.split() if record else []
     # one firewall-cmd per kind and verb, every port in it: each call is a Python program

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 
-from tunnelops.backends.firewalld import ROLLBACK, fw_port, zone_backup, zone_of
+from tunnelops.backends.firewalld import ROLLBACK, zone_backup, zone_of
 from tunnelops.changes import CommandChange, Guard, StepPlan
 from tunnelops.model import Service
 from tunnelops.steps.context import Ctx
@@ -49,7 +49,7 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
         wanted = {}
         for svc in services:
             for spec in svc.ports:
-                head = f"port={fw_port(spec).split('/')[0]}:proto={spec.proto}:"
+                head = f"port={spec.nft}:proto={spec.proto}:"
                 wanted[head] = svc.name
                 if not any(fp.startswith(head) for fp in have):
                     fp = f"{head}toaddr={t.home_address}"

@@ -20,15 +20,16 @@ import shlex
 from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, Guard, StepPlan
 from tunnelops.facts import HostFacts
+from tunnelops.probes.firewall import NFT_APPLIED, NFT_TERSE
 from tunnelops.render import nftables as render
 from tunnelops.render.nftables import Element
 from tunnelops.steps.context import Ctx
 
 RULES = "/etc/tunnelops/tunnelops.nft"
-APPLIED = "/var/lib/tunnelops/nft.applied"
+APPLIED = NFT_APPLIED
 ROLLBACK = "/var/lib/tunnelops/nft.rollback"
 ROLLBACK_FILE = "/var/lib/tunnelops/tunnelops.nft.rollback"  # RULES as it was before
-LIST = "nft -st list table inet tunnelops"
+LIST = NFT_TERSE  # the record is what the facts compare the live table with
 # the rollback snapshot: the terse table, then the service sets with their elements (nft
 # accepts a set declared again with the same type and flags: it only adds the elements)
 SNAPSHOT = "; ".join([f"{LIST} 2>/dev/null || :", *(
@@ -39,8 +40,40 @@ OUR_LINES = ("# tunnelops: its own table, loaded after everything else", f'inclu
 _PROTO = {name: proto for proto, name in render.SVC_SETS.items()}
 
 
+BOOT_UNIT = "/etc/systemd/system/tunnelops-nftables.service"
+
+
+def _boot_by_include(ctx: Ctx, p: StepPlan) -> None:
+    """The distribution's nftables service loads our table too: an include line appended to
+    its config (saved first, put back by teardown)."""
+    f = ctx.facts
+    conf = f.file(conf_path(ctx))
+    if conf is None or OUR_LINES[1] not in conf.content:
+        text = conf.content if conf else "#!/usr/sbin/nft -f\n"
+        new = text + ("" if text.endswith("\n") else "\n") + "\n".join(OUR_LINES) + "\n"
+        p.changes.append(FileChange(conf_path(ctx), new, conf.content if conf else None,
+                                    mode=0o755 if conf is None else int(conf.mode or "644", 8),
+                                    backup=True))
+    if f.systemd and p.changes:
+        p.post.append(enable_shell("nftables.service"))
+
+
+def _boot_by_unit(ctx: Ctx, p: StepPlan) -> None:
+    """A unit of our own loads our table at boot, and the distribution's nftables config is
+    left alone: where it is a firewall of its own (Arch's drops what is forwarded and all
+    input but SSH), enabling its service would take the tunnel down at the next boot."""
+    f, unit = ctx.facts, render.boot_unit(RULES)
+    old = f.file(BOOT_UNIT)
+    if old is None or old.content != unit:
+        p.changes.append(FileChange(BOOT_UNIT, unit, old.content if old else None))
+    if f.systemd and p.changes:
+        p.post.append("systemctl daemon-reload")
+        p.post.append(enable_shell("tunnelops-nftables.service"))
+
+
 def conf_path(ctx: Ctx) -> str:
-    return "/etc/sysconfig/nftables.conf" if ctx.facts.family == "fedora" else "/etc/nftables.conf"
+    d = ctx.facts.distro
+    return d.nft_conf if d else "/etc/nftables.conf"
 
 
 def _live_base_as_recorded(f: HostFacts) -> bool:
@@ -73,12 +106,14 @@ def element_changes(want: dict[str, list[Element]],
     return deletes + adds
 
 
-def plan(ctx: Ctx, ruleset: str, step: str = "firewall") -> StepPlan:
+def plan(ctx: Ctx, ruleset: str, want: dict[str, list[Element]],
+         step: str = "firewall") -> StepPlan:
+    """RULESET (a whole file: its base and the `add element` lines of WANT)."""
     p = StepPlan(step)
     f = ctx.facts
     old = f.file(RULES)
-    base, want = render.split(ruleset)
-    same_base = old is not None and render.split(old.content)[0] == base
+    base = render.base(ruleset)
+    same_base = old is not None and render.base(old.content) == base
     if old is None or old.content != ruleset:
         p.changes.append(FileChange(RULES, ruleset, old.content if old else None, mode=0o644))
     if same_base and _live_base_as_recorded(f):
@@ -98,13 +133,9 @@ def plan(ctx: Ctx, ruleset: str, step: str = "firewall") -> StepPlan:
                     f"mv -f {ROLLBACK_FILE} {RULES}; else printf '%s\\n' 'table {render.TABLE}' "
                     f"'delete table {render.TABLE}' > {RULES}; fi",
             seconds=ctx.guard_seconds)
-    conf = f.file(conf_path(ctx))
-    if conf is None or OUR_LINES[1] not in conf.content:
-        text = conf.content if conf else "#!/usr/sbin/nft -f\n"
-        new = text + ("" if text.endswith("\n") else "\n") + "\n".join(OUR_LINES) + "\n"
-        p.changes.append(FileChange(conf_path(ctx), new, conf.content if conf else None,
-                                    mode=0o755 if conf is None else int(conf.mode or "644", 8),
-                                    backup=True))
-    if f.systemd and p.changes:
-        p.post.append(enable_shell("nftables.service"))
+    d = f.distro
+    if d is not None and d.nft_boot == "unit":
+        _boot_by_unit(ctx, p)
+    else:
+        _boot_by_include(ctx, p)
     return p

@@ -23,6 +23,7 @@ from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.model import Service
 from tunnelops.render import podman as render
+from tunnelops.render.podman import as_user
 from tunnelops.steps.context import Ctx, PlanError
 
 
@@ -48,14 +49,6 @@ def network_kind(ctx: Ctx, info: dict, svc: Service | None = None) -> str:
     if not has_slirp and has_pasta and _version(info) >= (4, 4):
         return "pasta"
     return "slirp4netns"
-
-
-def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
-    """Shell running a command as USER with the environment rootless podman needs."""
-    u = shlex.quote(user)
-    uid_expr = uid if uid else f"$(id -u {u})"
-    inner = shlex.quote("cd; " + argv_or_script)
-    return f"runuser -u {u} -- {render.user_env(u, uid_expr)} sh -c {inner}"
 
 
 def user_dirs(user: str, home: str, rel: str) -> str:
@@ -175,7 +168,7 @@ def created_network(cmd: list[str]) -> str:
     return ""
 
 
-def _published(container: dict) -> set[tuple[str, int, int]]:
+def published(container: dict) -> set[tuple[str, int, int]]:
     """(proto, host port, container port) of every port `podman ps` shows published."""
     out = set()
     for p in container.get("Ports") or []:
@@ -194,7 +187,7 @@ def spec_drift(svc: Service, container: dict, created: list[str] | None,
         if have != network:
             return f"created with --network {have or '(none)'}, not {network}"
     want = {(p.proto, n, n) for p in svc.ports for n in range(p.first, p.last + 1)}
-    have_ports = _published(container)
+    have_ports = published(container)
     if container.get("Ports") is not None and have_ports != want:
         shown = ", ".join(f"{h}->{c}/{pr}" for pr, h, c in sorted(have_ports)) or "none"
         return f"publishes {shown}"

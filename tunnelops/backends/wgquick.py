@@ -81,7 +81,7 @@ def live_fixes(ctx: Ctx, content: str, file_changed: bool,
     t = ctx.tunnel
     address = t.vps_address if ctx.role == "vps" else t.home_address
     out += wglive.address_fixes(f, ctx.iface, f"{address}/{t.prefixlen}")
-    want = wglive.wanted_mtu(t, "wg-quick", wglive.uplink_mtu(f))
+    want = wglive.wanted_mtu(t, "wg-quick", wglive.uplink_mtu(f.uplink, f.addrs))
     if (why := wglive.mtu_drift(f, ctx.iface, want)) and want is not None:
         out.append(wglive.mtu_fix(ctx.iface, want, why))
     if policy_routing:

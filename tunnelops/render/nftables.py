@@ -17,7 +17,6 @@ through the tunnel to the service ports, for home servers without firewalld.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,83 +105,19 @@ def _element_lines(services: Sequence[Service]) -> list[str]:
             if elems]
 
 
-def split(ruleset: str) -> tuple[str, dict[str, list[Element]]]:
-    """(the base: every line but the trailing `add element` ones, the elements they add)."""
-    base = [line for line in ruleset.splitlines(keepends=True)
-            if not line.startswith(ADD_ELEMENT)]
-    return "".join(base), port_sets(ruleset)
+def base(ruleset: str) -> str:
+    """Every line of a ruleset file but its trailing `add element` ones: what does not
+    depend on the service ports."""
+    return "".join(line for line in ruleset.splitlines(keepends=True)
+                   if not line.startswith(ADD_ELEMENT))
 
 
-# ---------------------------------------------------------------- reading nft's set syntax
-def _block_end(text: str, start: int) -> int:
-    """Index just past the `}` closing the `{` at text[start] (quoted strings skipped)."""
-    depth, i = 0, start
-    while i < len(text):
-        ch = text[i]
-        if ch == '"':
-            j = text.find('"', i + 1)
-            i = len(text) if j < 0 else j + 1
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return len(text)
-
-
-def element_list(body: str) -> list[tuple[str, str]]:
-    """`{ 12345 comment "game", 27015-27020 comment "game" }` (braces optional, any number of
-    lines) as [(value, comment)]: the value as nft writes it, anything after it but the
-    comment (timeouts, a dynamic set's limit...) dropped."""
-    body = body.strip()
-    if body.startswith("{"):
-        body = body[1:_block_end(body, 0) - 1]
-    out: list[tuple[str, str]] = []
-    for m in re.finditer(r'((?:[^,"]|"[^"]*")+)', body):
-        item = m.group(1).strip()
-        if not item:
-            continue
-        value = re.split(r"\s", item, maxsplit=1)[0]
-        comment = re.search(r'\bcomment\s+"([^"]*)"', item)
-        out.append((value, comment.group(1) if comment else ""))
-    return out
-
-
-def set_elements(text: str) -> dict[str, list[tuple[str, str]]]:
-    """Every named set in TEXT with its elements: `set NAME { ... elements = { ... } }` blocks
-    (nft's listings) and `add element FAMILY TABLE NAME { ... }` statements (our files). One
-    table's text: set names are not qualified by their table."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for m in re.finditer(r"(?m)^\s*set\s+(\S+)\s*\{", text):
-        end = _block_end(text, m.end() - 1)
-        body = text[m.end():end - 1]
-        elems = out.setdefault(m.group(1), [])
-        em = re.search(r"\belements\s*=\s*\{", body)
-        if em:
-            elems += element_list(body[em.end() - 1:])
-    for m in re.finditer(r"(?m)^\s*add\s+element\s+\S+\s+\S+\s+(\S+)\s*\{", text):
-        body = text[m.end() - 1:_block_end(text, m.end() - 1)]
-        out.setdefault(m.group(1), []).extend(element_list(body))
-    return out
-
-
-def port_sets(text: str) -> dict[str, list[Element]]:
-    """The service port sets in TEXT (nft's listing of them, or our file), as Elements in
-    port order; values that are not ports or port ranges are skipped."""
-    out: dict[str, list[Element]] = {}
-    for name, elems in set_elements(text).items():
-        if name not in SVC_SETS.values():
-            continue
-        parsed = []
-        for value, comment in elems:
-            m = re.fullmatch(r"(\d+)(?:-(\d+))?", value)
-            if m:
-                parsed.append(Element(int(m.group(1)), int(m.group(2) or m.group(1)), comment))
-        out[name] = sorted(parsed)
-    return out
+def boot_unit(rules: str) -> str:
+    """A systemd unit loading RULES at boot, before the network comes up."""
+    return (f"{MANAGED}\n[Unit]\nDescription=tunnelops's nftables table\n"
+            "Wants=network-pre.target\nBefore=network-pre.target\nAfter=nftables.service\n\n"
+            f"[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=nft -f {rules}\n\n"
+            "[Install]\nWantedBy=multi-user.target\n")
 
 
 # ---------------------------------------------------------------- the rulesets

@@ -13,7 +13,8 @@ Ports are published on the tunnel's home address (`-p 192.168.2.2:PORT:PORT/PROT
 forwarder's socket then answers from that address, so replies (UDP too, which has no
 connection to follow) match home's rule `from 192.168.2.2 table 201` and go back through the
 tunnel, whatever the player's address (client_ip = "preserve"), and to 192.168.2.1 alike.
-Argument lists are never joined into shell text here; the engine quotes them.
+Argument lists are never joined into shell text here (the engine quotes them), but for
+`as_user`: the one shell wrapper every command run as a service user goes through.
 Quadlet key names are those of podman-systemd.unit(5) ([Container] section).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 
 from tunnelops.model import ModelError, Service, Tunnel
 
@@ -41,6 +43,15 @@ def user_env(user_q: str, uid_expr: str) -> str:
     return (f"env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
             f"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid_expr}/bus "
             f"HOME=\"$(getent passwd {user_q} | cut -d: -f6)\"")
+
+
+def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
+    """Shell running a command as USER with the environment rootless podman needs (UID:
+    a shell expression for the user's uid, when the caller has it)."""
+    u = shlex.quote(user)
+    uid_expr = uid if uid else f"$(id -u {u})"
+    inner = shlex.quote("cd; " + argv_or_script)
+    return f"runuser -u {u} -- {user_env(u, uid_expr)} sh -c {inner}"
 
 
 def network_option(kind: str, t: Tunnel) -> str:

@@ -60,7 +60,8 @@ def owned_files(site: Site) -> list[str]:
     i = site.tunnel.interface
     return [
         f"/etc/wireguard/{i}.conf", "/etc/sysctl.d/90-tunnelops.conf",
-        "/etc/tunnelops/tunnelops.nft", f"/etc/network/interfaces.d/{i}",
+        "/etc/tunnelops/tunnelops.nft", "/etc/systemd/system/tunnelops-nftables.service",
+        f"/etc/network/interfaces.d/{i}",
         "/etc/awall/base.json", "/etc/awall/optional/ssh.json",
         "/etc/awall/optional/wireguard.json", "/etc/tunnelops/firewalld-ports",
         *(f"/etc/awall/optional/{s.name}.json" for s in site.services),

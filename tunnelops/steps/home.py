@@ -3,9 +3,10 @@ address or to the VPS uses table 201; the main default route never moves), the f
 
 from __future__ import annotations
 
+from tunnelops import distros
 from tunnelops.backends import firewalld, keys, networkmanager, nftables, packages, podman, wgquick
 from tunnelops.changes import StepPlan
-from tunnelops.facts import IP_JSON
+from tunnelops.probes import IP_JSON
 from tunnelops.render import nftables as nft_render
 from tunnelops.render.wireguard import home_wg_quick
 from tunnelops.steps.context import Ctx, PlanError
@@ -24,9 +25,9 @@ def wg_backend(ctx: Ctx) -> tuple[str, str]:
 
 def prepare(ctx: Ctx) -> list[StepPlan]:
     f = ctx.facts
-    if f.family == "unknown":
+    if f.distro is None:
         raise PlanError(f"{f.os_pretty or 'this distribution'} is not supported at home: use "
-                        "Fedora/RHEL, Debian/Ubuntu or Alpine")
+                        f"{distros.supported_labels()}")
     # iproute2 for `ip -j`: the live addresses, MTU, rules and routes are read as JSON
     need = ["wg", IP_JSON]
     backend, _ = wg_backend(ctx)
@@ -59,6 +60,7 @@ def configure(ctx: Ctx) -> list[StepPlan]:
     if ctx.facts.firewalld.get("running"):
         fw = firewalld.plan(ctx, ports)
     else:
-        fw = nftables.plan(ctx, nft_render.home_ruleset(site.tunnel, site.services))
+        fw = nftables.plan(ctx, nft_render.home_ruleset(site.tunnel, site.services),
+                           nft_render.service_elements(site.services))
     services = [podman.plan_service(ctx, svc) for svc in site.services]
     return [wg, fw, podman.plan_network_online(ctx), *services, podman.plan_removed(ctx)]

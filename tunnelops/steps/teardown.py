@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from tunnelops.backends import firewalld, podman
-from tunnelops.backends.nftables import OUR_LINES
+from tunnelops.backends.nftables import BOOT_UNIT, OUR_LINES
 from tunnelops.backends.originals import restore_shell
 from tunnelops.backends.podman import USER_COMMENT
 from tunnelops.backends.sysctl import ORIG_FORWARD
@@ -51,6 +51,10 @@ def _firewall(ctx: Ctx) -> StepPlan:
     if f.nft_table is not None:
         p.changes.append(CommandChange("delete table inet tunnelops",
                                        "nft delete table inet tunnelops"))
+    if f.file(BOOT_UNIT) is not None and f.systemd:  # its file goes with the others
+        p.changes.append(CommandChange("disable tunnelops-nftables.service",
+                                       "systemctl disable tunnelops-nftables.service "
+                                       ">/dev/null 2>&1 || true"))
     ours = [n for n in f.awall_enabled if n in ("ssh", "wireguard")
             or any(n == s.name for s in ctx.site.services)]
     if ours:
@@ -111,9 +115,9 @@ def _containers(ctx: Ctx) -> StepPlan:
         for c in info.get("containers", []):
             if podman_render.SERVICE_LABEL in c.get("Labels", {}):
                 name = (c.get("Names") or ["?"])[0]
-                p.changes.append(CommandChange(
-                    f"remove container {name}",
-                    podman.as_user(user, f"podman rm -f -t 5 {shlex.quote(name)} >/dev/null")))
+                rm = f"podman rm -f -t 5 {shlex.quote(name)} >/dev/null"
+                p.changes.append(CommandChange(f"remove container {name}",
+                                               podman_render.as_user(user, rm)))
     return p
 
 
@@ -130,7 +134,7 @@ def _ours(ctx: Ctx, path: str, content: str) -> bool:
 
 def _files(ctx: Ctx, opts: Options) -> StepPlan:
     p, f = StepPlan("files"), ctx.facts
-    originals = {"/" + x.removeprefix("./").removesuffix(".absent") for x in f.lines("orig")}
+    originals = {"/" + x.removeprefix("./").removesuffix(".absent") for x in f.originals}
     # only what tunnelops made: recorded when it created the file, or carrying its marker
     for path in owned_files(ctx.site):
         ff = f.file(path)
@@ -153,7 +157,7 @@ def _files(ctx: Ctx, opts: Options) -> StepPlan:
             p.post.append("systemctl daemon-reload")
         for user in sorted({user for user, _, _ in _user_units(ctx)}):
             p.post.append(podman.as_user(user, "systemctl --user daemon-reload"))
-    if (f.raw.get("ip_forward") or "").strip() == "1":
+    if f.ip_forward == "1":
         p.changes.append(CommandChange(
             "restore net.ipv4.ip_forward to its value before tunnelops",
             f"[ -s {ORIG_FORWARD} ] && sysctl -q -w net.ipv4.ip_forward=$(cat {ORIG_FORWARD}) "
@@ -163,9 +167,9 @@ def _files(ctx: Ctx, opts: Options) -> StepPlan:
         k, pub = shlex.quote(ctx.key_path), shlex.quote(ctx.pub_path)
         p.changes.append(CommandChange(f"remove the WireGuard keys {ctx.key_path}",
                                        f"rm -f {k} {pub}"))
-        if "dir /etc/wireguard" in f.lines("created"):  # ours, and empty now: never a tree
+        if "dir /etc/wireguard" in f.created:  # ours, and empty now: never a tree
             p.post.append("rmdir /etc/wireguard 2>/dev/null || true")
-    present = f.lines("state_dirs")
+    present = f.state_dirs
     if present:
         p.changes.append(CommandChange(f"remove {' '.join(present)}",
                                        "rm -rf " + " ".join(present)))
@@ -176,7 +180,7 @@ def _records(ctx: Ctx, opts: Options) -> list[CommandChange]:
     """Undo what tunnelops recorded creating: lingering, a runtime dir, and (only when asked)
     the service users, whose home holds the service's data (a game's world save)."""
     out, emptied = [], []
-    records = ctx.facts.lines("created")
+    records = list(ctx.facts.created)
     # users tunnelops made, known by their comment too: a plain teardown kept them (with their
     # data) but removed its records
     made = {u for u, info in ctx.facts.users.items()
@@ -219,6 +223,7 @@ def plan(ctx: Ctx, opts: Options | None = None) -> list[StepPlan]:
     opts = opts or Options()
     steps = [_containers(ctx)] if ctx.role == "home" else []
     steps += [_interface(ctx), _firewall(ctx), _files(ctx, opts)]
-    if ctx.facts.family == "alpine" and any(s.changed for s in steps):
+    distro = ctx.facts.distro
+    if distro and distro.vps_firewall == "awall" and any(s.changed for s in steps):
         steps[-1].post.append("awall activate --force")
     return steps

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from tunnelops import distros
 from tunnelops.backends import (
     awall,
     firewalld_vps,
@@ -17,7 +18,7 @@ from tunnelops.backends import (
     wgquick,
 )
 from tunnelops.changes import StepPlan
-from tunnelops.facts import IP_JSON
+from tunnelops.probes import IP_JSON
 from tunnelops.render import nftables as nft_render
 from tunnelops.render.wireguard import vps_wg_quick
 from tunnelops.steps.context import Ctx, PlanError
@@ -28,10 +29,12 @@ _NOT_PUBLIC = [ipaddress.ip_network(n) for n in (
     "169.254.0.0/16", "0.0.0.0/8")]
 
 
-def supported(ctx: Ctx) -> None:
-    if ctx.facts.family == "unknown":
+def supported(ctx: Ctx) -> distros.Distro:
+    distro = ctx.facts.distro
+    if distro is None:
         raise PlanError(f"{ctx.facts.os_pretty or 'this distribution'} is not supported on the "
-                        "VPS: use Alpine, Debian/Ubuntu or Fedora/RHEL")
+                        f"VPS: use {distros.supported_labels()}")
+    return distro
 
 
 def discover(ctx: Ctx, src: str) -> tuple[str, str]:
@@ -56,10 +59,16 @@ def wg_backend(ctx: Ctx) -> str:
     package (its `ifparse` tells it from classic ifupdown, which has no WireGuard support).
     Otherwise wg-quick (with wireguard-go where the kernel has no module)."""
     f = ctx.facts
-    if f.kernel_wireguard and f.has("ifup") and (
-            f.family == "alpine" or (f.family == "debian" and f.has("ifparse"))):
+    d = f.distro
+    # ifparse: ifupdown-ng's, where a distribution's default is classic ifupdown
+    if d and (d.vps_network == "ifupdown" or f.has("ifparse")) and f.kernel_wireguard \
+            and f.has("ifup"):
         return "ifupdown"
     return "wg-quick"
+
+
+def firewall_backend(ctx: Ctx) -> str:
+    return distros.vps_firewall(supported(ctx), bool(ctx.facts.firewalld.get("running")))
 
 
 def prepare(ctx: Ctx) -> list[StepPlan]:
@@ -71,15 +80,12 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
         need.append("wg-quick")
         if not f.kernel_wireguard:
             need.append("wireguard-go")
-    if f.family == "alpine":
-        need.append("awall")
-    elif f.family == "debian":
-        need.append("nft")
+    need += distros.FIREWALL_COMMANDS[firewall_backend(ctx)]
     return [packages.plan(f, need), keys.plan(ctx)]
 
 
 def configure(ctx: Ctx) -> list[StepPlan]:
-    site, f = ctx.site, ctx.facts
+    site = ctx.site
     wan = ctx.wan_interface or "eth0"
     plans = [sysctl.plan(ctx)]
     if wg_backend(ctx) == "ifupdown":
@@ -87,13 +93,15 @@ def configure(ctx: Ctx) -> list[StepPlan]:
     else:
         plans.append(wgquick.plan(ctx, vps_wg_quick(site.tunnel, ctx.peer_public_key),
                                   policy_routing=False))
-    if f.family == "alpine":
+    backend = firewall_backend(ctx)
+    if backend == "awall":
         plans.append(awall.plan(ctx, wan, site.services))
-    elif f.family == "fedora" and f.firewalld.get("running"):
+    elif backend == "firewalld":
         plans.append(firewalld_vps.plan(ctx, wan, site.services))
     else:
         plans.append(nftables.plan(ctx, nft_render.vps_ruleset(
-            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port, snat=site.snat)))
+            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port, snat=site.snat),
+            nft_render.service_elements(site.services)))
     plans[-1].notes.append(
         f"client_ip = snat: players reach home as {site.tunnel.vps_address}" if site.snat
         else "client_ip = preserve: players reach home with their own address (no SNAT)")

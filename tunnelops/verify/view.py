@@ -7,7 +7,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from tunnelops.verify import VerifyReport
+from tunnelops.verify.report import VerifyReport
 
 MARKS = {"pass": ("✓", "green"), "fail": ("✗", "red"), "skip": ("–", "dim")}
 
