@@ -36,7 +36,10 @@ echo '## linger'; ls /var/lib/systemd/linger
 USER_SCRIPT = """export LC_ALL=C SYSTEMD_PAGER=cat
 echo '## user units'; systemctl --user list-units --all --no-legend --plain 'tunnelops*' \
   'container-*' | awk '{print $1, $3, $4}'
-echo '## user unit files'; systemctl --user list-unit-files --no-legend | awk '{print $1, $2}'
+# transient units aside: podman's pause process (started by the `podman ps` below, as by
+# any rootless podman command) gets a transient scope of a new name each time it starts
+echo '## user unit files'; systemctl --user list-unit-files --no-legend | \
+  awk '$2 != "transient" {print $1, $2}'
 echo '## containers'; podman ps -a --format '{{.Names}} {{.Image}}'
 echo '## images'; podman images --format '{{.Repository}}:{{.Tag}}'
 :
