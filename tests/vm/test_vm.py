@@ -27,6 +27,7 @@ import time
 import pytest
 from rich.console import Console
 
+from tests.lab.env import rows
 from tests.vm.conftest import VmSession
 from tests.vm.state import diff, snapshot
 from tunnelops import commands, inventory
@@ -218,17 +219,21 @@ def test_podman_as_the_user_gets_its_own_session_bus(vms: VmSession) -> None:
 def test_second_run_changes_nothing(vms: VmSession, lab_report) -> None:
     out = run(vms)
     assert out.ok and out.changed() == 0, out
-    assert all(h.round_trips == 2 for h in out.report.hosts.values()), out
-    report(vms, lab_report, "noop", f"second run changed=0 in {out.seconds:.0f} s")
+    assert all(h.round_trips == 1 for h in out.report.hosts.values()), out
+    on_hosts = max(h.host_seconds for h in out.report.hosts.values())
+    report(vms, lab_report, "noop", f"second run changed=0 in {out.seconds:.0f} s "
+           f"({on_hosts:.1f} s on the slower host; 1 round trip each)")
 
 
 def test_verify_passes_every_row_pasta_egress_is_the_vps(vms: VmSession, lab_report) -> None:
     rep, out = verify(vms)
     assert rep.ok, out
-    assert len(rep.checks) == 27 and all(c.ok for c in rep.checks), out
+    assert len(rep.checks) == rows(inventory.load(vms.lab.inventory)) and all(
+        c.ok for c in rep.checks), out
     assert rep.check("container.game.network").measured == "pasta:--outbound,192.168.2.2"
     assert vms.lab.topo.vps_public in rep.check("egress.game").measured, out
-    report(vms, lab_report, "verify", f"verify 27/27 in {rep.seconds:.0f} s")
+    n = len(rep.checks)
+    report(vms, lab_report, "verify", f"verify {n}/{n} in {rep.seconds:.0f} s")
 
 
 def test_slirp4netns_where_asked_for(vms: VmSession) -> None:
