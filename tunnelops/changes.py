@@ -14,9 +14,9 @@ import shlex
 from dataclasses import dataclass, field
 
 from tunnelops.backends.originals import backup_shell, record_shell
+from tunnelops.hostlock import APPLY_LOCK_PATH, LOCK_PATH
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER
 from tunnelops.probes import MARK
-from tunnelops.remote import APPLY_LOCK_PATH, LOCK_PATH
 
 TMP_PREFIX = ".tunnelops."
 APPLY_LOCK = APPLY_LOCK_PATH

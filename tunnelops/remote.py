@@ -22,7 +22,6 @@ import contextlib
 import getpass
 import io
 import os
-import re
 import secrets
 import select
 import shlex
@@ -31,7 +30,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,89 +42,26 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
+from tunnelops import hostlock
+from tunnelops.hostlock import LOCK_WAIT_S, WATCHDOG_WAIT_S
+from tunnelops.sshlink import (
+    KEEPALIVE_S,
+    LINK_TIMEOUT_S,
+    Acking,
+    HostKeyPolicy,
+    LinkLost,
+    RemoteError,
+    forget_socks,
+    tune,
+)
+from tunnelops.trips import TIMED, Result, Transcript, Trip, host_seconds, split_host_time
+
 if TYPE_CHECKING:
     from tunnelops.model import Site
 
-LOCK_PATH = "/run/tunnelops.lock"
-APPLY_LOCK_PATH = LOCK_PATH + ".apply"  # held (shared) by every apply script while it runs
-LOCK_WAIT_S = 5
-KEEPALIVE_S = 5
-LINK_TIMEOUT_S = float(os.environ.get("TUNNELOPS_LINK_TIMEOUT", "15"))
 # sudo -S -p: our own prompt, so we answer only when sudo asks; then a marker once it let us in
 SUDO_PROMPT = "[tunnelops] sudo password:"
 SUDO_OK = "tunnelops-sudo-ok"
-WATCHDOG_WAIT_S = 90  # a restore by a guard's watchdog (firewall-cmd --reload is slow on VMs)
-# Every script reports its own time on the host as its last line on stderr (stripped before
-# anyone sees it): /proc/uptime read by the shell's `read` builtin, so it starts no process.
-# A script that sets its own EXIT trap replaces this one: its host time is then unknown.
-HOST_TIME = "::tunnelops-host-time::"
-_TIMED = ("read -r __t0 __ </proc/uptime 2>/dev/null; trap 'read -r __t1 __ </proc/uptime "
-          f"2>/dev/null; printf \"\\n{HOST_TIME} %s %s\\n\" \"$__t0\" \"$__t1\" >&2' EXIT\n")
-_HOST_TIME_RE = re.compile(rf"\n{re.escape(HOST_TIME)} (\S*) (\S*)\n\Z")
-
-
-class RemoteError(RuntimeError):
-    """One line: the host, what failed, and what to do."""
-
-
-class LinkLost(Exception):
-    """The SSH transport died under a command (the kernel or a keepalive gave up)."""
-
-
-@dataclass
-class Result:
-    stdout: str
-    stderr: str
-    exit: int
-
-    @property
-    def ok(self) -> bool:
-        return self.exit == 0
-
-
-@dataclass(frozen=True)
-class Trip:
-    """One round trip: what it was, its seconds on the laptop's clock (from sending the script
-    to its last answer), and of those the script's own seconds on the host (None: not known,
-    e.g. no script ran: a proof that new connections get through)."""
-
-    what: str
-    seconds: float
-    host: float | None = None
-
-    @property
-    def wire(self) -> float:
-        return self.seconds - (self.host or 0.0)
-
-
-def _host_seconds(t0: str, t1: str) -> float | None:
-    try:
-        return max(0.0, float(t1) - float(t0))
-    except ValueError:
-        return None
-
-
-def split_host_time(stderr: str) -> tuple[str, float | None]:
-    """(stderr without the host-time line, the script's seconds on the host)."""
-    m = _HOST_TIME_RE.search(stderr)
-    if m is None:
-        return stderr, None
-    return stderr[:m.start()], _host_seconds(m.group(1), m.group(2))
-
-
-@dataclass
-class Transcript:
-    """Every byte sent to and received from hosts, in order (for audits and secret tests)."""
-
-    entries: list[tuple[str, str, str]] = field(default_factory=list)  # (host, dir, text)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, host: str, direction: str, text: str) -> None:
-        with self._lock:
-            self.entries.append((host, direction, text))
-
-    def text(self) -> str:
-        return "".join(f"--- {h} {d}\n{t}\n" for h, d, t in self.entries)
 
 
 def _terminal_password(prompt: str) -> str:
@@ -136,77 +71,6 @@ def _terminal_password(prompt: str) -> str:
     return getpass.getpass(prompt)
 
 
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown keys unless asked to trust them; then record them (a dry run trusts
-    them for its own connection only: it writes nothing, known_hosts included)."""
-
-    def __init__(self, dest: str, known_hosts: Path, trust_new: bool,
-                 record: bool = True, accepted: list[str] | None = None) -> None:
-        self.dest, self.known_hosts, self.trust_new = dest, known_hosts, trust_new
-        self.record = record
-        self.accepted = accepted if accepted is not None else []
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        if not self.trust_new:
-            raise RemoteError(
-                f"{self.dest}: unknown host key {key.get_name()} {key.fingerprint}: check it, "
-                f"then re-run with --trust-new-host to record it in {self.known_hosts}")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.accepted.append(f"{hostname} {key.get_name()} {key.fingerprint}")
-        if not self.record:
-            return
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.known_hosts, "a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-def _tune(sock: object) -> None:
-    """The SSH socket: no Nagle delay on our small request/answer exchanges, and a dead link
-    noticed within seconds (SSH keepalives every KEEPALIVE_S, and the kernel gives up on data
-    not acknowledged within LINK_TIMEOUT_S), instead of minutes of silence."""
-    if not isinstance(sock, socket.socket):  # a ProxyJump channel: its hop's socket counts
-        return
-    opts = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_S), ("TCP_KEEPINTVL", 2),
-                        ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", int(LINK_TIMEOUT_S * 1000))):
-        if hasattr(socket, name):
-            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
-    for level, opt, value in opts:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(level, opt, value)
-
-
-class _Acking:
-    """The SSH socket, acknowledging what arrives at once: TCP_QUICKACK again after each
-    read (Linux leaves quick-ack mode by itself). sshd sends its small packets with Nagle on
-    (it sets TCP_NODELAY for interactive sessions only), so each waits for our ACK of the one
-    before, which a delayed ACK holds up to 40 ms: after authentication, before the first
-    channel opens, that cost 36 ms at 50 ms RTT (0.255 -> 0.219 s, median of 8)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._ack()
-
-    def _ack(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-
-    def recv(self, size: int) -> bytes:
-        data = self._sock.recv(size)
-        self._ack()
-        return data
-
-    def __getattr__(self, name: str) -> object:  # send, settimeout, close, shutdown...
-        return getattr(self._sock, name)
-
-
-def _forget_socks(conn: Connection) -> None:
-    """Drop the sockets _dial handed to fabric: a later connect dials afresh."""
-    conn.connect_kwargs.pop("sock", None)
-    if isinstance(conn.gateway, Connection):
-        _forget_socks(conn.gateway)
 
 
 def for_site(site: Site, *, trust_new: bool = False, transcript: Transcript | None = None,
@@ -276,13 +140,13 @@ class Remote:
         client.get_host_keys().clear()
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
-        client.set_missing_host_key_policy(_HostKeyPolicy(
+        client.set_missing_host_key_policy(HostKeyPolicy(
             self.dest, self.known_hosts, self._trust_new, self._record_new, self.new_host_keys))
         if isinstance(conn.gateway, Connection):  # ProxyJump hops get the same policy
             self._prepare(conn.gateway)
 
     def _dial(self, conn: Connection, timeout: float) -> None:
-        """Open the TCP connection ourselves, tuned (_tune) before the SSH handshake starts:
+        """Open the TCP connection ourselves, tuned (tune) before the SSH handshake starts:
         with Nagle on, each of the handshake's back-to-back small writes (banner, KEXINIT,
         NEWKEYS, the service request...) waits for the previous one's ACK -- ~3 RTTs more per
         connection (measured: 0.50 s -> 0.36 s at 50 ms RTT). ProxyJump hops likewise; a
@@ -295,8 +159,8 @@ class Remote:
         if gateway:
             return
         sock = socket.create_connection((conn.host, int(conn.port)), timeout=timeout)
-        _tune(sock)
-        conn.connect_kwargs["sock"] = _Acking(sock) if hasattr(socket, "TCP_QUICKACK") else sock
+        tune(sock)
+        conn.connect_kwargs["sock"] = Acking(sock) if hasattr(socket, "TCP_QUICKACK") else sock
 
     def connect_soon(self) -> None:
         """Start the SSH handshake in the background (its round trips are spent waiting:
@@ -349,13 +213,13 @@ class Remote:
         except SSHException as e:
             raise RemoteError(f"{self.dest}: SSH failed for {host}: {e}") from None
         finally:
-            _forget_socks(self.conn)  # the transport owns it now (or it failed): not reused
+            forget_socks(self.conn)  # the transport owns it now (or it failed): not reused
         self.connect_seconds += time.monotonic() - t0
         self.connects += 1
         transport = self.conn.transport
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_S)
-        _tune(transport.sock)
+        tune(transport.sock)
         self.is_root = self.conn.user == "root"
 
     def probe_new_connection(self, timeout: float = 5) -> None:
@@ -536,7 +400,7 @@ class Remote:
         """Run a shell script on the host (one round trip). The script travels on stdin."""
         self.connect()
         timeout = timeout or self.command_timeout
-        body = _TIMED + (script if script.endswith("\n") else script + "\n")
+        body = TIMED + (script if script.endswith("\n") else script + "\n")
         if self.transcript:
             self.transcript.add(self.dest, "sent", body)  # the sudo password is never recorded
         self.round_trips += 1
@@ -567,41 +431,10 @@ class Remote:
     def run_locked(self, script: str = "", *, token: str = "", wait: float = LOCK_WAIT_S,
                    what: str = "gathering facts") -> Result:
         """Take the host's tunnelops lock and run `script` under it, in ONE round trip; the
-        lock is then held until close().
-
-        flock on an open channel: the lock dies with the connection, so a run that died
-        never leaves a lock behind; a live one is reported with its pid and start time.
-        A run that died may leave its apply script running on the host, though (until its
-        next write to the dead connection): the lock is only taken once it has ended; a
-        guard's watchdog restoring what a run left unproven is waited for, and the script
-        then reads what it put back. The script runs once the lock is ours, in a subshell
-        without the lock's descriptor (nothing it starts may hold the lock) and with stdin at
-        EOF, and ends with a line of our own on stdout; the channel then stays open, holding
-        the lock."""
+        lock is then held by this channel until close() (hostlock.locked_script says how)."""
         self.connect()
-        info = shlex.quote(LOCK_PATH + ".info")
         end = f"::tunnelops-locked:: {secrets.token_hex(8)}"
-        body = script if not script or script.endswith("\n") else script + "\n"
-        full = (
-            "read -r __t0 __ </proc/uptime 2>/dev/null\n"
-            f"exec 9>>{shlex.quote(LOCK_PATH)}\n"
-            # a guard's watchdog restoring what a run left unproven: wait for it
-            f"if ! flock -w {int(wait)} 9 && ! {{ grep -qs '^watchdog' {info} && "
-            f"flock -w {WATCHDOG_WAIT_S} 9; }}; then echo BUSY; cat {info} 2>/dev/null; "
-            "exit 75; fi\n"
-            # the apply script of a run whose connection died may still be running: wait
-            f"exec 8>>{shlex.quote(APPLY_LOCK_PATH)}\n"
-            f"if ! flock -w {int(wait)} 8; then echo BUSY; echo 'the changes of a run that "
-            "lost its connection are still being applied'; exit 75; fi\n"
-            "exec 8>&-\n"
-            f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ) token={token}\" > {info}\n"
-            # stdin as a script's was (EOF): this channel's stays open, to hold the lock
-            f"(\nexec 9>&- </dev/null\n{body})\n"
-            "read -r __t1 __ </proc/uptime 2>/dev/null\n"
-            f"printf '\\n{end} %s %s\\n' \"$__t0\" \"$__t1\"\n"
-            "read -r _ || true\n"   # hold until the laptop closes the channel
-            f"rm -f {info}\n"
-        )
+        full = hostlock.locked_script(script, token=token, wait=wait, end=end)
         if self.transcript:
             self.transcript.add(self.dest, "sent", full)
         self.round_trips += 1
@@ -633,7 +466,7 @@ class Remote:
             raise RemoteError(f"{self.dest}: could not take the tunnelops lock: "
                               f"{errs.strip() or text.strip() or 'no answer'}")
         self.trips.append(Trip(what, time.monotonic() - t0,
-                               _host_seconds(*([*tail.split(), "", ""][:2]))))
+                               host_seconds(*([*tail.split(), "", ""][:2]))))
         self._lock_chan = chan
         return Result(head, errs, 0)
 

@@ -42,8 +42,9 @@ from tunnelops.engine import Run
 from tunnelops.inventory import InventoryError
 from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
 from tunnelops.probes import MARK
-from tunnelops.remote import RemoteError, Result, _HostKeyPolicy
+from tunnelops.remote import RemoteError, Result
 from tunnelops.render import podman as podman_render
+from tunnelops.sshlink import HostKeyPolicy
 from tunnelops.steps import home, safety, vps
 from tunnelops.steps.context import Ctx, PlanError
 
@@ -67,7 +68,7 @@ def test_unknown_host_key_is_refused_with_its_fingerprint_and_the_flag(tmp_path:
     key = paramiko.RSAKey.generate(1024)
     client = paramiko.SSHClient()
     with pytest.raises(RemoteError) as err:
-        _HostKeyPolicy("myvps", known, trust_new=False).missing_host_key(
+        HostKeyPolicy("myvps", known, trust_new=False).missing_host_key(
             client, "203.0.113.7", key)
     msg = str(err.value)
     assert one_line(msg)
@@ -80,9 +81,9 @@ def test_trusted_new_host_key_is_recorded_as_openssh_reads_it(tmp_path: Path) ->
     known = tmp_path / "ssh" / "known_hosts"
     client = paramiko.SSHClient()
     keys = [paramiko.RSAKey.generate(1024) for _ in range(2)]
-    _HostKeyPolicy("myvps", known, trust_new=True).missing_host_key(client, "203.0.113.7",
+    HostKeyPolicy("myvps", known, trust_new=True).missing_host_key(client, "203.0.113.7",
                                                                     keys[0])
-    _HostKeyPolicy("h", known, trust_new=True).missing_host_key(client, "[10.0.0.2]:2222",
+    HostKeyPolicy("h", known, trust_new=True).missing_host_key(client, "[10.0.0.2]:2222",
                                                                 keys[1])
     assert known.read_text() == (f"203.0.113.7 ssh-rsa {keys[0].get_base64()}\n"
                                  f"[10.0.0.2]:2222 ssh-rsa {keys[1].get_base64()}\n")

@@ -12,14 +12,14 @@ from rich.console import Console
 
 from tunnelops import ui
 from tunnelops.engine import HostReport, RunReport
-from tunnelops.remote import _TIMED, HOST_TIME, Trip, split_host_time
+from tunnelops.trips import HOST_TIME, TIMED, Trip, split_host_time
 
 SHELLS = [s for s in (["sh"], ["bash"], ["busybox", "sh"]) if shutil.which(s[0])]
 
 
 @pytest.mark.parametrize("shell", SHELLS, ids=" ".join)
 def test_every_script_reports_its_time_on_the_host_and_keeps_its_exit(shell) -> None:
-    res = subprocess.run([*shell, "-s"], input=_TIMED + "echo out; echo err >&2; sleep 0.3; "
+    res = subprocess.run([*shell, "-s"], input=TIMED + "echo out; echo err >&2; sleep 0.3; "
                          "exit 3\n", capture_output=True, text=True, timeout=30)
     assert (res.returncode, res.stdout) == (3, "out\n")
     stderr, host = split_host_time(res.stderr)
