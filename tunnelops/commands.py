@@ -16,7 +16,7 @@ from rich.console import Console
 from tunnelops import inventory, prog, ui, verify_ui
 from tunnelops import logs as logs_mod
 from tunnelops.engine import Run, RunReport
-from tunnelops.model import ModelError, PortSpec, Site
+from tunnelops.model import DEFAULT_HOME, HUB, ModelError, PortSpec, Site
 from tunnelops.remote import Remote, RemoteError, Transcript, ssh_port
 from tunnelops.steps import teardown as teardown_steps
 from tunnelops.verify import VerifyReport
@@ -60,8 +60,10 @@ def resolve_site(opts: Options, vps: str | None = None,
         path = inventory.find_site(opts.inventory_dir, vps=vps, home=home, site=opts.site)
         if path is not None:
             site = inventory.load(path)
-            if (vps and str(site.vps.host) != vps) or (home and str(site.home.host) != home):
-                raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
+            homes = [str(h.host) for h in site.homes]
+            if (vps and str(site.vps.host) != vps) or (home and home not in homes):
+                raise UsageError(f"{path} describes vps={site.vps.host} "
+                                 f"home{'s' if len(homes) > 1 else ''}={','.join(homes)}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
             return path, with_ssh_port(site, path)
         if not (vps and home):
@@ -96,7 +98,7 @@ def with_ssh_port(site: Site, path: Path) -> Site:
 
 
 def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
-    labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
+    labels = {HUB: str(site.vps.host), **{h.name: str(h.host) for h in site.homes}}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
@@ -243,7 +245,7 @@ def logs(opts: Options, service: str, *, follow: bool = False, lines: str | int 
             stream.flush()
         return write
 
-    home = Remote(str(site.home.host), ssh_config=site.ssh_config,
+    home = Remote(str(site.home(svc.home or DEFAULT_HOME).host), ssh_config=site.ssh_config,
                   known_hosts=site.known_hosts, trust_new=opts.trust_new_host,
                   transcript=opts.transcript)
     try:

@@ -151,7 +151,7 @@ class Run:
                                  ask_password=ask_password, record_new_hosts=not dry_run)
         self.remotes = remotes or {
             "vps": Remote(str(site.vps.host), **self._remote_args),
-            "home": Remote(str(site.home.host), **self._remote_args)}
+            "home": Remote(str(site.homes[0].host), **self._remote_args)}
         self.reports = {r: HostReport(r, self.remotes[r].dest) for r in ROLES}
         self.ctx: dict[str, Ctx] = {}
         self.guard_token = secrets.token_hex(6)  # this run's own guard markers

@@ -850,7 +850,7 @@ def evaluate(site: Site, vps: HostState | None, home: HostState | None,
     vps_ip = str(site.vps.public_ip) if site.vps.public_ip else \
         (vps.uplink.get("prefsrc") if vps else None)
     states = {"vps": vps, "home": home}
-    hosts = {"vps": str(site.vps.host), "home": str(site.home.host)}
+    hosts = {"vps": str(site.vps.host), "home": str(site.homes[0].host)}
 
     # ---- 1. SSH
     for role in ("vps", "home"):
@@ -1589,7 +1589,7 @@ def run(site: Site, *, whoami_url: str | None = None, trust_new: bool = False,
     remotes = remotes or {
         role: Remote(str(host), ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                      trust_new=trust_new, transcript=transcript, connect_timeout=5)
-        for role, host in (("vps", site.vps.host), ("home", site.home.host))}
+        for role, host in (("vps", site.vps.host), ("home", site.homes[0].host))}
     laptop = LaptopState()
     states: dict[str, HostState | None] = {"vps": None, "home": None}
     runs = {role: HostRun(rm.dest) for role, rm in remotes.items()}

@@ -93,7 +93,7 @@ class Env:
             self.remotes = {role: Remote(str(host), ssh_config=site.ssh_config,
                                          known_hosts=site.known_hosts)
                             for role, host in (("vps", site.vps.host),
-                                               ("home", site.home.host))}
+                                               ("home", site.homes[0].host))}
         return verify.run(site, remotes=self.remotes)
 
     def wait_healthy(self, timeout: float = 25) -> VerifyReport:

@@ -70,7 +70,7 @@ class Env:
             self.remotes = {role: Remote(str(host), ssh_config=site.ssh_config,
                                          known_hosts=site.known_hosts, transcript=transcript)
                             for role, host in (("vps", site.vps.host),
-                                               ("home", site.home.host))}
+                                               ("home", site.homes[0].host))}
         return verify.run(site, remotes=self.remotes)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -167,7 +167,7 @@ def test_private_keys_stay_on_their_hosts(env: Env) -> None:
     site = env.site
     remotes = {role: Remote(str(host), ssh_config=site.ssh_config,
                             known_hosts=site.known_hosts, transcript=transcript)
-               for role, host in (("vps", site.vps.host), ("home", site.home.host))}
+               for role, host in (("vps", site.vps.host), ("home", site.homes[0].host))}
     env.forget_ssh_rate()
     try:
         assert_passes(verify.run(site, remotes=remotes))
