@@ -1,5 +1,11 @@
-"""The run: facts → plan → apply → check, on both hosts, in parallel wherever they don't
-depend on each other. The key exchange is the one join.
+"""The run: facts → plan → apply → check, on the hub (the VPS) and every home, all in
+parallel wherever they don't depend on each other. The key exchange is the one join: a star,
+each home's public key into the VPS's peers, the VPS's key into each home.
+
+A home that fails (unreachable, refused, a step that fails) stops only its own part: the
+VPS and the other homes go on, and the VPS keeps that home's peer as it has it. A VPS that
+fails stops every home before anything is configured (there is nothing to serve them
+through); teardown is each host's own.
 
 Round trips per host, counted by Remote:
   lock (1) + facts (1)                        a converged site: nothing else (changed=0)
@@ -35,15 +41,15 @@ from tunnelops.changes import (
     step_outcomes,
 )
 from tunnelops.facts import MARK, HostFacts
-from tunnelops.model import Site
+from tunnelops.model import HUB, HomeSpec, Site
 from tunnelops.remote import Remote, RemoteError, Transcript
+from tunnelops.render.wireguard import parse_wg_conf
 from tunnelops.steps import home as home_steps
 from tunnelops.steps import safety
 from tunnelops.steps import teardown as teardown_steps
 from tunnelops.steps import vps as vps_steps
 from tunnelops.steps.context import Ctx, PlanError, managed_files
 
-ROLES = ("vps", "home")
 HANDSHAKE_MAX_AGE = 180
 CLEANUP_DIRS = ("/etc/wireguard", "/etc/tunnelops", "/etc/sysctl.d", "/etc", "/etc/awall",
                 "/etc/awall/optional", "/etc/network/interfaces.d")
@@ -78,7 +84,7 @@ class StepResult:
 
 @dataclass
 class HostReport:
-    role: str
+    role: str  # the host's name in the site: "vps" (the hub), or the home's name
     dest: str
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None
@@ -106,13 +112,21 @@ class RunReport:
     def ok(self) -> bool:
         return all(h.error is None and h.count("failed") == 0 for h in self.hosts.values())
 
+    @property
+    def failed(self) -> list[str]:
+        """The hosts that failed, by name."""
+        return [n for n, h in self.hosts.items() if h.error or h.count("failed")]
 
-def service_images(site: Site) -> dict[str, list[str]]:
-    """Each service user and the images of its services (facts read them as that user)."""
+
+def service_images(site: Site, home: HomeSpec | None = None) -> dict[str, list[str]]:
+    """Each service user and the images of its services (facts read them as that user):
+    HOME's own first, then every other user of the site (a service that moved away from
+    this home leaves a container behind under its user)."""
     out: dict[str, list[str]] = {}
-    for s in site.services:
+    mine = site.services if home is None else site.services_of(home)
+    for s in (*mine, *(x for x in site.services if x not in mine)):
         out.setdefault(s.user, [])
-        if s.image not in out[s.user]:
+        if s.image not in out[s.user] and s in mine:
             out[s.user].append(s.image)
     return dict(sorted(out.items()))
 
@@ -149,21 +163,32 @@ class Run:
         self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                                  trust_new=trust_new, transcript=transcript,
                                  ask_password=ask_password, record_new_hosts=not dry_run)
+        # the hosts by name: the hub, then each home in the site's order
+        self.homes: dict[str, HomeSpec] = {h.name: h for h in site.homes}
+        self.hosts: tuple[str, ...] = (HUB, *self.homes)
         self.remotes = remotes or {
-            "vps": Remote(str(site.vps.host), **self._remote_args),
-            "home": Remote(str(site.homes[0].host), **self._remote_args)}
-        self.reports = {r: HostReport(r, self.remotes[r].dest) for r in ROLES}
+            HUB: Remote(str(site.vps.host), **self._remote_args),
+            **{n: Remote(str(h.host), **self._remote_args) for n, h in self.homes.items()}}
+        self.reports = {r: HostReport(r, self.remotes[r].dest) for r in self.hosts}
         self.ctx: dict[str, Ctx] = {}
         self.guard_token = secrets.token_hex(6)  # this run's own guard markers
         self._prep: dict[str, list[StepPlan]] = {}
         self._configured: dict[str, list[StepPlan]] = {}
 
     # ------------------------------------------------------------------ helpers
-    def _both(self, fn: Callable[[str], None], roles: tuple[str, ...] = ROLES) -> None:
-        """Run fn(role) for each live host in parallel; a failure stops only that host.
+    def _kind(self, host: str) -> str:
+        return "vps" if host == HUB else "home"
+
+    def _live(self, host: str) -> bool:
+        return self.reports[host].error is None
+
+    def _both(self, fn: Callable[[str], None], hosts: tuple[str, ...] | None = None) -> None:
+        """Run fn(host) for each live host in parallel; a failure stops only that host.
         Ctrl-C stops waiting at once: the connections are closed under the threads."""
-        live = [r for r in roles if self.reports[r].error is None]
-        pool = ThreadPoolExecutor(len(ROLES))
+        live = [r for r in (hosts or self.hosts) if self._live(r)]
+        if not live:
+            return
+        pool = ThreadPoolExecutor(len(live))
         try:
             futures = {r: pool.submit(self._guarded, fn, r) for r in live}
             for f in futures.values():
@@ -189,11 +214,12 @@ class Run:
     def _facts_script(self, role: str, probes: str = "") -> str:
         files, secret = managed_files(self.site)
         t = self.site.tunnel
-        users = service_images(self.site) if role == "home" else {}
+        home = self.homes.get(role)
+        users = service_images(self.site, home) if home is not None else {}
         return facts_mod.script(
             interface=t.interface, route_table=t.route_table,
             key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
-            users=users, nm_connection=t.interface if role == "home" else None) + probes
+            users=users, nm_connection=t.interface if home is not None else None) + probes
 
     def _gather(self, role: str, probes: str = "") -> HostFacts:
         res = self.remotes[role].run(self._facts_script(role, probes), what="gathering facts")
@@ -216,23 +242,24 @@ class Run:
         if f.lines("guards") and not self.dry_run:
             self._confirm_pending(role, f.lines("guards"))
         self.reports[role].facts = f
-        self.ctx[role] = Ctx(self.site, role, f, guard_seconds=self.guard_seconds)
+        self.ctx[role] = Ctx(self.site, self._kind(role), f, guard_seconds=self.guard_seconds,
+                             home=self.homes.get(role))
 
     def _plan_prepare(self, role: str) -> None:
         """Pure: what prepare would do, and whether this host can be served at all (a
-        supported distribution, a VPS public address)."""
+        supported distribution, a VPS public address, nothing of another site's taken)."""
         ctx = self.ctx[role]
         safety.check(ctx)
-        if role == "vps":
+        if ctx.home is None:
             ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
-        self._prep[role] = (vps_steps if role == "vps" else home_steps).prepare(ctx)
+        self._prep[role] = (vps_steps if ctx.home is None else home_steps).prepare(ctx)
 
     def _prepare(self, role: str) -> None:
         """Packages, keys, service users and images: what every later step needs, before
-        anything on either host is configured; then what it changed is read back (same
+        anything on any host is configured; then what it changed is read back (same
         round trip)."""
         ctx = self.ctx[role]
-        users = service_images(self.site) if role == "home" else {}
+        users = service_images(self.site, ctx.home) if ctx.home is not None else {}
         self._apply(role, self._prep[role], tail=(
             f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
             f"printf '\\n{MARK} commands\\n'; {facts_mod.commands_shell()}\n"
@@ -241,7 +268,7 @@ class Run:
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
             return teardown_steps.plan(ctx, self.teardown_opts)
-        return (vps_steps if ctx.role == "vps" else home_steps).configure(ctx)
+        return (vps_steps if ctx.home is None else home_steps).configure(ctx)
 
     def _plan_configure(self, role: str) -> None:
         """Pure: the host's whole plan, refused if it would overwrite what is not ours."""
@@ -402,13 +429,14 @@ class Run:
         ctx = self.ctx[role]
         t = self.site.tunnel
         probe = ""
-        if role == "home" and not self.teardown:
+        if ctx.home is not None and not self.teardown:
             ping = f"ping -c 3 -i 0.3 -W 2 -q {t.vps_address} >/dev/null 2>&1"
             probe = (f"printf '\\n{MARK} ping\\n'; {ping} && echo ok || "
                      f"{{ {_rehandshake(t.interface)}; {ping} && echo ok; }}\n")
         f = self._gather(role, probe)
-        new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
-                  guard_seconds=self.guard_seconds)
+        new = Ctx(self.site, ctx.role, f, ctx.peer_public_key, ctx.vps_public_ip,
+                  ctx.wan_interface, guard_seconds=self.guard_seconds, home=ctx.home,
+                  peer_keys=ctx.peer_keys)
         left = [p for p in self._plans(new) if p.changed]
         rep = self.reports[role]
         for p in left:
@@ -418,7 +446,7 @@ class Run:
                     s.notes.append("check: still differs after apply: "
                                    + "; ".join(c.summary for c in p.changes))
             rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
-        if role == "home" and not self.teardown and f.raw.get("ping", "").strip() != "ok":
+        if ctx.home is not None and not self.teardown and f.raw.get("ping", "").strip() != "ok":
             self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
                             f"tunnel: run {prog.cmd('verify')} to find the broken link")
         self.reports[role].facts = f
@@ -428,7 +456,7 @@ class Run:
         they show no recent handshake: a tunnel brought up by a run that died before its
         check may not have handshaken yet. Then the check's ping decides (one round trip)."""
         f = self.reports[role].facts
-        if role != "home" or f is None or self.teardown:
+        if role == HUB or f is None or self.teardown:
             return
         now = int(f.raw.get("now", "0") or 0)
         peers = f.wg.get("peers", [])
@@ -447,42 +475,79 @@ class Run:
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
         t0 = time.monotonic()
-        starts = {r: time.monotonic() for r in ROLES}
+        starts = {r: time.monotonic() for r in self.hosts}
         try:
-            self._both(self._facts)
-            # Both hosts reachable and servable first: a host that cannot be reached, refuses
-            # us or cannot be served (no public IPv4, unknown distribution) leaves the other
-            # one untouched too (no packages, no keys written).
-            if not self.teardown and all(self.reports[r].error is None for r in ROLES):
-                self._both(self._plan_prepare)
-            if not self.teardown and all(self.reports[r].error is None for r in ROLES):
-                self._both(self._prepare)
-            if all(self.reports[r].error is None for r in ROLES):
-                if not self.teardown:
-                    self._join()
-                self._both(self._plan_configure)
-                if all(self.reports[r].error is None for r in ROLES):
-                    self._both(self._configure)
-                changed = any(s.status == "changed" for r in ROLES
-                              for s in self.reports[r].steps)
-                if not self.dry_run and all(self.reports[r].error is None for r in ROLES):
-                    self._both(self._check if changed else self._liveness)
+            if self.teardown:
+                self._teardown()
+            else:
+                self._converge()
         finally:
-            for r in ROLES:
+            for r in self.hosts:
                 rep, remote = self.reports[r], self.remotes[r]
                 remote.close()
                 rep.round_trips, rep.connects = remote.round_trips, remote.connects
                 rep.seconds = time.monotonic() - starts[r]
                 self.ui.phase(r, "[red]failed" if rep.error else "done")
         discovered = {}
-        if "vps" in self.ctx and self.ctx["vps"].vps_public_ip:
-            discovered = {"public_ip": self.ctx["vps"].vps_public_ip,
-                          "wan_interface": self.ctx["vps"].wan_interface or ""}
+        if HUB in self.ctx and self.ctx[HUB].vps_public_ip:
+            discovered = {"public_ip": self.ctx[HUB].vps_public_ip,
+                          "wan_interface": self.ctx[HUB].wan_interface or ""}
         return RunReport(self.reports, self.dry_run, discovered, time.monotonic() - t0)
 
-    def _join(self) -> None:
-        """The key exchange: each side's public key into the other's peer entry."""
-        vps, home = self.ctx["vps"], self.ctx["home"]
-        vps.peer_public_key = home.facts.public_key
-        home.peer_public_key = vps.facts.public_key
-        home.vps_public_ip, home.wan_interface = vps.vps_public_ip, vps.wan_interface
+    def _converge(self) -> None:
+        self._both(self._facts)
+        # The VPS reachable and servable first: a VPS that cannot be reached, refuses us or
+        # cannot be served (no public IPv4, unknown distribution) leaves every home untouched
+        # too (no packages, no keys written). A home that cannot leaves only itself.
+        if not self._live(HUB):
+            return
+        self._keys()  # what each end has now: the site records' checks compare them
+        self._both(self._plan_prepare)
+        if not self._live(HUB):
+            return
+        self._both(self._prepare)
+        if not self._live(HUB):
+            return
+        self._keys()
+        self._both(self._plan_configure)
+        if not self._live(HUB):
+            return
+        self._both(self._configure)
+        changed = any(s.status == "changed" for r in self.hosts for s in self.reports[r].steps)
+        if not self.dry_run:
+            self._both(self._check if changed else self._liveness)
+
+    def _teardown(self) -> None:
+        """Each host on its own: a host that cannot be reached stops only its teardown."""
+        self._both(self._facts)
+        self._both(self._plan_configure)
+        self._both(self._configure)
+        if not self.dry_run and any(s.status == "changed" for r in self.hosts
+                                    for s in self.reports[r].steps):
+            self._both(self._check)
+
+    def _keys(self) -> None:
+        """The key exchange, a star: each home's public key into the VPS's peers, the VPS's
+        key (and address) into each home. A home that failed keeps the peer the VPS has for
+        it (its part stops; the VPS does not drop it)."""
+        hub = self.ctx[HUB]
+        for name in self.homes:
+            ctx = self.ctx.get(name)
+            live = ctx is not None and self._live(name)
+            hub.peer_keys[name] = ctx.facts.public_key if live and ctx else self._kept(name)
+            if ctx is not None:
+                ctx.peer_public_key = hub.facts.public_key
+                ctx.vps_public_ip, ctx.wan_interface = hub.vps_public_ip, hub.wan_interface
+
+    def _kept(self, home: str) -> str | None:
+        """The key the VPS has now for a home's address (its config, else the live peer)."""
+        hub = self.ctx[HUB]
+        want = f"{self.site.address(home)}/32"
+        conf = hub.facts.file(hub.wg_conf)
+        for section, pairs in parse_wg_conf(conf.content if conf else "").items():
+            kv = dict(pairs)
+            if section.startswith("Peer") and want in kv.get("AllowedIPs", "").replace(" ", "") \
+                    .split(","):
+                return kv.get("PublicKey")
+        return next((p["public_key"] for p in hub.facts.wg.get("peers", [])
+                     if want in p.get("allowed_ips", [])), None)

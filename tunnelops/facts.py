@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.naming import LEGACY, RECORDS, Names
 from tunnelops.render.networkmanager import home_settings
-from tunnelops.render.nftables import SVC_SETS, Element, port_sets
+from tunnelops.render.nftables import Element, port_sets
 
 MARK = "::tunnelops::"
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
@@ -37,9 +38,15 @@ def commands_shell() -> str:
     return (f"for c in {' '.join(COMMANDS)}; do command -v $c >/dev/null 2>&1 && echo $c; "
             f"done; ip -j link show lo >/dev/null 2>&1 && echo {IP_JSON}")
 
-# the live elements of tunnelops' service port sets (numeric: ports, never service names)
-NFT_SETS_LIST = (f"for s in {' '.join(SVC_SETS.values())}; do "
-                 "nft -n list set inet tunnelops $s 2>/dev/null; done")
+def nft_sets_list(table: str) -> str:
+    """The live elements of a site's sets (numeric: ports, never service names): the whole
+    table, whose set blocks are read (`nft list sets table T` lists every table's)."""
+    return f"nft -n list table {table} 2>/dev/null"
+
+
+# the site records of every site on the host (tunnelops.steps.sites), one after the other
+SITE_RECORDS = (f"for f in {RECORDS}/*.json; do [ -f \"$f\" ] && "
+                "{ printf '@@ %s\\n' \"$f\"; cat \"$f\"; echo; }; done")
 
 # awall's live rules (both families) without counters, and what tunnelops recorded after its
 # last `awall activate` (the same text then): awall itself has no record of what is live
@@ -114,9 +121,11 @@ class HostFacts:
     main_routes: list = field(default_factory=list)  # ip -j route show table main
     uplink: dict = field(default_factory=dict)  # ip -j route get 198.51.100.255-ish target
     ip_forward: str = ""
-    nft_table: str | None = None  # `nft -st list table inet tunnelops` (no set elements)
+    nft_table: str | None = None  # `nft -st list table inet tunnelops-IF` (no set elements)
     nft_applied: str | None = None  # what tunnelops recorded after its last apply
     nft_sets: dict[str, list[Element]] = field(default_factory=dict)  # live service port sets
+    nft_legacy: str | None = None  # the table of an older tunnelops (`inet tunnelops`)
+    sites: dict[str, str] = field(default_factory=dict)  # record path -> its JSON text
     firewalld: dict = field(default_factory=dict)
     nm: dict = field(default_factory=dict)
     awall_enabled: tuple[str, ...] = ()
@@ -185,6 +194,8 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
     """The one facts command. Sections are `::tunnelops:: NAME` lines; files travel base64."""
     q = shlex.quote
     iface = q(interface)
+    names = Names(interface)
+    table = names.nft_family_table
     secret = set(secret_files)
     lines = [
         "set +e; export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -220,9 +231,12 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         "m ip_forward; cat /proc/sys/net/ipv4/ip_forward",
         # who listens where: a service port held by another process fails before any change
         "m listening; ss -Hltunp 2>/dev/null",
-        "m nft_table; command -v nft >/dev/null && nft -st list table inet tunnelops 2>/dev/null",
-        "m nft_applied; cat /var/lib/tunnelops/nft.applied 2>/dev/null",
-        f"m nft_sets; command -v nft >/dev/null && {{ {NFT_SETS_LIST}; }}",
+        f"m nft_table; command -v nft >/dev/null && nft -st list table {table} 2>/dev/null",
+        f"m nft_applied; cat {names.nft_applied} 2>/dev/null",
+        f"m nft_sets; command -v nft >/dev/null && {{ {nft_sets_list(table)}; }}",
+        "m nft_legacy; command -v nft >/dev/null && "
+        f"nft -st list table {LEGACY.nft_family_table} 2>/dev/null",
+        f"m sites; {SITE_RECORDS}",
         # Two firewall-cmd calls in all (each costs ~0.2 s): every zone, runtime and permanent.
         "m firewalld; if command -v firewall-cmd >/dev/null && firewall-cmd --state"
         " >/dev/null 2>&1; then echo running; sed -n 's/^DefaultZone=/default=/p'"
@@ -299,6 +313,18 @@ def parse_user(body: str) -> dict:
             info[k] = v
     info["containers"] = _json(info.pop("_json", ""), [])
     return info
+
+
+def _records(text: str) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    cur = None
+    for line in text.splitlines():
+        if line.startswith("@@ "):
+            cur = line[3:]
+            out[cur] = []
+        elif cur is not None:
+            out[cur].append(line)
+    return {k: "\n".join(v).strip() for k, v in out.items()}
 
 
 def _sections(output: str) -> dict[str, str]:
@@ -392,6 +418,8 @@ def parse(output: str) -> HostFacts:
         ip_forward=s.get("ip_forward", "").strip(),
         nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,
         nft_sets=port_sets(s.get("nft_sets", "")),
+        nft_legacy=s.get("nft_legacy") or None,
+        sites=_records(s.get("sites", "")),
         listening=parse_listening(s.get("listening", "")),
         raw=s,
     )

@@ -30,6 +30,7 @@ from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import ifupdown as ifupdown_backend
 from tunnelops.changes import CommandChange, FileChange, StepPlan
+from tunnelops.claims import hub_claim
 from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Site
@@ -47,6 +48,8 @@ from tunnelops.steps.context import Ctx, PlanError
 
 T = SITE.tunnel
 KEY = "/etc/wireguard/wg0.key"
+ENABLE = ("tunnelops-wg0-base tunnelops-wg0-ssh tunnelops-wg0-wireguard "
+          "tunnelops-wg0-service-game")
 
 
 def recorded(name: str) -> HostFacts:
@@ -110,14 +113,16 @@ def test_alpine_fresh_vps() -> None:
     assert summary(plans) == [
         ("packages", ["install awall iproute2 wireguard-tools"]),
         ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
+        ("site", ["create /var/lib/tunnelops/sites/wg0.json"]),
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
         ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d/wg0",
                        "update /etc/network/interfaces", "ifup wg0"]),
-        ("firewall", ["create /etc/awall/base.json", "create /etc/awall/optional/ssh.json",
-                      "create /etc/awall/optional/wireguard.json",
-                      "create /etc/awall/optional/game.json",
-                      "awall enable ssh wireguard game", "awall activate"]),
+        ("firewall", ["create /etc/awall/optional/tunnelops-wg0-base.json",
+                      "create /etc/awall/optional/tunnelops-wg0-ssh.json",
+                      "create /etc/awall/optional/tunnelops-wg0-wireguard.json",
+                      "create /etc/awall/optional/tunnelops-wg0-service-game.json",
+                      f"awall enable {ENABLE}", "awall activate"]),
     ]
     assert change(plans, "packages", "install awall iproute2 wireguard-tools").script == \
         "apk add --no-cache awall iproute2 wireguard-tools"
@@ -137,14 +142,17 @@ def test_alpine_fresh_vps() -> None:
         forwarding_conf()
 
     fw = step(plans, "firewall")
-    game = change(plans, "firewall", "create /etc/awall/optional/game.json").content
+    game = change(plans, "firewall",
+                  "create /etc/awall/optional/tunnelops-wg0-service-game.json").content
     assert game == awall_render.dumps(awall_render.service_policy(SITE.services[0], T))
-    assert json.loads(game)["service"] == {"tunnelops-game": [
+    assert json.loads(game)["service"] == {"tunnelops-wg0-game": [
         {"proto": "udp", "port": 12345}, {"proto": "tcp", "port": 12346}]}
-    base = json.loads(change(plans, "firewall", "create /etc/awall/base.json").content)
-    assert base["zone"] == {"inet": {"iface": "eth0"}, "vpn": {"iface": "wg0"}}
-    assert change(plans, "firewall", "awall enable ssh wireguard game").script == \
-        "awall enable ssh wireguard game"
+    base = json.loads(change(plans, "firewall",
+                             "create /etc/awall/optional/tunnelops-wg0-base.json").content)
+    assert base["zone"] == {"tunnelops-wg0-inet": {"iface": "eth0"},
+                            "tunnelops-wg0-vpn": {"iface": "wg0"}}
+    assert change(plans, "firewall", f"awall enable {ENABLE}").script == \
+        f"awall enable {ENABLE}"
     assert change(plans, "firewall", "awall activate").script == (
         f"awall activate --force\nmkdir -p /var/lib/tunnelops; {awall_backend.LIVE} > "
         "/var/lib/tunnelops/awall.applied")
@@ -166,19 +174,20 @@ def test_alpine_converged_vps_plans_nothing() -> None:
 
 def test_alpine_policy_disabled_by_hand_is_enabled_again() -> None:
     f = recorded("alpine-vps-converged")
-    f.awall_enabled = ("ssh", "wireguard")
-    assert summary(vps.configure(vps_ctx(f)))[2] == ("firewall",
-                                                      ["awall enable game", "awall activate"])
+    f.awall_enabled = ("tunnelops-wg0-base", "tunnelops-wg0-ssh", "tunnelops-wg0-wireguard")
+    assert summary(vps.configure(vps_ctx(f)))[3] == (
+        "firewall", ["awall enable tunnelops-wg0-service-game", "awall activate"])
 
 
 def test_alpine_port_range_added_rewrites_only_the_service_policy() -> None:
     site = dataclasses.replace(SITE, services=(GAME_RANGE,))
     plans = vps.configure(vps_ctx(recorded("alpine-vps-converged"), site))
-    assert summary(plans)[1:] == [
+    assert summary(plans)[2:] == [
         ("wireguard", []),
-        ("firewall", ["update /etc/awall/optional/game.json", "awall activate"])]
-    game = change(plans, "firewall", "update /etc/awall/optional/game.json")
-    assert json.loads(game.content)["service"]["tunnelops-game"][2] == {
+        ("firewall", ["update /etc/awall/optional/tunnelops-wg0-service-game.json",
+                      "awall activate"])]
+    game = change(plans, "firewall", "update /etc/awall/optional/tunnelops-wg0-service-game.json")
+    assert json.loads(game.content)["service"]["tunnelops-wg0-game"][2] == {
         "proto": "udp", "port": "27015-27020"}
     assert '+                "port": "27015-27020"\n' in game.diff()
 
@@ -203,7 +212,7 @@ def test_alpine_without_kernel_wireguard_uses_wg_quick() -> None:
     assert summary(plans)[0] == (
         "packages",
         ["install awall iproute2 wireguard-go wireguard-tools wireguard-tools-wg-quick"])
-    assert summary(plans)[3] == ("wireguard", ["create /etc/wireguard/wg0.conf",
+    assert summary(plans)[4] == ("wireguard", ["create /etc/wireguard/wg0.conf",
                                                "bring wg0 up with wg-quick"])
     assert change(plans, "wireguard", "create /etc/wireguard/wg0.conf").content == \
         vps_wg_quick(T, HOME_PUB)
@@ -222,6 +231,7 @@ def test_fedora_fresh_home() -> None:
         # made and pulled before anything is configured on either host
         ("service-users", ["create user gamer for rootless podman", "enable lingering for gamer"]),
         ("images", ["pull image docker.io/example/game:latest for gamer"]),
+        ("site", ["create /var/lib/tunnelops/sites/wg0.json"]),
         ("wireguard", [
             "create /etc/wireguard/wg0.conf",
             "import /etc/wireguard/wg0.conf into NetworkManager as wg0",
@@ -236,7 +246,7 @@ def test_fedora_fresh_home() -> None:
             "open 12346/tcp in zone public (permanent)",
             "open 12345/udp in zone public (runtime)",
             "open 12346/tcp in zone public (runtime)",
-            "create /etc/tunnelops/firewalld-ports"]),
+            "create /etc/tunnelops/wg0.firewalld-ports"]),
         ("service:game", [
             "create ~/.config/containers/systemd of gamer",
             "create /home/gamer/.config/containers/systemd/tunnelops-game.container",
@@ -295,13 +305,13 @@ def test_fedora_tunnel_bound_by_its_nm_profile_zone() -> None:
     profile's connection.zone and public.xml never lists wg0 (the converged facts)."""
     f = recorded("fedora-home-converged")
     f.nm["values"]["connection.zone"] = ""  # a profile with no zone: not bound permanently
-    assert summary(home.configure(home_ctx(f)))[1] == (
+    assert summary(home.configure(home_ctx(f)))[2] == (
         "firewall", ["save the original zone public for teardown",
                      "put wg0 in firewalld zone public (permanent)"])
     f = recorded("fedora-home-converged")
     f.nm = {"running": False}  # no NetworkManager profile: the zone's file must list wg0
     f.firewalld["permanent"]["public"]["interfaces"] = ["wg0"]
-    assert summary(home.configure(home_ctx(f)))[1] == ("firewall", [])
+    assert summary(home.configure(home_ctx(f)))[2] == ("firewall", [])
 
 
 def test_fedora_new_vps_key_reimports_and_keeps_the_zone() -> None:
@@ -372,7 +382,7 @@ def test_fedora_home_with_a_port_range() -> None:
         "save the original zone public for teardown",
         "open 27015-27020/udp in zone public (permanent)",
         "open 27015-27020/udp in zone public (runtime)",
-        "update /etc/tunnelops/firewalld-ports"]
+        "update /etc/tunnelops/wg0.firewalld-ports"]
     assert fw.changes[1].script == \
         "firewall-cmd -q --permanent --zone=public --add-port=27015-27020/udp"
     assert fw.changes[3].content == "12345/udp\n12346/tcp\n27015-27020/udp\n"
@@ -386,10 +396,11 @@ def test_debian_fresh_vps() -> None:
     assert summary(plans) == [
         ("packages", ["install wireguard-tools"]),
         ("keys", ["generate a WireGuard key pair in /etc/wireguard/wg0.key"]),
+        ("site", ["create /var/lib/tunnelops/sites/wg0.json"]),
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
         ("wireguard", ["create /etc/wireguard/wg0.conf", "bring wg0 up with wg-quick"]),
-        ("firewall", ["create /etc/tunnelops/tunnelops.nft", "load table inet tunnelops",
+        ("firewall", ["create /etc/tunnelops/wg0.nft", "load table inet tunnelops-wg0",
                       "update /etc/nftables.conf"]),
     ]
     assert change(plans, "packages", "install wireguard-tools").script.startswith(
@@ -404,19 +415,19 @@ def test_debian_fresh_vps() -> None:
 
     fw = step(plans, "firewall")
     ruleset = nftables.vps_ruleset("eth0", T, RANGE_SITE.services)
-    assert fw.changes[0] == FileChange("/etc/tunnelops/tunnelops.nft", ruleset)
-    assert 'iifname "eth0" udp dport @svc_udp dnat ip to 192.168.2.2' in ruleset
-    assert ('add element inet tunnelops svc_udp { 12345 comment "game", '
+    assert fw.changes[0] == FileChange("/etc/tunnelops/wg0.nft", ruleset)
+    assert 'iifname "eth0" udp dport @svc_udp_home dnat ip to 192.168.2.2' in ruleset
+    assert ('add element inet tunnelops-wg0 svc_udp_home { 12345 comment "game", '
             '27015-27020 comment "game" }\n') in ruleset
     assert fw.changes[1].script == (
-        "nft -f /etc/tunnelops/tunnelops.nft\nmkdir -p /var/lib/tunnelops\n"
-        "nft -st list table inet tunnelops > /var/lib/tunnelops/nft.applied")
+        "{ cat /etc/tunnelops/wg0.nft; } | nft -f -\nmkdir -p /var/lib/tunnelops/wg0\n"
+        "nft -st list table inet tunnelops-wg0 > /var/lib/tunnelops/wg0/nft.applied")
     conf = fw.changes[2]
     assert (conf.path, conf.old, conf.mode, conf.backup) == (
         "/etc/nftables.conf", DEBIAN_NFTABLES_CONF, 0o755, True)
     assert conf.content == DEBIAN_NFTABLES_CONF + (
-        "# tunnelops: its own table, loaded after everything else\n"
-        'include "/etc/tunnelops/tunnelops.nft"\n')
+        "# tunnelops: the table of wg0, loaded after everything else\n"
+        'include "/etc/tunnelops/wg0.nft"\n')
     assert fw.guard is not None and fw.post == [
         "systemctl enable nftables >/dev/null 2>&1 || true"]
 
@@ -431,13 +442,13 @@ def test_debian_vps_drift_is_repaired() -> None:
     f.nft_table = f.nft_table.replace('\t\tudp dport 51821 accept comment "wireguard"\n', "")
     f.wg["peers"] = []  # `wg set wg0 peer ... remove` by hand
     plans = vps.configure(vps_ctx(f, RANGE_SITE))
-    assert summary(plans)[1:] == [
+    assert summary(plans)[2:] == [
         ("wireguard", ["sync wg0 peers with its config (peer ZCgYP8TZ… is missing)"]),
-        ("firewall", ["load table inet tunnelops (the live table drifted)"])]
+        ("firewall", ["load table inet tunnelops-wg0 (the live table drifted)"])]
     assert step(plans, "firewall").guard is not None
 
 
-NFT_FILE = "/etc/tunnelops/tunnelops.nft"
+NFT_FILE = "/etc/tunnelops/wg0.nft"
 
 
 def test_debian_vps_add_port_changes_one_element_only() -> None:
@@ -448,13 +459,13 @@ def test_debian_vps_add_port_changes_one_element_only() -> None:
     f = recorded("debian-vps-converged")
     fw = step(vps.configure(vps_ctx(f, site)), "firewall")
     assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
-                                               "add 12347/udp (game) to set svc_udp"]
+                                               "add 12347/udp (game) to set svc_udp_home"]
     assert fw.changes[0] == FileChange(NFT_FILE, nftables.vps_ruleset("eth0", T, site.services),
                                        f.files[NFT_FILE].content)
     assert fw.changes[1] == CommandChange(
-        "add 12347/udp (game) to set svc_udp",
-        """nft 'add element inet tunnelops svc_udp { 12347 comment "game" }'""",
-        'add element inet tunnelops svc_udp { 12347 comment "game" }')
+        "add 12347/udp (game) to set svc_udp_home",
+        """nft 'add element inet tunnelops-wg0 svc_udp_home { 12347 comment "game" }'""",
+        'add element inet tunnelops-wg0 svc_udp_home { 12347 comment "game" }')
     assert fw.guard is None
     assert "nft -f" not in "".join(c.shell() for c in fw.changes)
 
@@ -463,8 +474,8 @@ def test_debian_vps_remove_port_deletes_exactly_its_element() -> None:
     site = RANGE_SITE.with_port_removed("27015-27020/udp")
     fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
     assert [(c.summary, c.shell()) for c in fw.changes[1:]] == [(
-        "delete 27015-27020/udp (game) from set svc_udp",
-        "nft 'delete element inet tunnelops svc_udp { 27015-27020 }'")]
+        "delete 27015-27020/udp (game) from set svc_udp_home",
+        "nft 'delete element inet tunnelops-wg0 svc_udp_home { 27015-27020 }'")]
     assert fw.changes[0].summary == f"update {NFT_FILE}" and fw.guard is None
 
 
@@ -474,12 +485,13 @@ def test_debian_vps_element_drift_is_repaired_from_the_live_sets() -> None:
     alone (it is already right)."""
     f = recorded("debian-vps-converged")
     E = nftables.Element
-    f.nft_sets = {"svc_tcp": [E(12346, 12346, "game"), E(8080, 8080)],
-                  "svc_udp": [E(12345, 12345, "old")]}
+    f.nft_sets = {"svc_tcp_home": [E(12346, 12346, "game"), E(8080, 8080)],
+                  "svc_udp_home": [E(12345, 12345, "old")]}
     fw = step(vps.configure(vps_ctx(f, RANGE_SITE)), "firewall")
     assert [c.summary for c in fw.changes] == [
-        "delete 8080/tcp from set svc_tcp", "delete 12345/udp (old) from set svc_udp",
-        "add 12345/udp (game) to set svc_udp", "add 27015-27020/udp (game) to set svc_udp"]
+        "delete 8080/tcp from set svc_tcp_home", "delete 12345/udp (old) from set svc_udp_home",
+        "add 12345/udp (game) to set svc_udp_home",
+        "add 27015-27020/udp (game) to set svc_udp_home"]
     assert fw.guard is None
 
 
@@ -490,16 +502,16 @@ def test_debian_vps_change_of_base_reloads_the_table_under_the_guard() -> None:
                                                                       listen_port=51999))
     fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
     assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
-                                               "load table inet tunnelops"]
-    assert fw.changes[1].script.startswith(f"nft -f {NFT_FILE}\n")
+                                               "load table inet tunnelops-wg0"]
+    assert fw.changes[1].script.startswith(f"{{ cat {NFT_FILE}; }} | nft -f -\n")
     assert fw.guard is not None
     # the rollback snapshot keeps the service ports, which the terse listing leaves out
-    assert "nft -s list set inet tunnelops svc_udp" in fw.guard.snapshot
+    assert "nft -s list set inet tunnelops-wg0 svc_udp_home" in fw.guard.snapshot
     # the base changed AND a port was added: still one reload, no element commands
     fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"),
                                     site.with_port_added("12347/udp"))), "firewall")
     assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
-                                               "load table inet tunnelops"]
+                                               "load table inet tunnelops-wg0"]
 
 
 # --------------------------------------------------------------------------- Fedora VPS
@@ -548,7 +560,7 @@ def test_fedora_vps_remove_port_stops_forwarding_it() -> None:
     site = SITE.with_port_removed("12346/tcp")
     fw = step(vps.configure(vps_ctx(recorded("fedora-vps-converged"), site)), "firewall")
     assert [(c.summary, c.shell()) for c in fw.changes[1:]] == [
-        (f"stop forwarding 12346/tcp ({kind})",
+        (f"stop forwarding 12346/tcp to 192.168.2.2 ({kind})",
          f"firewall-cmd -q {flag}--zone=public --remove-forward-port={FORWARDS[1]}")
         for kind, flag in (("permanent", "--permanent "), ("runtime", ""))]
     site = SITE.with_port_added("12347/udp")
@@ -570,12 +582,12 @@ def test_switch_client_ip_on_nftables() -> None:
         site = dataclasses.replace(RANGE_SITE, client_ip=mode)
         fw = step(vps.configure(vps_ctx(recorded(facts_name), site)), "firewall")
         assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
-                                                   "load table inet tunnelops"]
+                                                   "load table inet tunnelops-wg0"]
         ruleset = fw.changes[0].content
         assert ruleset == nftables.vps_ruleset("eth0", T, site.services, snat=mode == "snat")
         snat = [line.strip() for line in ruleset.splitlines() if " snat " in line]
-        assert snat == ([f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p} snat ip to '
-                         '192.168.2.1 comment "services"' for p in ("tcp", "udp")]
+        assert snat == ([f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p}_home snat ip '
+                         'to 192.168.2.1 comment "services of home"' for p in ("tcp", "udp")]
                         if mode == "snat" else [])
         assert 'oifname "eth0" ip saddr 192.168.2.0/24 masquerade' in ruleset  # home egress
         assert "dnat ip to 192.168.2.2" in ruleset
@@ -591,24 +603,28 @@ def test_switch_client_ip_on_awall() -> None:
     the WAN masquerade of home's egress), then `awall activate`, which regenerates every
     rule from the policies: no stale rule can stay."""
     f = recorded("alpine-vps-converged")
-    game = "/etc/awall/optional/game.json"
+    game = "/etc/awall/optional/tunnelops-wg0-service-game.json"
     assert "snat" not in json.loads(f.files[game].content)
     snat_site = dataclasses.replace(SITE, client_ip="snat")
     plans = vps.configure(vps_ctx(f, snat_site))
-    assert summary(plans)[2] == ("firewall", [f"update {game}", "awall activate"])
+    assert summary(plans)[3] == ("firewall", [f"update {game}", "awall activate"])
     policy = json.loads(change(plans, "firewall", f"update {game}").content)
-    assert policy["snat"] == [{"out": "vpn", "service": "tunnelops-game",
+    assert policy["snat"] == [{"out": "tunnelops-wg0-vpn", "service": "tunnelops-wg0-game",
                                "to-addr": "192.168.2.1"}]
     assert policy == awall_render.service_policy(SITE.services[0], T, snat=True)
     # converged in snat mode, then back
     f.files[game] = dataclasses.replace(f.files[game], content=awall_render.dumps(policy))
+    record = "/var/lib/tunnelops/sites/wg0.json"  # the record says the mode too
+    f.files[record] = dataclasses.replace(
+        f.files[record], content=hub_claim(snat_site, (HOME_PUB,)).to_json())
     assert_converged(vps.configure(vps_ctx(f, snat_site)))
     plans = vps.configure(vps_ctx(f, SITE))
-    assert summary(plans)[2] == ("firewall", [f"update {game}", "awall activate"])
+    assert summary(plans)[3] == ("firewall", [f"update {game}", "awall activate"])
     back = json.loads(change(plans, "firewall", f"update {game}").content)
     assert "snat" not in back and back["dnat"] == [
-        {"in": "inet", "service": "tunnelops-game", "to-addr": "192.168.2.2"}]
-    assert json.loads(f.files["/etc/awall/base.json"].content)["snat"] == [{"out": "inet"}]
+        {"in": "tunnelops-wg0-inet", "service": "tunnelops-wg0-game", "to-addr": "192.168.2.2"}]
+    base = "/etc/awall/optional/tunnelops-wg0-base.json"
+    assert json.loads(f.files[base].content)["snat"] == [{"out": "tunnelops-wg0-inet"}]
 
 
 @pytest.mark.parametrize(("facts_name", "mode", "verb"), [

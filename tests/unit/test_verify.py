@@ -461,7 +461,7 @@ def test_rendered_vps_ruleset_is_understood() -> None:
     assert nft_filter(chains, "input", Pkt("eth0", "tcp", 22))[0]
     assert nft_filter(chains, "input", Pkt("eth0", "udp", 51821))[0]
     ok, why = nft_filter(chains, "input", Pkt("eth0", "tcp", 23))
-    assert not ok and why == "inet tunnelops input: policy drop (no rule accepts it)"
+    assert not ok and why == "inet tunnelops-wg0 input: policy drop (no rule accepts it)"
     assert nft_nat(chains, "prerouting", Pkt("eth0", "udp", 12345))[:2] == ("dnat",
                                                                             "192.168.2.2")
     assert nft_nat(chains, "prerouting", Pkt("eth0", "udp", 12346)) is None
@@ -560,7 +560,7 @@ def test_home_without_firewalld_reads_its_nft_table() -> None:
         GAME, ports=(PortSpec.parse("12346/tcp"),)),))
     first = first_failure(rows(vps, home))
     assert first.id == "home.port.12345/udp"
-    assert first.measured == ('nftables: dropped by inet tunnelops input: drop comment '
+    assert first.measured == ("nftables: dropped by inet tunnelops-wg0 input: drop comment "
                               '"nothing else from the tunnel"')
 
 

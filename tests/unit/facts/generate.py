@@ -18,6 +18,13 @@ uplink's plain-text fallback answers.
 
 Converged hosts hold the files tunnelops' own renderers write, so a converged host must plan
 no change at all; rerun this script after a deliberate renderer change and review the diff.
+
+legacy-*: hosts converged by tunnelops before issue 11 (one site per host, fixed names:
+`table inet tunnelops`, /etc/awall/base.json, ...). Their facts are what that version
+recorded (legacy/NAME.txt, frozen: never regenerated), read by today's facts command: the
+older table is `nft_legacy` now, its drift record a file among the others.
+
+fleet-*: a three-home site (issue 11) on an Alpine (awall) and a Debian (nftables) VPS.
 The nft listings come from loading the rendered ruleset into a throwaway network namespace
 (`unshare -rn nft ...`), so they are nft's own words; that needs root or user namespaces.
 """
@@ -32,6 +39,7 @@ import re
 import subprocess
 import tempfile
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,13 +47,15 @@ from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.backends.podman import network_kind
+from tunnelops.claims import home_claim, hub_claim
 from tunnelops.engine import Run
 from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
-from tunnelops.model import PortSpec, Service, Site
+from tunnelops.model import HomeSpec, HostRef, PortSpec, Service, Site
+from tunnelops.naming import LEGACY, Names
 from tunnelops.render import ifupdown, nftables, podman
 from tunnelops.render.sysctl import forwarding_conf
-from tunnelops.render.wireguard import home_import_conf, vps_setconf, vps_wg_quick
+from tunnelops.render.wireguard import Peer, home_import_conf, vps_setconf, vps_wg_quick
 from tunnelops.steps.context import Ctx
 
 HERE = Path(__file__).parent
@@ -67,6 +77,28 @@ GAME_RANGE = Service("game", "docker.io/example/game:latest",
 # of the Debian VPS, whose service also forwards a port range.
 SITE = new_site("home", "vps.example.net", "homeserver", services=(GAME,))
 RANGE_SITE = new_site("home", "vps.example.net", "homeserver", services=(GAME_RANGE,))
+NAMES = Names("wg0")
+
+# Three homes behind one VPS: a game at home, a voice server on a Raspberry Pi, and a friend's
+# machine whose service forwards a range (its address given in the inventory).
+VOICE_PUB = "mG3XqS5h2cYcU7U3Q9V8iG8ZyqUkpm1x0l6xV4c1nGg="
+FRIEND_PUB = "4HzbT0bq2m2uR1s0mS3S2b6b+2l1k7U5xU5cQ2fT0Xs="
+FLEET = new_site(
+    "fleet", "vps.example.net", (
+        HomeSpec(HostRef("homeserver")),
+        HomeSpec(HostRef("pi@voicebox"), name="voice"),
+        HomeSpec(HostRef("friend.example.net"), name="friend", address="192.168.2.20"),
+    ), services=(
+        dataclasses.replace(GAME, home="home"),
+        Service("mumble", "docker.io/example/mumble:latest",
+                (PortSpec.parse("64738/tcp"), PortSpec.parse("64738/udp")), "voice",
+                home="voice"),
+        Service("srcds", "docker.io/example/srcds:1",
+                (PortSpec.parse("27015-27020/udp"), PortSpec.parse("27015/tcp")), "steam",
+                home="friend"),
+    ))
+FLEET_KEYS = {"home": HOME_PUB, "voice": VOICE_PUB, "friend": FRIEND_PUB}
+FLEET_PEERS = [Peer(h.name, FLEET_KEYS[h.name], FLEET.address(h)) for h in FLEET.homes]
 
 
 # --------------------------------------------------------------------------- host output
@@ -81,8 +113,9 @@ class Host:
 
 
 def facts_script(site: Site, role: str) -> str:
-    """The engine's facts command for this role (it only reads self.site)."""
-    return Run._facts_script(types.SimpleNamespace(site=site), role)  # type: ignore[arg-type]
+    """The engine's facts command for this role (it only reads self.site and self.homes)."""
+    run = types.SimpleNamespace(site=site, homes={h.name: h for h in site.homes})
+    return Run._facts_script(run, role)  # type: ignore[arg-type]
 
 
 def output(host: Host) -> str:
@@ -175,15 +208,15 @@ def wg_dump(own_pub: str, port: int, peer_pub: str, endpoint: str, allowed: str,
 SPLIT = "@@sets@@"
 
 
-def nft_list(ruleset: str) -> tuple[str, str]:
+def nft_list(ruleset: str, table: str = NAMES.nft_family_table) -> tuple[str, str]:
     """What the facts command prints after `nft -f` of ruleset, from nft itself: the table
-    (`nft -st list table inet tunnelops`) and the service port sets with their elements."""
+    (`nft -st list table inet tunnelops-wg0`) and the table with its sets' elements."""
     with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
         f.write(ruleset)
         f.flush()
         res = subprocess.run(
-            ["unshare", "-rn", "sh", "-c", f"nft -f {f.name} && {nft_backend.LIST} && "
-             f"echo {SPLIT} && {facts.NFT_SETS_LIST}"],
+            ["unshare", "-rn", "sh", "-c", f"nft -f {f.name} && {nft_backend.list_table(table)}"
+             f" && echo {SPLIT} && {facts.nft_sets_list(table)}"],
             capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"cannot list the ruleset with nft in a namespace: {res.stderr}")
@@ -197,6 +230,13 @@ def awall_list(policies: dict[str, tuple[str, str]]) -> str:
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     return "".join(f"{a.ljust(w0)}  {b.ljust(w1)}  {c}\n" for a, b, c in rows) + "\n"
+
+
+def recorded_site(host: Host, claim_json: str, names: Names = NAMES) -> Host:
+    """The site's record on the host: its file, and the records section that lists it."""
+    host.files[names.record] = ("644", "root", claim_json)
+    host.sections["sites"] = f"@@ {names.record}\n{claim_json}"
+    return host
 
 
 def zone(name: str, *, target: str = "default", interfaces: str = "", services: str = "",
@@ -412,10 +452,7 @@ def alpine_vps_converged() -> Host:
         "wg", "wg-quick", "awall", "rc-update", "apk", "ifup", "flock", "ping", facts.IP_JSON))
     ctx = Ctx(SITE, "vps", HostFacts())
     policies = {name: ("enabled", json.loads(text)["description"])
-                for name, text in ((p.rsplit("/", 1)[1].removesuffix(".json"), text)
-                                   for p, text in awall_backend.files(ctx, "eth0",
-                                                                      SITE.services).items())
-                if name != "base"}
+                for name, text in awall_backend.policies(ctx, "eth0", SITE.services).items()}
     s |= {
         "key": "exists\n", "pubkey": f"{VPS_PUB}\n",
         "wg": wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
@@ -442,7 +479,7 @@ def alpine_vps_converged() -> Host:
         **{p: ("644", "root", text) for p, text in awall_backend.files(
             ctx, "eth0", SITE.services).items()},
     }
-    return Host("vps", SITE, s, files)
+    return recorded_site(Host("vps", SITE, s, files), hub_claim(SITE, (HOME_PUB,)).to_json())
 
 
 FEDORA_CMDS = ("nft", "nmcli", "firewall-cmd", "podman", "systemctl", "dnf", "flock", "ping",
@@ -491,7 +528,8 @@ def fedora_home_converged() -> Host:
         "ImageID": "9b1c7f3e5d2a4c6e8f0b2d4a6c8e0f2b4d6a8c0e2f4b6d8a0c2e4f6b8d0a2c4e",
         "IsInfra": False,
         "Labels": {"PODMAN_SYSTEMD_UNIT": f"{svc.container_name}.service",
-                   podman.SERVICE_LABEL: svc.name, podman.SPEC_LABEL: spec},
+                   podman.SERVICE_LABEL: svc.name, podman.SPEC_LABEL: spec,
+                   podman.TUNNEL_LABEL: t.interface},
         "Mounts": [], "Names": [svc.container_name], "Namespaces": {}, "Networks": [],
         "Pid": 2417, "Pod": "", "PodName": "",
         "Ports": [{"host_ip": str(t.home_address), "container_port": p.first,
@@ -536,7 +574,7 @@ def fedora_home_converged() -> Host:
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", home_import_conf(t, VPS_PUB, VPS_IP)),
         "/etc/sysconfig/nftables.conf": ("600", "root", FEDORA_SYSCONFIG_NFT),
-        "/etc/tunnelops/firewalld-ports": ("644", "root", "12345/udp\n12346/tcp\n"),
+        NAMES.firewalld_record: ("644", "root", "12345/udp\n12346/tcp\n"),
         unit: ("644", "gamer", podman.quadlet_unit(svc, t, kind, spec)),
     }
     # what Quadlet's generated ExecStart ran (its --network=VALUE form)
@@ -545,13 +583,14 @@ def fedora_home_converged() -> Host:
                "--cgroups=split", f"--network={podman.network_option(kind, t)}",
                "--sdnotify=conmon", "-d", *podman.publish_args(svc, t), "--label",
                f"{podman.SPEC_LABEL}={spec}", "--label", f"{podman.SERVICE_LABEL}={svc.name}",
-               svc.image]
+               "--label", f"{podman.TUNNEL_LABEL}={t.interface}", svc.image]
     users = {"gamer": "uid=1001\nhome=/home/gamer\nlinger=yes\nruntime=yes\n"
                       f"version={user_info['version']}\nnofile=524288\n"
                       f"has_image={svc.image}\n"
                       f"create {svc.container_name} {json.dumps(created)}\n"
                       + json.dumps([container], indent=2) + "\n"}
-    return Host("home", SITE, s, files, users)
+    return recorded_site(Host("home", SITE, s, files, users),
+                         home_claim(SITE, "home", (VPS_PUB,)).to_json())
 
 
 DEBIAN_CMDS = ("wireguard-go", "nft", "systemctl", "apt-get", "flock", "ping", "loginctl",
@@ -594,12 +633,12 @@ def debian_vps_converged() -> Host:
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
-        "/etc/tunnelops/tunnelops.nft": ("644", "root", ruleset),
-        "/etc/nftables.conf": ("755", "root", DEBIAN_NFTABLES_CONF
-                               + "# tunnelops: its own table, loaded after everything else\n"
-                               + 'include "/etc/tunnelops/tunnelops.nft"\n'),
+        NAMES.nft_file: ("644", "root", ruleset),
+        "/etc/nftables.conf": ("755", "root", DEBIAN_NFTABLES_CONF + "".join(
+            f"{line}\n" for line in nft_backend.include_lines(NAMES))),
     }
-    return Host("vps", RANGE_SITE, s, files)
+    return recorded_site(Host("vps", RANGE_SITE, s, files),
+                         hub_claim(RANGE_SITE, (HOME_PUB,)).to_json())
 
 
 def debian_vps_converged_snat() -> Host:
@@ -610,8 +649,8 @@ def debian_vps_converged_snat() -> Host:
     listed, sets = nft_list(ruleset)
     host.site = site
     host.sections |= {"nft_table": listed, "nft_applied": listed, "nft_sets": sets}
-    host.files["/etc/tunnelops/tunnelops.nft"] = ("644", "root", ruleset)
-    return host
+    host.files[NAMES.nft_file] = ("644", "root", ruleset)
+    return recorded_site(host, hub_claim(site, (HOME_PUB,)).to_json())
 
 
 FEDORA_VPS_CMDS = ("nft", "firewall-cmd", "systemctl", "dnf", "flock", "ping", "sudo",
@@ -672,7 +711,7 @@ def fedora_vps_converged(site: Site = SITE) -> Host:
         "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
     }
-    return Host("vps", site, s, files)
+    return recorded_site(Host("vps", site, s, files), hub_claim(site, (HOME_PUB,)).to_json())
 
 
 def private_ip_vps() -> Host:
@@ -703,6 +742,75 @@ def arch_vps() -> Host:
     return Host("vps", SITE, s)
 
 
+LEGACY_DIR = HERE / "legacy"
+
+
+def legacy(name: str, site: Site) -> Host:
+    """A host tunnelops converged before issue 11, as today's facts command reads it: the
+    sections and files that version recorded (legacy/NAME.txt), its table `inet tunnelops`
+    now the older one (nft_legacy) and its drift record one of the older fixed files; no
+    table of today's name, no site record."""
+    old = facts._sections((LEGACY_DIR / f"{name}.txt").read_text())
+    sections, files, users = {}, {}, {}
+    for key, body in old.items():
+        if key.startswith("file "):
+            _, path, mode, owner = key.split(" ")
+            files[path] = (mode, owner, base64.b64decode(body).decode())
+        elif key.startswith("user "):
+            users[key[5:]] = body
+        else:
+            sections[key] = body
+    sections["nft_legacy"] = sections.pop("nft_table", "")
+    if applied := sections.pop("nft_applied", ""):
+        files[LEGACY.nft_applied] = ("644", "root", applied + "\n")
+    sections.pop("nft_sets", None)
+    return Host("home" if "-home-" in name else "vps", site, sections, files, users)
+
+
+def fleet_fresh(make: Callable[[], Host]) -> Host:
+    host = make()
+    host.site = FLEET
+    return host
+
+
+def fleet_alpine_vps_converged() -> Host:
+    """The three-home site converged on Alpine: a peer per home, a policy per service."""
+    host = alpine_vps_converged()
+    host.site = FLEET
+    t = FLEET.tunnel
+    ctx = Ctx(FLEET, "vps", HostFacts())
+    policies = awall_backend.policies(ctx, "eth0", FLEET.services)
+    host.sections["awall"] = awall_list({name: ("enabled", json.loads(text)["description"])
+                                         for name, text in policies.items()})
+    host.sections["wg"] = wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
+                                  f"{t.home_address}/32", "off", 1843532, 2212084) + "".join(
+        f"{p.public_key}\t(none)\t{HOME_NAT_IP}:{41642 + i}\t{p.address}/32\t{NOW - 17}\t"
+        f"{1000 * (i + 1)}\t{2000 * (i + 1)}\toff\n" for i, p in enumerate(FLEET_PEERS[1:]))
+    host.files = {p: v for p, v in host.files.items() if not p.startswith("/etc/awall/")}
+    host.files |= {"/etc/wireguard/wg0.conf": ("600", "root", vps_setconf(t, FLEET_PEERS)),
+                   **{p: ("644", "root", text) for p, text in awall_backend.files(
+                       ctx, "eth0", FLEET.services).items()}}
+    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values())).to_json())
+
+
+def fleet_debian_vps_converged() -> Host:
+    """The three-home site converged on Debian: a peer per home, a pair of sets per home."""
+    host = debian_vps_converged()
+    host.site = FLEET
+    t = FLEET.tunnel
+    homes = {h.name: FLEET.address(h) for h in FLEET.homes}
+    ruleset = nftables.vps_ruleset("eth0", t, FLEET.services, homes=homes)
+    listed, sets = nft_list(ruleset)
+    host.sections |= {"nft_table": listed, "nft_applied": listed, "nft_sets": sets}
+    host.sections["wg"] = wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
+                                  f"{t.home_address}/32", "off", 1843532, 2212084) + "".join(
+        f"{p.public_key}\t(none)\t{HOME_NAT_IP}:{41642 + i}\t{p.address}/32\t{NOW - 17}\t"
+        f"{1000 * (i + 1)}\t{2000 * (i + 1)}\toff\n" for i, p in enumerate(FLEET_PEERS[1:]))
+    host.files |= {NAMES.nft_file: ("644", "root", ruleset),
+                   "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, FLEET_PEERS))}
+    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values())).to_json())
+
+
 HOSTS = {
     "alpine-vps-fresh": alpine_vps_fresh,
     "alpine-vps-converged": alpine_vps_converged,
@@ -717,6 +825,14 @@ HOSTS = {
         dataclasses.replace(SITE, client_ip="snat")),
     "private-ip-vps": private_ip_vps,
     "arch-vps": arch_vps,
+    "legacy-alpine-vps-converged": lambda: legacy("alpine-vps-converged", SITE),
+    "legacy-debian-vps-converged": lambda: legacy("debian-vps-converged", RANGE_SITE),
+    "legacy-fedora-home-converged": lambda: legacy("fedora-home-converged", SITE),
+    "legacy-fedora-vps-converged": lambda: legacy("fedora-vps-converged", SITE),
+    "fleet-alpine-vps-fresh": lambda: fleet_fresh(alpine_vps_fresh),
+    "fleet-alpine-vps-converged": fleet_alpine_vps_converged,
+    "fleet-debian-vps-fresh": lambda: fleet_fresh(debian_vps_fresh),
+    "fleet-debian-vps-converged": fleet_debian_vps_converged,
 }
 
 
