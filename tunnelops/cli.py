@@ -57,10 +57,13 @@ PORT_HELP = {"port": "PORT/PROTO or FIRST-LAST/PROTO, e.g. 12347/udp or 27015-27
              **COMMON}
 
 
-@task(help=PORT_HELP)
-def add_port(c, port, service=None, site=None, dry_run=False, trust_new_host=False):
-    """Expose one more port end to end: VPS filter and DNAT, home firewall, container."""
-    _call(commands.change_port, _opts(c, site, dry_run, trust_new_host), port, service, add=True)
+@task(help={**PORT_HELP, "home": "the home whose service gets it (required when the site "
+                                 "has several homes and --service does not say)"})
+def add_port(c, port, service=None, home=None, site=None, dry_run=False, trust_new_host=False):
+    """Expose one more port end to end: VPS filter and DNAT to its home, that home's
+    firewall, its container."""
+    _call(commands.change_port, _opts(c, site, dry_run, trust_new_host), port, service, add=True,
+          home=home)
 
 
 @task(help=PORT_HELP)

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from rich.console import Console
 
-from tunnelops import inventory, prog, ui, verify_ui
+from tunnelops import fleet, inventory, prog, ui, verify_ui
 from tunnelops import logs as logs_mod
 from tunnelops.engine import Run, RunReport
 from tunnelops.model import DEFAULT_HOME, HUB, ModelError, PortSpec, Site
@@ -53,9 +53,11 @@ def _where(opts: Options) -> str:
         else str(opts.inventory_dir)
 
 
-def resolve_site(opts: Options, vps: str | None = None,
-                 home: str | None = None) -> tuple[Path, Site]:
-    """The site file and its Site; a new file from --vps/--home when there is none yet."""
+def resolve_site(opts: Options, vps: str | None = None, home: str | None = None, *,
+                 converge: bool = False) -> tuple[Path, Site]:
+    """The site file and its Site; a new file from --vps/--home when there is none yet.
+    converge: the command changes hosts, so a site that collides with another site of the
+    inventory on a host they share is refused here, before any SSH."""
     try:
         path = inventory.find_site(opts.inventory_dir, vps=vps, home=home, site=opts.site)
         if path is not None:
@@ -65,14 +67,16 @@ def resolve_site(opts: Options, vps: str | None = None,
                 raise UsageError(f"{path} describes vps={site.vps.host} "
                                  f"home{'s' if len(homes) > 1 else ''}={','.join(homes)}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
-            return path, with_ssh_port(site, path)
-        if not (vps and home):
-            raise UsageError(_no_site(opts, vps, home))
-        name = opts.site or "site"
-        site = inventory.new_site(name, vps, home)
-        path = opts.inventory_dir / f"{name}.toml"
+        else:
+            if not (vps and home):
+                raise UsageError(_no_site(opts, vps, home))
+            name = opts.site or "site"
+            site = inventory.new_site(name, vps, home)
+            path = opts.inventory_dir / f"{name}.toml"
+        if converge:
+            fleet.check(site, path, fleet.others(path))
         return path, with_ssh_port(site, path)
-    except (inventory.InventoryError, ModelError) as e:
+    except (inventory.InventoryError, ModelError, fleet.Collision) as e:
         raise UsageError(str(e)) from None
 
 
@@ -123,7 +127,7 @@ def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
 
 
 def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
-    path, site = resolve_site(opts, vps, home)
+    path, site = resolve_site(opts, vps, home, converge=True)
     report = run(site, path, opts)
     if not opts.dry_run and report.discovered:
         with inventory.locked(path):
@@ -139,17 +143,20 @@ def _has_port(site: Site, spec: PortSpec, service: str | None) -> bool:
     return any(spec in s.ports for s in site.services if service in (None, s.name))
 
 
-def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool) -> RunReport:
-    """add-port / remove-port: record it in the inventory, then converge both hosts, which
-    touches exactly what the port needs (the VPS's forwarding of it: one element of a port set
-    with nftables; home firewall; the container's port mapping). Bad input fails here, before
-    any SSH connection. The file is changed under its lock, against what it says at that
+def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool,
+                home: str | None = None) -> RunReport:
+    """add-port / remove-port: record it in the inventory, then converge the hosts, which
+    touches exactly what the port needs (the VPS's forwarding of it to its home: one element
+    of a port set with nftables; that home's firewall; the container's port mapping). HOME:
+    the home whose service gets the port (needed only when the site has several). Bad input
+    fails here, before any SSH connection -- a port another site of the inventory forwards
+    on the same VPS too. The file is changed under its lock, against what it says at that
     moment: two commands at once both land (the second run then waits for the host lock)."""
     try:
         spec = PortSpec.parse(spec_text)
     except ModelError as e:
         raise UsageError(str(e)) from None
-    path, site = resolve_site(opts)
+    path, site = resolve_site(opts, converge=True)
     noop: list[bool] = []
 
     def change(current: Site) -> Site:
@@ -157,12 +164,16 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
         try:
             if service is not None:
                 current.service(service)  # an unknown service is an error even when idle
+            if home is not None:
+                current.home(home)
             if _has_port(current, spec, service) == add:
                 noop.append(True)
                 return current
-            return (current.with_port_added(spec, service) if add
-                    else current.with_port_removed(spec, service))
-        except ModelError as e:
+            new = (current.with_port_added(spec, service, home) if add
+                   else current.with_port_removed(spec, service))
+            fleet.check(new, path, fleet.others(path))
+            return new
+        except (ModelError, fleet.Collision, inventory.InventoryError) as e:
             raise UsageError(str(e)) from None
 
     new = change(site) if opts.dry_run else with_ssh_port(inventory.update(path, change), path)

@@ -5,7 +5,9 @@ each home's public key into the VPS's peers, the VPS's key into each home.
 A home that fails (unreachable, refused, a step that fails) stops only its own part: the
 VPS and the other homes go on, and the VPS keeps that home's peer as it has it. A VPS that
 fails stops every home before anything is configured (there is nothing to serve them
-through); teardown is each host's own.
+through), and so does the failure of every home (there is nothing to serve: a site with one
+home whose home cannot be reached leaves its VPS untouched too); teardown is each host's
+own.
 
 Round trips per host, counted by Remote:
   lock (1) + facts (1)                        a converged site: nothing else (changed=0)
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 
 from tunnelops import facts as facts_mod
 from tunnelops import prog
+from tunnelops.backends import wglive
 from tunnelops.changes import (
     GUARD_DIR,
     RESTORED,
@@ -43,7 +46,6 @@ from tunnelops.changes import (
 from tunnelops.facts import MARK, HostFacts
 from tunnelops.model import HUB, HomeSpec, Site
 from tunnelops.remote import Remote, RemoteError, Transcript
-from tunnelops.render.wireguard import parse_wg_conf
 from tunnelops.steps import home as home_steps
 from tunnelops.steps import safety
 from tunnelops.steps import teardown as teardown_steps
@@ -494,23 +496,27 @@ class Run:
                           "wan_interface": self.ctx[HUB].wan_interface or ""}
         return RunReport(self.reports, self.dry_run, discovered, time.monotonic() - t0)
 
+    def _going(self) -> bool:
+        """The VPS and at least one home still live: something to serve, and a way to."""
+        return self._live(HUB) and any(self._live(h) for h in self.homes)
+
     def _converge(self) -> None:
         self._both(self._facts)
         # The VPS reachable and servable first: a VPS that cannot be reached, refuses us or
         # cannot be served (no public IPv4, unknown distribution) leaves every home untouched
         # too (no packages, no keys written). A home that cannot leaves only itself.
-        if not self._live(HUB):
+        if not self._going():
             return
         self._keys()  # what each end has now: the site records' checks compare them
         self._both(self._plan_prepare)
-        if not self._live(HUB):
+        if not self._going():
             return
         self._both(self._prepare)
-        if not self._live(HUB):
+        if not self._going():
             return
         self._keys()
         self._both(self._plan_configure)
-        if not self._live(HUB):
+        if not self._going():
             return
         self._both(self._configure)
         changed = any(s.status == "changed" for r in self.hosts for s in self.reports[r].steps)
@@ -540,14 +546,5 @@ class Run:
                 ctx.vps_public_ip, ctx.wan_interface = hub.vps_public_ip, hub.wan_interface
 
     def _kept(self, home: str) -> str | None:
-        """The key the VPS has now for a home's address (its config, else the live peer)."""
         hub = self.ctx[HUB]
-        want = f"{self.site.address(home)}/32"
-        conf = hub.facts.file(hub.wg_conf)
-        for section, pairs in parse_wg_conf(conf.content if conf else "").items():
-            kv = dict(pairs)
-            if section.startswith("Peer") and want in kv.get("AllowedIPs", "").replace(" ", "") \
-                    .split(","):
-                return kv.get("PublicKey")
-        return next((p["public_key"] for p in hub.facts.wg.get("peers", [])
-                     if want in p.get("allowed_ips", [])), None)
+        return wglive.peer_at(hub.facts, hub.wg_conf, self.site.address(home))

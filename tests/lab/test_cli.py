@@ -106,7 +106,7 @@ def test_installed_version_help_and_mistakes(installed: Installed) -> None:
 # ------------------------------------------------------------------ against a lab
 def forget_ssh(lab: Lab) -> None:
     """The VPS's SSH rate limiter forgets our address (as a minute's wait would)."""
-    lab.exec("vps", ["sh", "-c", "nft flush set inet tunnelops ssh_new4 2>/dev/null; :"])
+    lab.exec("vps", ["sh", "-c", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null; :"])
 
 
 def log_line(lab: Lab, text: str) -> None:

@@ -60,7 +60,7 @@ class Env:
         return res.stdout.decode()
 
     def bootstrap(self) -> RunReport:
-        self.sh("vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+        self.sh("vps", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null || true")
         self.out = io.StringIO()
         opts = commands.Options(inventory_dir=self.lab.inventory_dir, site=TOPO.name,
                                 console=Console(file=self.out, width=200))
@@ -69,7 +69,7 @@ class Env:
         return report
 
     def teardown(self) -> None:
-        self.sh("vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+        self.sh("vps", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null || true")
         opts = commands.Options(inventory_dir=self.lab.inventory_dir, site=TOPO.name,
                                 console=Console(file=io.StringIO(), width=200))
         assert commands.teardown(opts).ok
@@ -272,7 +272,7 @@ def test_firewalld_change_that_locks_ssh_out_at_home_undoes_itself(
     monkeypatch.setattr(firewalld_backend, "plan", with_lockout)
     inventory.save(path, env.site.with_port_added("12347/udp"))  # a real firewall change
     try:
-        env.sh("vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+        env.sh("vps", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null || true")
         out = io.StringIO()
         opts = commands.Options(inventory_dir=env.lab.inventory_dir, site=TOPO.name,
                                 guard_seconds=GUARD_S, console=Console(file=out, width=200))

@@ -9,7 +9,7 @@ any change (safety.check), refuses:
   tunnel's current peers (the homes' keys on the VPS, the VPS's key at home) is among the
   record's. Site files that are copies of one deployment (another file name, another
   known_hosts, a variant a test makes) name the same interface and the same peers: they
-  are the same site, and the record follows the last one that ran;
+  are the same site, and the record keeps the name it was made with;
 - a claim that collides with another site's (its listen port, subnet, a public port; at
   home its routing table, rule priorities, ports, containers);
 - the fixed names of an older tunnelops (steps.legacy) when they are not this site's.
@@ -19,6 +19,8 @@ Teardown removes the site's record last; the host's shared files go with the las
 
 from __future__ import annotations
 
+import dataclasses
+
 from tunnelops.changes import FileChange, StepPlan
 from tunnelops.claims import Claim, conflict, home_claim, hub_claim
 from tunnelops.steps import legacy
@@ -26,12 +28,18 @@ from tunnelops.steps.context import Ctx, PlanError
 
 
 def claim(ctx: Ctx) -> Claim:
-    """What this site holds on this host now (its peers as far as they are known)."""
+    """What this site holds on this host now (its peers as far as they are known). A copy
+    of the site (its record's peers are its own) keeps the name the record was made with:
+    copies of one deployment converge to the same record."""
     if ctx.home is None:
-        keys = tuple(p.public_key for p in ctx.peers)
-        return hub_claim(ctx.site, keys)
-    peers = (ctx.peer_public_key,) if ctx.peer_public_key else ()
-    return home_claim(ctx.site, ctx.home.name, peers)
+        mine = hub_claim(ctx.site, tuple(p.public_key for p in ctx.peers))
+    else:
+        peers = (ctx.peer_public_key,) if ctx.peer_public_key else ()
+        mine = home_claim(ctx.site, ctx.home.name, peers)
+    rec = own(ctx)
+    if rec is not None and rec.site != mine.site and set(rec.peers) & set(mine.peers):
+        mine = dataclasses.replace(mine, site=rec.site)
+    return mine
 
 
 def records(ctx: Ctx) -> dict[str, Claim]:
