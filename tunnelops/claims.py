@@ -35,6 +35,8 @@ class Claim:
     rule_priorities: tuple[int, ...] = ()  # home
     containers: tuple[str, ...] = ()  # home: USER/CONTAINER
     client_ip: str = ""  # the hub: its client_ip mode (a firewalld VPS's trusted zone is shared)
+    ssh_port: int | None = None  # the hub: the VPS's SSH port (the host's table lets it in)
+    wan: str = ""  # the hub: its WAN interface, when known
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -50,12 +52,13 @@ class Claim:
             return None
 
 
-def hub_claim(site: Site, peers: tuple[str, ...] = ()) -> Claim:
+def hub_claim(site: Site, peers: tuple[str, ...] = (), wan: str | None = None) -> Claim:
     t = site.tunnel
     return Claim(site.name, t.interface, "hub", str(t.subnet), str(t.vps_address),
                  listen_port=t.listen_port,
                  ports=tuple(str(p) for s in site.services for p in s.ports), peers=peers,
-                 client_ip=site.client_ip)
+                 client_ip=site.client_ip, ssh_port=site.vps.ssh_port,
+                 wan=wan or site.vps.wan_interface or "")
 
 
 def home_claim(site: Site, home: str, peers: tuple[str, ...] = ()) -> Claim:
@@ -94,6 +97,14 @@ def conflict(mine: Claim, theirs: Claim) -> tuple[str, str] | None:
     if mine.iface == theirs.iface:
         return (f"interface {mine.iface}",
                 f"set [tunnel] interface to another, e.g. {_free_iface(mine, theirs)}")
+    if mine.kind == "hub" and None not in (mine.ssh_port, theirs.ssh_port) \
+            and mine.ssh_port != theirs.ssh_port:
+        return (f"the VPS's SSH port as {mine.ssh_port}/tcp (theirs: {theirs.ssh_port}/tcp)",
+                "the VPS's firewall, which its sites share, lets one SSH port in: reach it on "
+                f"{theirs.ssh_port} (the host's port, or ssh_config's Port)")
+    if mine.kind == "hub" and mine.wan and theirs.wan and mine.wan != theirs.wan:
+        return (f"the WAN interface {mine.wan} (theirs: {theirs.wan})",
+                f"set [vps] wan_interface = \"{theirs.wan}\"")
     if mine.kind == "hub" and mine.listen_port == theirs.listen_port:
         free = max(mine.listen_port or 0, theirs.listen_port or 0) + 1
         return (f"WireGuard listen port {mine.listen_port}/udp",

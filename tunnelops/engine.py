@@ -251,9 +251,9 @@ class Run:
         """Pure: what prepare would do, and whether this host can be served at all (a
         supported distribution, a VPS public address, nothing of another site's taken)."""
         ctx = self.ctx[role]
-        safety.check(ctx)
-        if ctx.home is None:
+        if ctx.home is None:  # its WAN first: the site records' checks compare it
             ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
+        safety.check(ctx)
         self._prep[role] = (vps_steps if ctx.home is None else home_steps).prepare(ctx)
 
     def _prepare(self, role: str) -> None:

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
-from tunnelops.naming import LEGACY, RECORDS, Names
+from tunnelops.naming import HOST_FAMILY_TABLE, HOST_NFT_APPLIED, LEGACY, RECORDS, Names
 from tunnelops.render.networkmanager import home_settings
-from tunnelops.render.nftables import Element, port_sets
+from tunnelops.render.nftables import Element, port_sets, set_elements
 
 MARK = "::tunnelops::"
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
@@ -125,6 +125,10 @@ class HostFacts:
     nft_applied: str | None = None  # what tunnelops recorded after its last apply
     nft_sets: dict[str, list[Element]] = field(default_factory=dict)  # live service port sets
     nft_legacy: str | None = None  # the table of an older tunnelops (`inet tunnelops`)
+    nft_host: str | None = None  # the VPS's own table, shared by its sites (terse)
+    nft_host_applied: str | None = None  # what its last load recorded
+    # its sets' elements: name -> [(value, comment)] (ifnames unquoted)
+    nft_host_sets: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     sites: dict[str, str] = field(default_factory=dict)  # record path -> its JSON text
     firewalld: dict = field(default_factory=dict)
     nm: dict = field(default_factory=dict)
@@ -236,6 +240,10 @@ def script(*, interface: str, route_table: int, key_path: str, files: Iterable[s
         f"m nft_sets; command -v nft >/dev/null && {{ {nft_sets_list(table)}; }}",
         "m nft_legacy; command -v nft >/dev/null && "
         f"nft -st list table {LEGACY.nft_family_table} 2>/dev/null",
+        f"m nft_host; command -v nft >/dev/null && nft -st list table {HOST_FAMILY_TABLE} "
+        "2>/dev/null",
+        f"m nft_host_applied; cat {HOST_NFT_APPLIED} 2>/dev/null",
+        f"m nft_host_sets; command -v nft >/dev/null && {nft_sets_list(HOST_FAMILY_TABLE)}",
         f"m sites; {SITE_RECORDS}",
         # Two firewall-cmd calls in all (each costs ~0.2 s): every zone, runtime and permanent.
         "m firewalld; if command -v firewall-cmd >/dev/null && firewall-cmd --state"
@@ -419,6 +427,10 @@ def parse(output: str) -> HostFacts:
         nft_table=s.get("nft_table") or None, nft_applied=s.get("nft_applied") or None,
         nft_sets=port_sets(s.get("nft_sets", "")),
         nft_legacy=s.get("nft_legacy") or None,
+        nft_host=s.get("nft_host") or None, nft_host_applied=s.get("nft_host_applied") or None,
+        nft_host_sets={name: [(v.strip('"'), c) for v, c in elems] for name, elems in
+                       set_elements(s.get("nft_host_sets", "")).items()
+                       if not name.startswith("ssh_")},
         sites=_records(s.get("sites", "")),
         listening=parse_listening(s.get("listening", "")),
         raw=s,

@@ -13,7 +13,10 @@ Before issue 11 a host had one site and fixed names (`inet tunnelops`, /etc/awal
 old ones (tunnelops.steps.legacy); teardown removes both.
 
 Shared by every site of the host, and released only with the last one: the forwarding
-sysctl file, the saved originals of the files tunnelops edits, the host lock.
+sysctl file, the saved originals of the files tunnelops edits, the host lock, and on an
+nftables VPS the host's own table (HOST_*: its default-deny filter, which no site's table can
+hold -- every base chain on a hook must accept a packet, so one site's `policy drop` would
+drop the other's WireGuard port -- with each site's interface and port as set elements).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from dataclasses import dataclass
 
 STATE = "/var/lib/tunnelops"
 RECORDS = f"{STATE}/sites"
+HOST_TABLE = "tunnelops-host"
+HOST_FAMILY_TABLE = f"inet {HOST_TABLE}"
+HOST_NFT_FILE = "/etc/tunnelops/host.nft"
+HOST_STATE = f"{STATE}/host"
+HOST_NFT_APPLIED = f"{HOST_STATE}/nft.applied"
 
 
 def policy_word(text: str) -> str:

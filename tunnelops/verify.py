@@ -49,6 +49,7 @@ from tunnelops import verify_client
 from tunnelops.backends.wglive import wanted_mtu
 from tunnelops.facts import MARK, _json, _parse_firewalld, _parse_wg, _route_text, _sections
 from tunnelops.model import PortSpec, Service, Site
+from tunnelops.naming import HOST_FAMILY_TABLE, Names
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nftables as nft_render
 
@@ -490,7 +491,13 @@ class NftChain:
     sets: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
 
-_ADD_ELEMENT = re.compile(r"add element (?:(ip|ip6|inet|arp|bridge|netdev) )?(\S+) (\S+) (\{.*)")
+_FAMILY = r"(?:(ip|ip6|inet|arp|bridge|netdev) )?"
+_ADD_ELEMENT = re.compile(rf"add element {_FAMILY}(\S+) (\S+) (\{{.*)")
+# the statements of a file such as the host's table (render.nfthost)
+_ADD_CHAIN = re.compile(rf"add chain {_FAMILY}(\S+) (\S+)(?: \{{(.*)\}})?")
+_ADD_RULE = re.compile(rf"add rule {_FAMILY}(\S+) (\S+) (.*)")
+_FLUSH_CHAIN = re.compile(rf"flush chain {_FAMILY}(\S+) (\S+)")
+_ADD_SET = re.compile(rf"add set {_FAMILY}(\S+) (\S+) \{{.*")
 
 
 def _unquoted(line: str) -> str:
@@ -519,6 +526,21 @@ def parse_nft(text: str) -> list[NftChain]:
             name = f"{m.group(1) or 'ip'} {m.group(2)}"
             sets.setdefault(name, {}).setdefault(m.group(3), []).extend(
                 v.strip('"') for v, _ in nft_render.element_list(m.group(4)))
+        elif depth == 0 and (m := _ADD_SET.fullmatch(line)):
+            sets.setdefault(f"{m.group(1) or 'ip'} {m.group(2)}", {}).setdefault(m.group(3), [])
+            continue
+        elif depth == 0 and (m := _ADD_CHAIN.fullmatch(line)):
+            _statement_chain(chains, f"{m.group(1) or 'ip'} {m.group(2)}", m.group(3),
+                             m.group(4) or "")
+            continue
+        elif depth == 0 and (m := _ADD_RULE.fullmatch(line)):
+            _statement_chain(chains, f"{m.group(1) or 'ip'} {m.group(2)}",
+                             m.group(3)).rules.append(m.group(4))
+            continue
+        elif depth == 0 and (m := _FLUSH_CHAIN.fullmatch(line)):
+            _statement_chain(chains, f"{m.group(1) or 'ip'} {m.group(2)}",
+                             m.group(3)).rules.clear()
+            continue
         elif depth == 1 and line.startswith("set ") and line.endswith("{"):
             set_name, set_body = line[len("set "):-1].strip(), []
         elif depth == 1 and line.startswith("chain ") and line.endswith("{"):
@@ -548,6 +570,22 @@ def parse_nft(text: str) -> list[NftChain]:
     for c in chains:
         c.sets = sets.setdefault(c.table, {})
     return chains
+
+
+def _statement_chain(chains: list[NftChain], table: str, name: str,
+                     spec: str = "") -> NftChain:
+    """The chain an `add chain`/`add rule` statement names (made on first mention), with the
+    hook, priority and policy SPEC gives it."""
+    chain = next((c for c in chains if c.table == table and c.name == name), None)
+    if chain is None:
+        chain = NftChain(table, name)
+        chains.append(chain)
+    m = re.search(r"type (\w+) hook (\w+)(?: device \S+)? priority ([^;]+);", spec)
+    if m:
+        chain.kind, chain.hook, chain.priority = m.group(1), m.group(2), _priority(m.group(3))
+    if pol := re.search(r"policy (accept|drop);", spec):
+        chain.policy = pol.group(1)
+    return chain
 
 
 @dataclass(frozen=True)
@@ -1148,8 +1186,9 @@ def _vps_rows(r: _Rows, site: Site, vps: HostState) -> None:
     backend = _vps_backend(vps)
     wan = site.vps.wan_interface or vps.uplink.get("dev") or "eth0"
     pub = str(site.vps.public_ip or vps.uplink.get("prefsrc") or "")
-    fix = {"nftables": "re-run `inv bootstrap` (it restores table inet tunnelops: its rules "
-                         "and the ports in its sets)",
+    fix = {"nftables": f"re-run `inv bootstrap` (it restores table {HOST_FAMILY_TABLE}, "
+                         f"the VPS's filter, and {Names(t.interface).nft_family_table}: its "
+                         "rules and the ports in its sets)",
            "awall": "re-run `inv bootstrap` (it re-enables the policies and runs "
                     "`awall activate`)",
            "firewalld": "re-run `inv bootstrap` (it restores the zones' ports, forward-ports "
@@ -1294,8 +1333,8 @@ def _home_port(site: Site, home: HostState, spec: PortSpec) -> tuple[bool, str, 
                for p in ports]
     ok = all(x[0] for x in results)
     return ok, ("nftables: " + ("accepted" if ok else f"dropped by {results[0][1]}")), (
-        "re-run `inv bootstrap` (it restores home's table inet tunnelops and the ports in its "
-        "sets)")
+        f"re-run `inv bootstrap` (it restores home's table "
+        f"{Names(site.tunnel.interface).nft_family_table} and the ports in its sets)")
 
 
 _NET_FLAGS = ("--network", "--net")

@@ -10,6 +10,7 @@ contract behind `changed=0`.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 
 import pytest
@@ -35,7 +36,7 @@ from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Site
 from tunnelops.render import awall as awall_render
-from tunnelops.render import ifupdown, nftables, podman
+from tunnelops.render import ifupdown, nftables, nfthost, podman
 from tunnelops.render.sysctl import forwarding_conf
 from tunnelops.render.wireguard import (
     home_import_conf,
@@ -99,8 +100,13 @@ def test_recorded_facts_are_what_the_generator_writes(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # nft's own listing needs a network namespace: reuse the recorded one
     raw = recorded(name).raw
-    listed = (raw.get("nft_table", "") + "\n", raw.get("nft_sets", "") + "\n")
-    monkeypatch.setattr(generate, "nft_list", lambda ruleset: listed)
+
+    def listed(ruleset: str, table: str = "") -> tuple[str, str]:
+        kind = "nft_host" if "host" in table else "nft_table"
+        sets = "nft_host_sets" if "host" in table else "nft_sets"
+        return raw.get(kind, "") + "\n", raw.get(sets, "") + "\n"
+
+    monkeypatch.setattr(generate, "nft_list", listed)
     assert generate.output(generate.HOSTS[name]()) == generate.load(name)
 
 
@@ -400,7 +406,8 @@ def test_debian_fresh_vps() -> None:
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
         ("wireguard", ["create /etc/wireguard/wg0.conf", "bring wg0 up with wg-quick"]),
-        ("firewall", ["create /etc/tunnelops/wg0.nft", "load table inet tunnelops-wg0",
+        ("firewall", ["create /etc/tunnelops/wg0.nft", "create /etc/tunnelops/host.nft",
+                      "load table inet tunnelops-host and table inet tunnelops-wg0",
                       "update /etc/nftables.conf"]),
     ]
     assert change(plans, "packages", "install wireguard-tools").script.startswith(
@@ -419,15 +426,30 @@ def test_debian_fresh_vps() -> None:
     assert 'iifname "eth0" udp dport @svc_udp_home dnat ip to 192.168.2.2' in ruleset
     assert ('add element inet tunnelops-wg0 svc_udp_home { 12345 comment "game", '
             '27015-27020 comment "game" }\n') in ruleset
-    assert fw.changes[1].script == (
-        "{ cat /etc/tunnelops/wg0.nft; } | nft -f -\nmkdir -p /var/lib/tunnelops/wg0\n"
+    # the filter is the VPS's own table, its sites' interfaces and ports its elements
+    assert fw.changes[1] == FileChange("/etc/tunnelops/host.nft", nfthost.host_ruleset(
+        "eth0", 22, [nfthost.HubSite("wg0", 51821, "home")]))
+    assert 'add element inet tunnelops-host wireguard { 51821 comment "home" }\n' in \
+        fw.changes[1].content
+    assert "policy drop" not in ruleset and "policy drop" in fw.changes[1].content
+    # both in one transaction, the host's first
+    assert fw.changes[2].script == (
+        "{ cat /etc/tunnelops/host.nft /etc/tunnelops/wg0.nft; } | nft -f -\n"
+        "mkdir -p /var/lib/tunnelops/host\n"
+        "nft -st list table inet tunnelops-host > /var/lib/tunnelops/host/nft.applied\n"
+        "mkdir -p /var/lib/tunnelops/wg0\n"
         "nft -st list table inet tunnelops-wg0 > /var/lib/tunnelops/wg0/nft.applied")
-    conf = fw.changes[2]
+    conf = fw.changes[3]
     assert (conf.path, conf.old, conf.mode, conf.backup) == (
         "/etc/nftables.conf", DEBIAN_NFTABLES_CONF, 0o755, True)
     assert conf.content == DEBIAN_NFTABLES_CONF + (
+        "# tunnelops: the VPS's own table, shared by its sites: before theirs\n"
+        'include "/etc/tunnelops/host.nft"\n'
         "# tunnelops: the table of wg0, loaded after everything else\n"
         'include "/etc/tunnelops/wg0.nft"\n')
+    # the guard puts both back
+    assert "nft delete table inet tunnelops-host" in fw.guard.restore
+    assert "nft delete table inet tunnelops-wg0" in fw.guard.restore
     assert fw.guard is not None and fw.post == [
         "systemctl enable nftables >/dev/null 2>&1 || true"]
 
@@ -438,14 +460,31 @@ def test_debian_converged_vps_plans_nothing() -> None:
 
 def test_debian_vps_drift_is_repaired() -> None:
     f = recorded("debian-vps-converged")
-    assert f.nft_table is not None
-    f.nft_table = f.nft_table.replace('\t\tudp dport 51821 accept comment "wireguard"\n', "")
+    assert f.nft_table is not None and f.nft_host is not None
+    rule = '\t\tudp dport @wireguard accept comment "wireguard"\n'
+    assert rule in f.nft_host
+    f.nft_host = f.nft_host.replace(rule, "")
     f.wg["peers"] = []  # `wg set wg0 peer ... remove` by hand
     plans = vps.configure(vps_ctx(f, RANGE_SITE))
     assert summary(plans)[2:] == [
         ("wireguard", ["sync wg0 peers with its config (peer ZCgYP8TZ… is missing)"]),
-        ("firewall", ["load table inet tunnelops-wg0 (the live table drifted)"])]
-    assert step(plans, "firewall").guard is not None
+        ("firewall", ["load table inet tunnelops-host (the live table drifted)"])]
+    fw = step(plans, "firewall")
+    assert fw.guard is not None and "tunnelops-wg0" not in fw.guard.restore
+    # the site's table alone
+    f = recorded("debian-vps-converged")
+    f.nft_table = f.nft_table.replace("dnat ip to 192.168.2.2", "dnat ip to 192.168.2.9")
+    fw = step(vps.configure(vps_ctx(f, RANGE_SITE)), "firewall")
+    assert [c.summary for c in fw.changes] == [
+        "load table inet tunnelops-wg0 (the live table drifted)"]
+    # an element of the host's sets removed by hand comes back as that element
+    f = recorded("debian-vps-converged")
+    f.nft_host_sets = {"tunnels": [("wg0", "home")], "wireguard": []}
+    fw = step(vps.configure(vps_ctx(f, RANGE_SITE)), "firewall")
+    assert [(c.summary, c.shell()) for c in fw.changes] == [(
+        "add 51821 (home) to set wireguard of inet tunnelops-host",
+        "nft 'add element inet tunnelops-host wireguard { 51821 comment \"home\" }'")]
+    assert fw.guard is None
 
 
 NFT_FILE = "/etc/tunnelops/wg0.nft"
@@ -496,15 +535,17 @@ def test_debian_vps_element_drift_is_repaired_from_the_live_sets() -> None:
 
 
 def test_debian_vps_change_of_base_reloads_the_table_under_the_guard() -> None:
-    """Anything but the elements (here WireGuard's port; or the rules of an older
+    """Anything but the elements (here the tunnel's addresses; or the rules of an older
     tunnelops) replaces the whole table, under the guard, as before."""
-    site = dataclasses.replace(RANGE_SITE, tunnel=dataclasses.replace(RANGE_SITE.tunnel,
-                                                                      listen_port=51999))
+    site = dataclasses.replace(RANGE_SITE, tunnel=dataclasses.replace(
+        RANGE_SITE.tunnel, subnet=ipaddress.ip_network("192.168.7.0/24"),
+        vps_address=ipaddress.ip_address("192.168.7.1"),
+        home_address=ipaddress.ip_address("192.168.7.2")))
     fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
     assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
                                                "load table inet tunnelops-wg0"]
     assert fw.changes[1].script.startswith(f"{{ cat {NFT_FILE}; }} | nft -f -\n")
-    assert fw.guard is not None
+    assert fw.guard is not None and "tunnelops-host" not in fw.guard.snapshot
     # the rollback snapshot keeps the service ports, which the terse listing leaves out
     assert "nft -s list set inet tunnelops-wg0 svc_udp_home" in fw.guard.snapshot
     # the base changed AND a port was added: still one reload, no element commands
@@ -512,6 +553,31 @@ def test_debian_vps_change_of_base_reloads_the_table_under_the_guard() -> None:
                                     site.with_port_added("12347/udp"))), "firewall")
     assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
                                                "load table inet tunnelops-wg0"]
+
+
+def test_debian_vps_new_listen_port_is_two_elements_of_the_host_table() -> None:
+    """WireGuard's port is the site's element in the host's set `wireguard`: no reload."""
+    site = dataclasses.replace(RANGE_SITE, tunnel=dataclasses.replace(RANGE_SITE.tunnel,
+                                                                      listen_port=51999))
+    fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
+    assert [c.summary for c in fw.changes] == [
+        "update /etc/tunnelops/host.nft",
+        "delete 51821 from set wireguard of inet tunnelops-host",
+        "add 51999 (home) to set wireguard of inet tunnelops-host"]
+    assert fw.guard is None
+
+
+def test_debian_vps_new_ssh_port_reloads_the_host_table_under_the_guard() -> None:
+    site = dataclasses.replace(RANGE_SITE, vps=dataclasses.replace(RANGE_SITE.vps, port=2222))
+    fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
+    assert [c.summary for c in fw.changes] == ["update /etc/tunnelops/host.nft",
+                                               "load table inet tunnelops-host"]
+    assert 'tcp dport 2222 accept comment "ssh"' in fw.changes[0].content
+    assert fw.changes[1].script.startswith("{ cat /etc/tunnelops/host.nft; } | nft -f -\n")
+    assert fw.guard is not None and "tunnelops-wg0" not in fw.guard.snapshot
+    # the snapshot keeps the sites' elements (the SSH limiter's dynamic sets are left out)
+    assert "nft -s list set inet tunnelops-host tunnels" in fw.guard.snapshot
+    assert "ssh_new4" not in fw.guard.snapshot
 
 
 # --------------------------------------------------------------------------- Fedora VPS
@@ -616,7 +682,7 @@ def test_switch_client_ip_on_awall() -> None:
     f.files[game] = dataclasses.replace(f.files[game], content=awall_render.dumps(policy))
     record = "/var/lib/tunnelops/sites/wg0.json"  # the record says the mode too
     f.files[record] = dataclasses.replace(
-        f.files[record], content=hub_claim(snat_site, (HOME_PUB,)).to_json())
+        f.files[record], content=hub_claim(snat_site, (HOME_PUB,), "eth0").to_json())
     assert_converged(vps.configure(vps_ctx(f, snat_site)))
     plans = vps.configure(vps_ctx(f, SITE))
     assert summary(plans)[3] == ("firewall", [f"update {game}", "awall activate"])

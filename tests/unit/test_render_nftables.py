@@ -19,7 +19,7 @@ from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
 from tunnelops.model import PortSpec, Service, Tunnel
 from tunnelops.naming import Names
-from tunnelops.render import nftables
+from tunnelops.render import nftables, nfthost
 from tunnelops.steps.context import Ctx
 
 GAME = Service("game", "docker.io/example/game:latest",
@@ -42,21 +42,6 @@ def header(table: str) -> str:
 HEADER = header("tunnelops-wg0")
 ICMP = ("icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem }"
         " accept\n")
-ICMPV6 = ("icmpv6 type { echo-request, destination-unreachable, packet-too-big, time-exceeded, "
-          "parameter-problem, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } "
-          "accept\n")
-SETS = (
-    "    set ssh_new4 {\n"
-    "        type ipv4_addr\n"
-    "        flags dynamic, timeout\n"
-    "        timeout 1m\n"
-    "    }\n"
-    "    set ssh_new6 {\n"
-    "        type ipv6_addr\n"
-    "        flags dynamic, timeout\n"
-    "        timeout 1m\n"
-    "    }\n"
-)
 def svc_sets(*names: str) -> str:
     return "".join(f"    set {n} {{\n        type inet_service\n        flags interval\n    }}\n"
                    for n in names)
@@ -66,12 +51,13 @@ SVC_SETS = svc_sets("svc_tcp", "svc_udp")
 R = " " * 8  # rule indentation
 
 
-def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, listen: int,
-             *, snat: bool = False, homes: dict[str, str] | None = None) -> str:
-    """vps_ruleset without its `add element` lines: the same whatever the services. Each
-    home has its pair of sets, DNATed to its address. With snat (client_ip = "snat")
-    forwarded service traffic leaves from the VPS's tunnel address; without it only home's
-    egress is masqueraded."""
+def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, *, snat: bool = False,
+             homes: dict[str, str] | None = None) -> str:
+    """vps_ruleset without its `add element` lines: the same whatever the services. The
+    site's own table on the VPS is its NAT: each home has its pair of sets, DNATed to its
+    address. With snat (client_ip = "snat") forwarded service traffic leaves from the VPS's
+    tunnel address; without it only home's egress is masqueraded. The filter is the host's
+    table (render.nfthost)."""
     homes = homes or {"home": home}
 
     def each(rule: str) -> str:
@@ -81,36 +67,8 @@ def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, list
     snat_rules = each(f'{R}oifname "{wg}" ip daddr {{a}} {{p}} dport @svc_{{p}}_{{h}} snat ip '
                       f'to {vps} comment "services of {{h}}"\n') if snat else ""
     return (
-        header(f"tunnelops-{wg}") + SETS
+        header(f"tunnelops-{wg}")
         + svc_sets(*(f"svc_{p}_{h}" for h in homes for p in ("tcp", "udp"))) + "\n"
-        "    chain input {\n"
-        f"{R}type filter hook input priority filter; policy drop;\n"
-        f"{R}ct state established,related accept\n"
-        f"{R}ct state invalid drop\n"
-        f"{R}iif lo accept\n"
-        f'{R}iifname "{wg}" accept\n'
-        f"{R}{ICMP}"
-        f"{R}{ICMPV6}"
-        f'{R}ip6 saddr fe80::/10 udp dport 546 accept comment "dhcpv6 replies"\n'
-        f"{R}tcp dport {ssh} tcp flags & (syn | ack) == syn ct state new update @ssh_new4 "
-        "{ ip saddr limit rate over "
-        '9/minute burst 3 packets } drop comment "ssh rate limit"\n'
-        f"{R}tcp dport {ssh} tcp flags & (syn | ack) == syn ct state new update @ssh_new6 "
-        "{ ip6 saddr limit rate over "
-        '9/minute burst 3 packets } drop comment "ssh rate limit"\n'
-        f'{R}tcp dport {ssh} accept comment "ssh"\n'
-        f'{R}udp dport {listen} accept comment "wireguard"\n'
-        "    }\n"
-        "\n"
-        "    chain forward {\n"
-        f"{R}type filter hook forward priority filter; policy drop;\n"
-        f"{R}ct state established,related accept\n"
-        f"{R}ct state invalid drop\n"
-        f'{R}iifname "{wg}" oifname "{wan}" accept comment "home egress through the VPS"\n'
-        + each(f'{R}iifname "{wan}" oifname "{wg}" ip daddr {{a}} {{p}} dport @svc_{{p}}_{{h}} '
-               'ct status dnat accept comment "services of {h}"\n') +
-        "    }\n"
-        "\n"
         "    chain prerouting {\n"
         f"{R}type nat hook prerouting priority dstnat; policy accept;\n"
         + each(f'{R}iifname "{wan}" {{p}} dport @svc_{{p}}_{{h}} dnat ip to {{a}} comment '
@@ -126,12 +84,11 @@ def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, ssh: int, list
     )
 
 
-CUSTOM_BASE = vps_base("ens3", "wgt", "10.9.8.6", "10.9.8.5", "10.9.8.0/29", 2222, 51999,
-                       snat=True)
+CUSTOM_BASE = vps_base("ens3", "wgt", "10.9.8.6", "10.9.8.5", "10.9.8.0/29", snat=True)
 
 
 def test_vps_ruleset_two_services_custom_tunnel() -> None:
-    assert nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222, snat=True) == (
+    assert nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], snat=True) == (
         CUSTOM_BASE
         + 'add element inet tunnelops-wgt svc_tcp_home { 8080 comment "web", '
         '12346 comment "game" }\n'
@@ -151,7 +108,7 @@ def test_vps_ruleset_forwards_each_service_to_its_home() -> None:
     """A pair of sets per home, DNATed to its address; a home without services has its
     (empty) pair, so a port added there later is an element, not a reload."""
     text = nftables.vps_ruleset("eth0", Tunnel(), [GAME, VOICE], homes=THREE, snat=True)
-    assert text == vps_base("eth0", "wg0", "", "192.168.2.1", "192.168.2.0/24", 22, 51821,
+    assert text == vps_base("eth0", "wg0", "", "192.168.2.1", "192.168.2.0/24",
                             snat=True, homes={h: str(a) for h, a in THREE.items()}) + (
         'add element inet tunnelops-wg0 svc_tcp_home { 12346 comment "game" }\n'
         'add element inet tunnelops-wg0 svc_udp_home { 12345 comment "game" }\n'
@@ -168,8 +125,7 @@ def test_vps_ruleset_forwards_each_service_to_its_home() -> None:
 
 def test_vps_ruleset_without_services_is_the_same_base() -> None:
     text = nftables.vps_ruleset("eth0", Tunnel(), [])
-    assert text == vps_base("eth0", "wg0", "192.168.2.2", "192.168.2.1", "192.168.2.0/24",
-                            22, 51821)
+    assert text == vps_base("eth0", "wg0", "192.168.2.2", "192.168.2.1", "192.168.2.0/24")
     assert "add element" not in text
     one = nftables.vps_ruleset("eth0", Tunnel(), [GAME])
     assert nftables.split(one)[0] == text  # a service only adds elements
@@ -200,7 +156,7 @@ def test_home_ruleset() -> None:
 
 
 def test_split_and_elements() -> None:
-    text = nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], ssh_port=2222, snat=True)
+    text = nftables.vps_ruleset("ens3", CUSTOM, [GAME, WEB], snat=True)
     base, elements = nftables.split(text)
     assert base == CUSTOM_BASE
     E = nftables.Element
@@ -254,7 +210,9 @@ def nft(tmp_path: Path, text: str, script: str) -> subprocess.CompletedProcess[s
 
 RULESETS = {
     "vps-seed": nftables.vps_ruleset("eth0", Tunnel(), [GAME]),
-    "vps-custom": nftables.vps_ruleset("ens3.100", CUSTOM, [GAME, WEB], ssh_port=2222),
+    "vps-custom": nftables.vps_ruleset("ens3.100", CUSTOM, [GAME, WEB]),
+    "host": nfthost.host_ruleset("eth0", 22, [nfthost.HubSite("wg0", 51821, "lab")]),
+    "host-empty": nfthost.host_ruleset("ens3.100", 2222, []),
     "vps-snat": nftables.vps_ruleset("eth0", Tunnel(), [GAME], snat=True),
     "vps-empty": nftables.vps_ruleset("eth0", Tunnel(), []),
     "vps-three-homes": nftables.vps_ruleset("eth0", Tunnel(), [GAME, VOICE], homes=THREE,
@@ -328,8 +286,8 @@ def test_nft_lists_the_elements_we_wrote(tmp_path: Path) -> None:
 
 def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
     """The backend's element commands, run by a shell as the apply script does: the set
-    changes, every rule keeps its handle and counter, the SSH limiter's set keeps its
-    element; and the guard's snapshot restores the elements too."""
+    changes, every rule keeps its handle and counter, the SSH limiter's set (the host's
+    table) keeps its element; and the guard's snapshot restores the elements too."""
     E = nftables.Element
     table = "inet tunnelops-wgt"
     changes = nft_backend.element_changes(
@@ -340,14 +298,17 @@ def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
         "delete 12346/tcp (game) from set svc_tcp_home",
         "delete 27015-27020/udp (web) from set svc_udp_home",
         "add 12347/udp (game) to set svc_udp_home"]
+    (tmp_path / "host.nft").write_text(RULESETS["host"])
+    host = "inet tunnelops-host"
     rules = f"nft -a list table {table} | grep -v elements"
     sets = facts.nft_sets_list(table)
     script = (
-        f"nft -f FILE && nft add element {table} ssh_new4 '{{ 203.0.113.9 }}' && "
-        f"nft add rule {table} input counter packets 7 bytes 700 && "
+        f"nft -f host.nft && nft -f FILE && nft add element {host} ssh_new4 "
+        "'{ 203.0.113.9 }' && "
+        f"nft add rule {table} prerouting counter packets 7 bytes 700 && "
         f"{rules} > before && " + " && ".join(c.script for c in changes) + " && "
         f"{rules} > after && cmp before after && {sets} && "
-        f"nft list set {table} ssh_new4 | grep -c 203.0.113.9 && "
+        f"nft list set {host} ssh_new4 | grep -c 203.0.113.9 && "
         f"{nft_backend.snapshot(table, ['svc_tcp_home', 'svc_udp_home'])} > snap && "
         f"nft delete table {table} && "
         f"nft -f snap && echo @restored && {sets}")
@@ -358,3 +319,50 @@ def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
             "svc_udp_home": [E(12345, 12345, "game"), E(12347, 12347, "game")]}
     assert nftables.port_sets(live) == nftables.port_sets(restored) == want
     assert "counter packets 7 bytes 700" in (tmp_path / "after").read_text()
+
+
+def test_the_host_table_is_reloaded_keeping_every_sites_elements(tmp_path: Path) -> None:
+    """Two sites on the VPS: the host's table lets both WireGuard ports and tunnels in. A
+    reload of its file (a change of its rules) never deletes the table, so another site's
+    element and the SSH limiter's memory survive; one site's element commands touch only
+    its own."""
+    two = nfthost.host_ruleset("eth0", 22, [nfthost.HubSite("wg0", 51821, "lab"),
+                                            nfthost.HubSite("wg1", 51822, "friend")])
+    host = "inet tunnelops-host"
+    (tmp_path / "two.nft").write_text(two)
+    (tmp_path / "one.nft").write_text(RULESETS["host"])
+    gone = nft_backend.host_element_changes(nfthost.host_elements(RULESETS["host"]),
+                                            nfthost.host_elements(two))
+    assert [c.summary for c in gone] == [
+        f"delete wg1 from set tunnels of {host}", f"delete 51822 from set wireguard of {host}"]
+    script = (f"nft -f two.nft && nft add element {host} ssh_new4 '{{ 203.0.113.9 }}' && "
+              f"nft add element {host} wireguard '{{ 51999 }}' && nft -f one.nft && "
+              f"{facts.nft_sets_list(host)} && echo @gone && "
+              + " && ".join(c.script for c in gone) + f" && {facts.nft_sets_list(host)}")
+    result = nft(tmp_path, "", f"cd {tmp_path} && {script}")
+    assert result.returncode == 0, result.stderr
+    kept, _, after = result.stdout.partition("@gone\n")
+    sets = nftables.set_elements(kept)
+    assert sets["wireguard"] == [("51821", "lab"), ("51822", "friend"), ("51999", "")]
+    assert sets["tunnels"] == [('"wg0"', "lab"), ('"wg1"', "friend")]
+    assert sets["ssh_new4"][0][0] == "203.0.113.9"
+    assert nftables.set_elements(after)["wireguard"] == [("51821", "lab"), ("51999", "")]
+
+
+def test_the_host_table_lets_each_sites_wireguard_and_tunnel_in() -> None:
+    text = nfthost.host_ruleset("eth0", 2222, [nfthost.HubSite("wg0", 51821, "lab")])
+    assert text.startswith("# Managed by tunnelops: local edits are overwritten.\n"
+                           "add table inet tunnelops-host\n")
+    assert "delete table" not in text  # a reload keeps the sets' elements
+    for rule in ('input iifname @tunnels accept comment "the homes"',
+                 'input tcp dport 2222 accept comment "ssh"',
+                 'input udp dport @wireguard accept comment "wireguard"',
+                 'forward iifname @tunnels oifname "eth0" accept comment "home egress through '
+                 'the VPS"',
+                 'forward iifname "eth0" oifname @tunnels ct status dnat accept comment '
+                 '"services"'):
+        assert f"add rule inet tunnelops-host {rule}\n" in text
+    assert text.endswith('add element inet tunnelops-host tunnels { "wg0" comment "lab" }\n'
+                         'add element inet tunnelops-host wireguard { 51821 comment "lab" }\n')
+    assert nfthost.host_elements(text) == {"tunnels": [("wg0", "lab")],
+                                           "wireguard": [("51821", "lab")]}

@@ -23,13 +23,15 @@ from tests.unit.facts.generate import (
     VPS_PUB,
 )
 from tunnelops import facts
+from tunnelops.backends import nftables as nft_backend
 from tunnelops.backends import wglive
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.claims import home_claim, hub_claim
 from tunnelops.facts import FileFact, HostFacts
 from tunnelops.inventory import new_site
-from tunnelops.naming import LEGACY, Names
-from tunnelops.render import nftables
+from tunnelops.naming import HOST_NFT_FILE, LEGACY, Names
+from tunnelops.render import nftables, nfthost
+from tunnelops.render.nfthost import HubSite
 from tunnelops.render.wireguard import vps_setconf, vps_wg_quick
 from tunnelops.steps import home, sites, teardown, vps
 from tunnelops.steps.context import Ctx, PlanError
@@ -120,9 +122,13 @@ def test_debian_hub_with_three_homes_from_nothing() -> None:
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
         ("wireguard", ["create /etc/wireguard/wg0.conf", "bring wg0 up with wg-quick"]),
-        ("firewall", ["create /etc/tunnelops/wg0.nft", "load table inet tunnelops-wg0",
+        ("firewall", ["create /etc/tunnelops/wg0.nft", "create /etc/tunnelops/host.nft",
+                      "load table inet tunnelops-host and table inet tunnelops-wg0",
                       "update /etc/nftables.conf"]),
     ]
+    # one site, one tunnel and WireGuard port in the host's table, whatever the homes
+    assert nfthost.host_elements(step(plans, "firewall").changes[1].content) == {
+        "tunnels": [("wg0", "fleet")], "wireguard": [("51821", "fleet")]}
     assert step(plans, "wireguard").changes[0].content == vps_wg_quick(FLEET.tunnel,
                                                                         FLEET_PEERS)
     ruleset = step(plans, "firewall").changes[0].content
@@ -219,18 +225,21 @@ def test_an_older_debian_vps_moves_to_the_new_names_in_one_run() -> None:
         ("forwarding", []),
         ("wireguard", ["update /etc/wireguard/wg0.conf",
                        "sync wg0 peers with its config (its config changed)"]),
-        ("firewall", ["create /etc/tunnelops/wg0.nft",
-                      "load table inet tunnelops-wg0, in place of inet tunnelops",
+        ("firewall", ["create /etc/tunnelops/wg0.nft", "create /etc/tunnelops/host.nft",
+                      "load table inet tunnelops-host and table inet tunnelops-wg0, in "
+                      "place of inet tunnelops",
                       "update /etc/nftables.conf", "remove /etc/tunnelops/tunnelops.nft",
                       "remove /var/lib/tunnelops/nft.applied"]),
     ]
     fw = step(plans, "firewall")
-    load = fw.changes[1]
+    load = fw.changes[2]
     assert load.shell().startswith(
         "{ printf '%s\\n' 'table inet tunnelops' 'delete table inet tunnelops'; "
-        "cat /etc/tunnelops/wg0.nft; } | nft -f -\n")
-    conf = fw.changes[2]
+        "cat /etc/tunnelops/host.nft /etc/tunnelops/wg0.nft; } | nft -f -\n")
+    conf = fw.changes[3]
     assert conf.content == generate.DEBIAN_NFTABLES_CONF + (
+        "# tunnelops: the VPS's own table, shared by its sites: before theirs\n"
+        'include "/etc/tunnelops/host.nft"\n'
         "# tunnelops: the table of wg0, loaded after everything else\n"
         'include "/etc/tunnelops/wg0.nft"\n')
     # the guard restores the older table too, should SSH stop working
@@ -344,6 +353,51 @@ def test_another_site_on_the_vps_is_not_touched_and_its_claims_are_refused() -> 
         safety.check(Ctx(port, "vps", f, peer_public_key=HOME_PUB))
 
 
+def test_a_second_site_on_a_debian_vps_is_elements_of_the_host_table() -> None:
+    """The VPS's filter is its own table: a second site adds its tunnel and WireGuard port to
+    its sets (no reload of it, nothing of the first site's touched) and loads a table of its
+    own with its NAT. A site that would let another SSH port in, or name another WAN, is
+    refused: the host's table has one of each."""
+    f = recorded("debian-vps-converged")
+    f.sites = {}  # the first site's record, as the friend sees it: another site's
+    f.sites |= other_record(hub_claim(RANGE_SITE, (HOME_PUB,), "eth0").to_json(), "wg0")
+    # what the facts read of the site's own interface and table: wg1 has none yet
+    f.wg, f.nft_table, f.nft_applied, f.nft_sets = {}, None, None, {}
+    ctx = Ctx(FRIEND, "vps", f, peer_public_key="y" * 43 + "=")
+    ctx.vps_public_ip, ctx.wan_interface = vps.discover(ctx, generate.INVENTORY)
+    from tunnelops.steps import safety
+    safety.check(ctx)
+    fw = step(vps.configure(ctx), "firewall")
+    assert [c.summary for c in fw.changes] == [
+        "create /etc/tunnelops/wg1.nft", "update /etc/tunnelops/host.nft",
+        "load table inet tunnelops-wg1",
+        "add wg1 (friend) to set tunnels of inet tunnelops-host",
+        "add 51822 (friend) to set wireguard of inet tunnelops-host",
+        "update /etc/nftables.conf"]
+    assert fw.changes[1].content == nfthost.host_ruleset(
+        "eth0", 22, [HubSite("wg0", 51821, "home"), HubSite("wg1", 51822, "friend")])
+    assert "tunnelops-wg0" not in "".join(c.shell() for c in fw.changes if
+                                          isinstance(c, CommandChange))
+    assert fw.guard is not None and "tunnelops-host" not in fw.guard.restore
+    conf = fw.changes[-1].content
+    assert conf.count('include "/etc/tunnelops/host.nft"') == 1
+    assert conf.endswith('include "/etc/tunnelops/wg1.nft"\n')
+    for change, message in [
+        (dict(vps=dataclasses.replace(FRIEND.vps, port=2222)),
+         "the VPS's SSH port as 2222/tcp (theirs: 22/tcp) is site 'home''s (wg0) on this "
+         "VPS: the VPS's firewall, which its sites share, lets one SSH port in: reach it on "
+         "22 (the host's port, or ssh_config's Port)"),
+        (dict(vps=dataclasses.replace(FRIEND.vps, wan_interface="ens3")),
+         "the WAN interface ens3 (theirs: eth0) is site 'home''s (wg0) on this VPS: set "
+         "[vps] wan_interface = \"eth0\""),
+    ]:
+        bad = Ctx(dataclasses.replace(FRIEND, **change), "vps", f,
+                  peer_public_key="y" * 43 + "=", wan_interface=change["vps"].wan_interface)
+        with pytest.raises(PlanError) as err:
+            safety.check(bad)
+        assert str(err.value) == message
+
+
 def test_another_inventory_on_the_same_interface_is_refused_a_copy_is_not() -> None:
     """The record of wg0 names site 'home' with its home's key. Another site on wg0 whose
     homes have other keys is another deployment: refused. A copy of the site (another
@@ -358,7 +412,8 @@ def test_another_inventory_on_the_same_interface_is_refused_a_copy_is_not() -> N
     copy = Ctx(dataclasses.replace(RANGE_SITE, name="copy"), "vps", f,
                peer_public_key=HOME_PUB)
     safety_check(copy)
-    # ... and converges to the same record: the name it was made with stays
+    # ... and converges to the same record: the name it was made with stays (and the WAN
+    # it recorded, when this run does not know it)
     assert sites.plan(copy).changes == []
     # at home: the VPS's key decides
     fh = recorded("fedora-home-converged")
@@ -421,9 +476,14 @@ def test_a_firewalld_vps_refuses_sites_that_disagree_on_client_ip() -> None:
 
 def test_teardown_beside_another_site_keeps_what_they_share() -> None:
     """The friend's site stays: its table, its include line, the forwarding sysctl, the
-    originals, the state directories."""
+    originals, the state directories, the host's table with the friend's elements."""
     f = recorded("debian-vps-converged")
-    f.sites |= other_record(hub_claim(FRIEND, ("x" * 43 + "=",)).to_json())
+    f.sites |= other_record(hub_claim(FRIEND, ("x" * 43 + "=",), "eth0").to_json())
+    both = [HubSite("wg0", 51821, "home"), HubSite("wg1", 51822, "friend")]
+    host_file = f.files[HOST_NFT_FILE]
+    f.files[HOST_NFT_FILE] = dataclasses.replace(
+        host_file, content=nfthost.host_ruleset("eth0", 22, both))
+    f.nft_host_sets = nfthost.elements(both)
     theirs = 'include "/etc/tunnelops/wg1.nft"\n'
     conf = f.files["/etc/nftables.conf"]
     f.files["/etc/nftables.conf"] = FileFact(conf.path, conf.mode, conf.owner,
@@ -439,7 +499,17 @@ def test_teardown_beside_another_site_keeps_what_they_share() -> None:
     assert "rm -rf /var/lib/tunnelops/wg0" in text
     edit = next(c for p in plans for c in p.changes
                 if isinstance(c, FileChange) and c.path == "/etc/nftables.conf")
-    assert edit.content == generate.DEBIAN_NFTABLES_CONF + "# their comment\n" + theirs
+    assert edit.content == generate.DEBIAN_NFTABLES_CONF + "".join(
+        f"{x}\n" for x in nft_backend.HOST_LINES) + "# their comment\n" + theirs
+    # the host's table stays, without this site's elements: live and in its file
+    assert "delete table inet tunnelops-host" not in text
+    assert [c.shell() for p in plans for c in p.changes
+            if isinstance(c, CommandChange) and "tunnelops-host" in c.shell()] == [
+        "nft 'delete element inet tunnelops-host tunnels { \"wg0\" }'",
+        "nft 'delete element inet tunnelops-host wireguard { 51821 }'"]
+    host_edit = next(c for p in plans for c in p.changes
+                     if isinstance(c, FileChange) and c.path == HOST_NFT_FILE)
+    assert host_edit.content == nfthost.host_ruleset("eth0", 22, both[1:])
     removed = {c.path for p in plans for c in p.changes if isinstance(c, RemoveFile)}
     assert {"/etc/tunnelops/wg0.nft", N.record, "/etc/wireguard/wg0.conf"} <= removed
     # alone, the same host is put back as it was before tunnelops
@@ -447,4 +517,5 @@ def test_teardown_beside_another_site_keeps_what_they_share() -> None:
                                                            recorded("debian-vps-converged")))
                       for c in p.changes)
     assert "rm -rf /etc/tunnelops /var/lib/tunnelops /run/tunnelops" in alone
+    assert "nft delete table inet tunnelops-host" in alone
     assert "net.ipv4.ip_forward" in alone

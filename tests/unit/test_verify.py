@@ -24,6 +24,7 @@ from tunnelops import verify, verify_client, verify_ui
 from tunnelops.facts import _parse_firewalld
 from tunnelops.model import HomeSpec, PortSpec, Service, Site, Tunnel, VpsSpec
 from tunnelops.render import nftables as nft_render
+from tunnelops.render import nfthost
 from tunnelops.render import podman as podman_render
 from tunnelops.verify import (
     Check,
@@ -218,7 +219,8 @@ def test_dnat_rule_deleted_on_vps() -> None:
     assert first.id == "vps.port.12345/udp"
     assert first.measured == "nftables: filter ✓, DNAT ✗ (no dnat to 192.168.2.2), no SNAT ✓"
     assert first.hint == ("DNAT for 12345/udp missing on the VPS: re-run `inv bootstrap` (it "
-                          "restores table inet tunnelops: its rules and the ports in its sets)")
+                          "restores table inet tunnelops-host, the VPS's filter, and inet "
+                          "tunnelops-wg0: its rules and the ports in its sets)")
     assert report.check("vps.port.12346/tcp").ok
 
 
@@ -280,8 +282,9 @@ def test_snat_rule_left_on_a_preserve_site() -> None:
     assert first.measured == "nftables: filter ✓, DNAT ✓, no SNAT ✗ (snat to 192.168.2.1)"
     assert first.hint == (
         "the VPS SNATs 12345/udp to 192.168.2.1, so the game sees that and not the player "
-        "(client_ip = preserve): re-run `inv bootstrap` (it restores table inet tunnelops: its "
-        "rules and the ports in its sets)")
+        "(client_ip = preserve): re-run `inv bootstrap` (it restores table inet "
+        "tunnelops-host, the VPS's filter, and inet tunnelops-wg0: its rules and the ports in "
+        "its sets)")
     client = report.check("client.game.tcp")
     assert client.ok is False and client.measured == (
         "game sees 192.168.2.1, the VPS's tunnel address, not the client's 203.0.113.2")
@@ -444,8 +447,10 @@ def test_tcp_ingress_outcomes() -> None:
 
 # ---------------------------------------------------------------- nftables reader
 T = Tunnel()
-VPS_RULES = nft_render.vps_ruleset("eth0", T, (GAME,))
-SNAT_VPS_RULES = nft_render.vps_ruleset("eth0", T, (GAME,), snat=True)
+# the VPS's own table (as its file says it: `add chain`, `add rule`), then the site's
+HOST_RULES = nfthost.host_ruleset("eth0", 22, [nfthost.HubSite("wg0", 51821, "home")])
+VPS_RULES = HOST_RULES + nft_render.vps_ruleset("eth0", T, (GAME,))
+SNAT_VPS_RULES = HOST_RULES + nft_render.vps_ruleset("eth0", T, (GAME,), snat=True)
 
 
 def fwd(port: int, proto: str = "udp") -> Pkt:
@@ -461,12 +466,21 @@ def test_rendered_vps_ruleset_is_understood() -> None:
     assert nft_filter(chains, "input", Pkt("eth0", "tcp", 22))[0]
     assert nft_filter(chains, "input", Pkt("eth0", "udp", 51821))[0]
     ok, why = nft_filter(chains, "input", Pkt("eth0", "tcp", 23))
-    assert not ok and why == "inet tunnelops-wg0 input: policy drop (no rule accepts it)"
+    assert not ok and why == "inet tunnelops-host input: policy drop (no rule accepts it)"
+    # another site's port and tunnel are the host table's elements too; nothing else is
+    assert not nft_filter(chains, "input", Pkt("eth0", "udp", 51822))[0]
+    two = parse_nft(nfthost.host_ruleset("eth0", 22, [nfthost.HubSite("wg0", 51821, "home"),
+                                                      nfthost.HubSite("wg1", 51822, "friend")]))
+    assert nft_filter(two, "input", Pkt("eth0", "udp", 51822))[0]
+    assert nft_filter(two, "forward", dataclasses.replace(fwd(1), oif="wg1"))[0]
+    assert not nft_filter(chains, "forward", dataclasses.replace(fwd(12345), oif="wg1"))[0]
     assert nft_nat(chains, "prerouting", Pkt("eth0", "udp", 12345))[:2] == ("dnat",
                                                                             "192.168.2.2")
     assert nft_nat(chains, "prerouting", Pkt("eth0", "udp", 12346)) is None
     assert nft_filter(chains, "forward", fwd(12345))[0]
-    assert not nft_filter(chains, "forward", fwd(12345, "tcp"))[0]
+    # the host's forward chain lets in what a site's prerouting DNATed into a tunnel: which
+    # ports are forwarded is the DNAT's (12345/tcp is not)
+    assert nft_nat(chains, "prerouting", Pkt("eth0", "tcp", 12345)) is None
     assert not nft_filter(chains, "forward", dataclasses.replace(fwd(12345), dnat=False))[0]
     assert nft_nat(chains, "postrouting", fwd(12345)) is None  # client_ip = "preserve"
     assert nft_nat(parse_nft(SNAT_VPS_RULES), "postrouting", fwd(12345))[:2] == (
@@ -475,7 +489,7 @@ def test_rendered_vps_ruleset_is_understood() -> None:
 
 def test_ranges_sets_and_an_earlier_drop() -> None:
     svc = dataclasses.replace(GAME, ports=(PortSpec.parse("27015-27020/udp"),))
-    chains = parse_nft(nft_render.vps_ruleset("eth0", T, (svc,)))
+    chains = parse_nft(HOST_RULES + nft_render.vps_ruleset("eth0", T, (svc,)))
     assert nft_nat(chains, "prerouting", Pkt("eth0", "udp", 27018)) is not None
     assert nft_nat(chains, "prerouting", Pkt("eth0", "udp", 27021)) is None
     other = parse_nft("table ip filter {\n chain FORWARD {\n  type filter hook forward "

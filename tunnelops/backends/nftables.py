@@ -22,11 +22,20 @@ include line go with it."""
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from tunnelops.changes import Change, CommandChange, FileChange, Guard, RemoveFile, StepPlan
 from tunnelops.facts import HostFacts
-from tunnelops.naming import LEGACY, Names
+from tunnelops.naming import (
+    HOST_FAMILY_TABLE,
+    HOST_NFT_APPLIED,
+    HOST_NFT_FILE,
+    HOST_STATE,
+    LEGACY,
+    Names,
+)
 from tunnelops.render import nftables as render
+from tunnelops.render import nfthost
 from tunnelops.render.nftables import Element
 from tunnelops.steps.context import Ctx
 
@@ -101,49 +110,122 @@ def legacy_present(f: HostFacts) -> bool:
 CONF_PATHS = ("/etc/nftables.conf", "/etc/sysconfig/nftables.conf")
 
 
-def plan(ctx: Ctx, ruleset: str, step: str = "firewall", *, legacy: bool = False) -> StepPlan:
-    """LEGACY: the host's table of an older tunnelops is this site's, moved to its own name."""
+@dataclass(frozen=True)
+class _Table:
+    """One table a load replaces, and how its guard puts it back."""
+
+    name: str  # family and table
+    file: str
+    applied: str  # the record of its last load (terse listing)
+    state: str  # its rollback files' directory
+    sets: tuple[str, ...]  # the sets whose elements the snapshot keeps
+
+    @property
+    def rollback(self) -> str:
+        return f"{self.state}/{self.name.split()[1]}.rollback"
+
+    @property
+    def rollback_file(self) -> str:
+        return f"{self.state}/{self.name.split()[1]}.file.rollback"
+
+    def snapshot(self) -> str:
+        return (f"mkdir -p {self.state}; {snapshot(self.name, list(self.sets))} > "
+                f"{self.rollback}; rm -f {self.rollback_file}; [ ! -e {self.file} ] || "
+                f"cp -a {self.file} {self.rollback_file}")
+
+    def restore(self) -> str:
+        # the live table and the file a boot loads, so a restored lock-out does not come
+        # back at the next reboot (no file before: an empty table's, so the include line
+        # written beside it still loads)
+        return (f"nft delete table {self.name} 2>/dev/null; [ -s {self.rollback} ] && "
+                f"nft -f {self.rollback}; rm -f {self.applied}; if [ -e {self.rollback_file} ]; "
+                f"then mv -f {self.rollback_file} {self.file}; else printf '%s\\n' "
+                f"'table {self.name}' 'delete table {self.name}' > {self.file}; fi")
+
+
+def host_element_changes(want: dict[str, list[tuple[str, str]]],
+                         live: dict[str, list[tuple[str, str]]]) -> list[CommandChange]:
+    """The host table's elements that differ: one command each, deletions first."""
+    deletes, adds = [], []
+    for name in nfthost.SETS:
+        have, need = live.get(name, []), want.get(name, [])
+        for value, comment in have:
+            if (value, comment) not in need:
+                stmt = nfthost.delete_element(name, value)
+                deletes.append(CommandChange(f"delete {value} from set {name} of "
+                                             f"{HOST_FAMILY_TABLE}", f"nft {shlex.quote(stmt)}",
+                                             stmt))
+        for value, comment in need:
+            if (value, comment) not in have:
+                stmt = nfthost.add_element(name, value, comment)
+                adds.append(CommandChange(f"add {value} ({comment}) to set {name} of "
+                                          f"{HOST_FAMILY_TABLE}", f"nft {shlex.quote(stmt)}",
+                                          stmt))
+    return deletes + adds
+
+
+def plan(ctx: Ctx, ruleset: str, step: str = "firewall", *, legacy: bool = False,
+         host: str | None = None) -> StepPlan:
+    """RULESET: the site's table. HOST: on the VPS, the host's own table shared by its sites
+    (render.nfthost), loaded in the same transaction when it must be. LEGACY: the host's
+    table of an older tunnelops is this site's: it goes in that transaction too."""
     p = StepPlan(step)
     f, names = ctx.facts, ctx.names
-    table, rules = names.nft_family_table, names.nft_file
-    old = f.file(rules)
+    site = _Table(names.nft_family_table, names.nft_file, names.nft_applied, names.state,
+                  tuple(sorted(set(render.split(ruleset)[1]) | set(f.nft_sets))))
+    loads: list[_Table] = []
+    old = f.file(site.file)
     base, want = render.split(ruleset)
     same_base = old is not None and render.split(old.content)[0] == base
     if old is None or old.content != ruleset:
-        p.changes.append(FileChange(rules, ruleset, old.content if old else None, mode=0o644))
+        p.changes.append(FileChange(site.file, ruleset, old.content if old else None,
+                                    mode=0o644))
     drop_legacy = legacy and f.nft_legacy is not None
+    elements: list[CommandChange] = []
     if same_base and _live_base_as_recorded(f) and not drop_legacy:
-        p.changes += element_changes(table, want, f.nft_sets)
+        elements += element_changes(site.name, want, f.nft_sets)
     else:
-        why = (" (the live table drifted)" if same_base and not drop_legacy else
-               f", in place of inet {LEGACY.nft_table}" if drop_legacy else "")
-        # one transaction: the old table goes as the new one comes
+        loads.append(site)
+    why = {site.name: " (the live table drifted)" if same_base and not drop_legacy else
+           f", in place of inet {LEGACY.nft_table}" if drop_legacy else ""}
+    if host is not None:
+        shared = _Table(HOST_FAMILY_TABLE, HOST_NFT_FILE, HOST_NFT_APPLIED, HOST_STATE,
+                        tuple(nfthost.SETS))
+        old_host = f.file(HOST_NFT_FILE)
+        if old_host is None or old_host.content != host:
+            p.changes.append(FileChange(HOST_NFT_FILE, host,
+                                        old_host.content if old_host else None, mode=0o644))
+        host_same = old_host is not None and nfthost.base(old_host.content) == \
+            nfthost.base(host)
+        host_live = f.nft_host is not None and f.nft_host_applied is not None and \
+            f.nft_host.strip() == f.nft_host_applied.strip()
+        if host_same and host_live:
+            elements = host_element_changes(nfthost.host_elements(host), f.nft_host_sets) \
+                + elements
+        else:
+            loads.insert(0, shared)
+            why[shared.name] = " (the live table drifted)" if host_same else ""
+    if loads:
         drop = (f"printf '%s\\n' 'table {LEGACY.nft_family_table}' "
                 f"'delete table {LEGACY.nft_family_table}'; " if drop_legacy else "")
-        p.changes.append(CommandChange(
-            f"load table {table}{why}",
-            f"{{ {drop}cat {rules}; }} | nft -f -\nmkdir -p {names.state}\n"
-            f"{list_table(table)} > {names.nft_applied}"))
-        # The live table and the file a boot loads, so a restored lock-out does not come
-        # back at the next reboot (no file before: an empty table, so the include line
-        # written beside it still loads).
+        cats = " ".join(t.file for t in loads)
+        records = "\n".join(f"mkdir -p {t.state}\n{list_table(t.name)} > {t.applied}"
+                            for t in loads)
+        what = " and ".join(f"table {t.name}{why[t.name]}" for t in loads)
+        # one transaction: the tables come (and the older one goes) at once
+        p.changes.append(CommandChange(f"load {what}",
+                                       f"{{ {drop}cat {cats}; }} | nft -f -\n{records}"))
         restore_legacy = (f"nft delete table {LEGACY.nft_family_table} 2>/dev/null; "
                           f"[ -s {names.state}/legacy.rollback ] && "
                           f"nft -f {names.state}/legacy.rollback; " if drop_legacy else "")
-        sets = sorted(set(want) | set(f.nft_sets))
-        p.guard = Guard(
-            snapshot=f"mkdir -p {names.state}; {snapshot(table, sets)} > {names.nft_rollback}; "
-                     + (f"{snapshot(LEGACY.nft_family_table, list(render.SVC_SETS.values()))} "
-                        f"> {names.state}/legacy.rollback; " if drop_legacy else "")
-                     + f"rm -f {names.nft_rollback_file}; [ ! -e {rules} ] || "
-                       f"cp -a {rules} {names.nft_rollback_file}",
-            restore=f"nft delete table {table} 2>/dev/null; [ -s {names.nft_rollback} ] && "
-                    f"nft -f {names.nft_rollback}; {restore_legacy}rm -f {names.nft_applied}; "
-                    f"if [ -e {names.nft_rollback_file} ]; then mv -f {names.nft_rollback_file} "
-                    f"{rules}; else printf '%s\\n' 'table {table}' 'delete table {table}' "
-                    f"> {rules}; fi",
-            seconds=ctx.guard_seconds)
-    p.changes += _conf(ctx, legacy)
+        legacy_snap = (f"mkdir -p {names.state}; "
+                       f"{snapshot(LEGACY.nft_family_table, list(render.SVC_SETS.values()))} "
+                       f"> {names.state}/legacy.rollback; " if drop_legacy else "")
+        p.guard = Guard(snapshot=legacy_snap + "; ".join(t.snapshot() for t in loads),
+                        restore="; ".join(t.restore() for t in loads) + "; " + restore_legacy,
+                        seconds=ctx.guard_seconds)
+    p.changes += elements
+    p.changes += _conf(ctx, legacy, host is not None)
     if legacy:
         p.changes += [RemoveFile(ff.path, ff.content) for ff in (f.file(LEGACY.nft_file),)
                       if ff is not None]
@@ -154,9 +236,14 @@ def plan(ctx: Ctx, ruleset: str, step: str = "firewall", *, legacy: bool = False
     return p
 
 
-def _conf(ctx: Ctx, legacy: bool) -> list[Change]:
-    """The site's include line in the distribution's nftables config (the older tunnelops'
-    line out, when this site's is the legacy table)."""
+HOST_LINES = ("# tunnelops: the VPS's own table, shared by its sites: before theirs",
+              f'include "{HOST_NFT_FILE}"')
+
+
+def _conf(ctx: Ctx, legacy: bool, host: bool = False) -> list[Change]:
+    """The site's include line in the distribution's nftables config, after the host's
+    table's (on the VPS: the sites' files add nothing to it, but a boot loads it first); the
+    older tunnelops' line out, when this site's is the legacy table."""
     f, path = ctx.facts, conf_path(ctx)
     conf, ours = f.file(path), include_lines(ctx.names)
     text = conf.content if conf else "#!/usr/sbin/nft -f\n"
@@ -164,8 +251,9 @@ def _conf(ctx: Ctx, legacy: bool) -> list[Change]:
     if legacy:
         new = "".join(x for x in text.splitlines(keepends=True)
                       if x.rstrip("\n") not in LEGACY_LINES)
-    if ours[1] not in new:
-        new += ("" if not new or new.endswith("\n") else "\n") + "\n".join(ours) + "\n"
+    for lines in ((HOST_LINES,) if host else ()) + (ours,):
+        if lines[1] not in new:
+            new += ("" if not new or new.endswith("\n") else "\n") + "\n".join(lines) + "\n"
     if conf is not None and new == conf.content:
         return []
     return [FileChange(path, new, conf.content if conf else None,

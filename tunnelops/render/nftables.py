@@ -14,8 +14,10 @@ BASE (everything but those lines) depends on the homes, not on the services, and
 removing a port -- or moving it to another home -- changes elements of the live table (`nft
 add element ...`) instead of reloading it: counters and the SSH rate limiter's sets survive.
 
-vps_ruleset does what the seed's awall policies do; home_ruleset limits what may come in
-through the tunnel to the service ports, for home servers without firewalld.
+vps_ruleset and the host's own table (render.nfthost) do what the seed's awall policies do;
+home_ruleset limits what may come in through the tunnel to the service ports, for home
+servers without firewalld (its chain accepts what does not come from its tunnel, so the
+tables of sites side by side at one home never drop each other's traffic).
 """
 
 from __future__ import annotations
@@ -212,11 +214,12 @@ def port_sets(text: str) -> dict[str, list[Element]]:
 
 
 # ---------------------------------------------------------------- the rulesets
-def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
-                ssh_port: int = 22, *, snat: bool = False,
-                homes: Mapping[str, IPv4Address] | None = None) -> str:
-    """HOMES: each home's tunnel address, in the site's order (default: the one home at the
-    tunnel's home_address). Each home has its pair of port sets, DNATed to its address.
+def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service], *,
+                snat: bool = False, homes: Mapping[str, IPv4Address] | None = None) -> str:
+    """The site's own table on the VPS: its NAT, and each home's pair of port sets, DNATed
+    to the home's address (HOMES: each home's tunnel address, in the site's order; default:
+    the one home at the tunnel's home_address). The filter (default deny, SSH, WireGuard,
+    what may be forwarded) is the host's table, shared by its sites (render.nfthost).
     snat: forwarded service traffic leaves into the tunnel from the VPS's tunnel address
     (client_ip = "snat"); without it the game sees the player's own address and answers it
     through the tunnel by home's rule `from HOME_ADDRESS`, the VPS un-DNATing the reply."""
@@ -226,46 +229,6 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
     vps = t.vps_address
     pairs = [(home, addr, proto, name) for home, addr in homes.items()
              for proto, name in home_sets(home).items()]
-    sets = [
-        "    set ssh_new4 {",
-        "        type ipv4_addr",
-        "        flags dynamic, timeout",
-        "        timeout 1m",
-        "    }",
-        "    set ssh_new6 {",
-        "        type ipv6_addr",
-        "        flags dynamic, timeout",
-        "        timeout 1m",
-        "    }",
-        *_svc_sets([name for *_, name in pairs]),
-    ]
-    input_rules = [
-        "ct state established,related accept",
-        "ct state invalid drop",
-        "iif lo accept",
-        f"iifname {wg} accept",
-        f"icmp type {{ {ICMP_TYPES} }} accept",
-        f"icmpv6 type {{ {ICMPV6_TYPES} }} accept",
-        'ip6 saddr fe80::/10 udp dport 546 accept comment "dhcpv6 replies"',
-        # Connection attempts only (SYN without ACK): when this table's first load turns
-        # conntrack on, the connections already open (our own SSH session) are picked up
-        # mid-stream and their in-flight packets are `ct state new` too; counted, they use
-        # up the burst and the next real connection (the guard's proof) is dropped.
-        f"tcp dport {ssh_port} {SYN_ONLY} ct state new update @ssh_new4 "
-        f'{{ ip saddr limit rate over {SSH_RATE} }} drop comment "ssh rate limit"',
-        f"tcp dport {ssh_port} {SYN_ONLY} ct state new update @ssh_new6 "
-        f'{{ ip6 saddr limit rate over {SSH_RATE} }} drop comment "ssh rate limit"',
-        f'tcp dport {ssh_port} accept comment "ssh"',
-        f'udp dport {t.listen_port} accept comment "wireguard"',
-    ]
-    forward_rules = [
-        "ct state established,related accept",
-        "ct state invalid drop",
-        f'iifname {wg} oifname {wan} accept comment "home egress through the VPS"',
-        # Only connections our prerouting chain DNATed, and only to service ports.
-        *(f"iifname {wan} oifname {wg} ip daddr {addr} {proto} dport @{name} ct status dnat "
-          f'accept comment "services of {home}"' for home, addr, proto, name in pairs),
-    ]
     prerouting_rules = [
         f'iifname {wan} {proto} dport @{name} dnat ip to {addr} comment "services of {home}"'
         for home, addr, proto, name in pairs
@@ -278,11 +241,7 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service],
     ]
     lines = [
         *_header(table),
-        *sets,
-        "",
-        *_chain("input", "filter input priority filter", "drop", input_rules),
-        "",
-        *_chain("forward", "filter forward priority filter", "drop", forward_rules),
+        *_svc_sets([name for *_, name in pairs]),
         "",
         *_chain("prerouting", "nat prerouting priority dstnat", "accept", prerouting_rules),
         "",

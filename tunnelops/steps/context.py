@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from tunnelops.facts import HostFacts
 from tunnelops.model import HomeSpec, Service, Site, Tunnel
-from tunnelops.naming import LEGACY, Names
+from tunnelops.naming import HOST_NFT_FILE, LEGACY, Names
 from tunnelops.render.wireguard import Peer
 
 
@@ -89,6 +89,7 @@ def managed_files(site: Site) -> tuple[list[str], list[str]]:
 
 
 SYSCTL = "/etc/sysctl.d/90-tunnelops.conf"  # shared by the sites of a host
+SHARED = (SYSCTL, HOST_NFT_FILE)  # files of the host's, not of one site: the last one's
 
 
 def owned_files(site: Site) -> list[str]:
@@ -96,7 +97,7 @@ def owned_files(site: Site) -> list[str]:
     names, which a site that was the host's one site moves to its own names."""
     i, n = site.tunnel.interface, Names(site.tunnel.interface)
     return [
-        f"/etc/wireguard/{i}.conf", SYSCTL, n.nft_file, f"/etc/network/interfaces.d/{i}",
+        f"/etc/wireguard/{i}.conf", *SHARED, n.nft_file, f"/etc/network/interfaces.d/{i}",
         *(n.awall_file(p) for p in (n.awall_base, n.awall_ssh, n.awall_wireguard)),
         *(n.awall_file(n.awall_service(s.name)) for s in site.services),
         n.firewalld_record, n.record,

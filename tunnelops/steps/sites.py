@@ -23,6 +23,7 @@ import dataclasses
 
 from tunnelops.changes import FileChange, StepPlan
 from tunnelops.claims import Claim, conflict, home_claim, hub_claim
+from tunnelops.render.nfthost import HubSite
 from tunnelops.steps import legacy
 from tunnelops.steps.context import Ctx, PlanError
 
@@ -32,13 +33,15 @@ def claim(ctx: Ctx) -> Claim:
     of the site (its record's peers are its own) keeps the name the record was made with:
     copies of one deployment converge to the same record."""
     if ctx.home is None:
-        mine = hub_claim(ctx.site, tuple(p.public_key for p in ctx.peers))
+        mine = hub_claim(ctx.site, tuple(p.public_key for p in ctx.peers), ctx.wan_interface)
     else:
         peers = (ctx.peer_public_key,) if ctx.peer_public_key else ()
         mine = home_claim(ctx.site, ctx.home.name, peers)
     rec = own(ctx)
     if rec is not None and rec.site != mine.site and set(rec.peers) & set(mine.peers):
         mine = dataclasses.replace(mine, site=rec.site)
+    if rec is not None and mine.kind == "hub" and not mine.wan:
+        mine = dataclasses.replace(mine, wan=rec.wan)  # not known on this run: as recorded
     return mine
 
 
@@ -88,6 +91,13 @@ def check(ctx: Ctx) -> None:
                             f"({theirs.iface}) on this VPS has {theirs.client_ip!r}, and "
                             "firewalld's trusted zone (which masquerades for \"snat\") is "
                             f"the host's: set [site] client_ip = \"{theirs.client_ip}\"")
+
+
+def hub_sites(ctx: Ctx, *, ours: bool = True) -> list[HubSite]:
+    """Every site the VPS's own table serves (render.nfthost): this one (unless OURS is
+    false: its teardown) and the others its records name."""
+    claims = [*([claim(ctx)] if ours else []), *(c for c in others(ctx) if c.kind == "hub")]
+    return sorted(HubSite(c.iface, c.listen_port or 0, c.site) for c in claims)
 
 
 def _free(ctx: Ctx) -> str:

@@ -21,10 +21,11 @@ from tunnelops.backends.originals import restore_shell
 from tunnelops.backends.podman import USER_COMMENT
 from tunnelops.backends.sysctl import ORIG_FORWARD
 from tunnelops.backends.wgquick import clear_rules_shell
-from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
-from tunnelops.naming import LEGACY
+from tunnelops.changes import Change, CommandChange, FileChange, RemoveFile, StepPlan
+from tunnelops.naming import HOST_FAMILY_TABLE, HOST_NFT_FILE, LEGACY
+from tunnelops.render import nfthost
 from tunnelops.steps import legacy, safety, sites
-from tunnelops.steps.context import EDITED, SYSCTL, Ctx, owned_files
+from tunnelops.steps.context import EDITED, SHARED, Ctx, owned_files
 
 STATE = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
 
@@ -67,6 +68,8 @@ def _firewall(ctx: Ctx) -> StepPlan:
     if moved and f.nft_legacy is not None:
         p.changes.append(CommandChange(f"delete table {LEGACY.nft_family_table}",
                                        f"nft delete table {LEGACY.nft_family_table}"))
+    if ctx.home is None:
+        p.changes += _host_table(ctx)
     ours = [x for x in f.awall_enabled if x.startswith(n.awall_policy(""))]
     ours += [x for x in legacy_policies(ctx) if x in f.awall_enabled] if moved else []
     if ours:
@@ -93,6 +96,32 @@ def _firewall(ctx: Ctx) -> StepPlan:
         if ctx.home is None:
             p.changes += _vps_zone(ctx)
     return p
+
+
+def _host_table(ctx: Ctx) -> list[Change]:
+    """An nftables VPS's own table (render.nfthost): the last site deletes it (its file goes
+    with the shared files); beside other sites only this site's elements leave it, live and
+    in the file a boot loads."""
+    f = ctx.facts
+    old = f.file(HOST_NFT_FILE)
+    if last(ctx):
+        return [CommandChange(f"delete table {HOST_FAMILY_TABLE}",
+                              f"nft delete table {HOST_FAMILY_TABLE}")] \
+            if f.nft_host is not None else []
+    out: list[Change] = []
+    if old is not None:
+        kept = nfthost.with_sites(old.content, sites.hub_sites(ctx, ours=False))
+        if kept != old.content:
+            out.append(FileChange(HOST_NFT_FILE, kept, old.content, mode=0o644))
+    if f.nft_host is not None:
+        mine = {"tunnels": ctx.iface, "wireguard": str(ctx.tunnel.listen_port)}
+        theirs = nfthost.elements(sites.hub_sites(ctx, ours=False))
+        live = f.nft_host_sets
+        # deletions only: what the others have (or someone added by hand) stays
+        out += nftables.host_element_changes(
+            {k: [e for e in v if e[0] != mine.get(k) or e in theirs.get(k, [])]
+             for k, v in live.items()}, live)
+    return out
 
 
 def _vps_zone(ctx: Ctx) -> list[CommandChange]:
@@ -155,7 +184,7 @@ def _files(ctx: Ctx, opts: Options) -> StepPlan:
              for s in ctx.site.services if s.user in mine}
     for path in owned_files(ctx.site):
         ff = f.file(path)
-        if ff is None or (path == SYSCTL and not alone):
+        if ff is None or (path in SHARED and not alone):
             continue
         if path.endswith(".container") and path not in units:
             continue

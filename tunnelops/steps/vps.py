@@ -19,6 +19,7 @@ from tunnelops.backends import (
 from tunnelops.changes import StepPlan
 from tunnelops.facts import IP_JSON
 from tunnelops.render import nftables as nft_render
+from tunnelops.render import nfthost
 from tunnelops.render.wireguard import vps_wg_quick
 from tunnelops.steps import legacy, sites
 from tunnelops.steps.context import Ctx, PlanError
@@ -90,9 +91,10 @@ def configure(ctx: Ctx) -> list[StepPlan]:
         plans.append(firewalld_vps.plan(ctx, wan, site.services))
     else:
         homes = {h.name: site.address(h) for h in site.homes}
+        host = nfthost.host_ruleset(wan, site.vps.ssh_port, sites.hub_sites(ctx))
         plans.append(nftables.plan(ctx, nft_render.vps_ruleset(
-            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port, snat=site.snat,
-            homes=homes), legacy=moved))
+            wan, site.tunnel, site.services, snat=site.snat, homes=homes), legacy=moved,
+            host=host))
     plans[-1].notes.append(
         f"client_ip = snat: players reach home as {site.tunnel.vps_address}" if site.snat
         else "client_ip = preserve: players reach home with their own address (no SNAT)")

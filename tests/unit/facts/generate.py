@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunnelops import facts
+from tunnelops import facts, naming
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.backends.podman import network_kind
@@ -53,7 +53,8 @@ from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
 from tunnelops.model import HomeSpec, HostRef, PortSpec, Service, Site
 from tunnelops.naming import LEGACY, Names
-from tunnelops.render import ifupdown, nftables, podman
+from tunnelops.render import ifupdown, nftables, nfthost, podman
+from tunnelops.render.nfthost import HubSite
 from tunnelops.render.sysctl import forwarding_conf
 from tunnelops.render.wireguard import Peer, home_import_conf, vps_setconf, vps_wg_quick
 from tunnelops.steps.context import Ctx
@@ -479,7 +480,8 @@ def alpine_vps_converged() -> Host:
         **{p: ("644", "root", text) for p, text in awall_backend.files(
             ctx, "eth0", SITE.services).items()},
     }
-    return recorded_site(Host("vps", SITE, s, files), hub_claim(SITE, (HOME_PUB,)).to_json())
+    return recorded_site(Host("vps", SITE, s, files),
+                         hub_claim(SITE, (HOME_PUB,), "eth0").to_json())
 
 
 FEDORA_CMDS = ("nft", "nmcli", "firewall-cmd", "podman", "systemctl", "dnf", "flock", "ping",
@@ -610,6 +612,17 @@ def debian_vps_fresh() -> Host:
                                                               DEBIAN_NFTABLES_CONF)})
 
 
+def with_host_table(host: Host, *sites: HubSite) -> Host:
+    """The VPS's own table, shared by its sites, loaded from its file and recorded."""
+    text = nfthost.host_ruleset("eth0", 22, sorted(sites))
+    listed, sets = nft_list(text, naming.HOST_FAMILY_TABLE)
+    host.sections |= {"nft_host": listed, "nft_host_applied": listed, "nft_host_sets": sets}
+    host.files[naming.HOST_NFT_FILE] = ("644", "root", text)
+    host.files["/etc/nftables.conf"] = ("755", "root", DEBIAN_NFTABLES_CONF + "".join(
+        f"{line}\n" for line in (*nft_backend.HOST_LINES, *nft_backend.include_lines(NAMES))))
+    return host
+
+
 def debian_vps_converged() -> Host:
     t = RANGE_SITE.tunnel
     s = base(DEBIAN_OS, "systemd", False, commands(*DEBIAN_CMDS, "wg", "wg-quick"))
@@ -637,8 +650,8 @@ def debian_vps_converged() -> Host:
         "/etc/nftables.conf": ("755", "root", DEBIAN_NFTABLES_CONF + "".join(
             f"{line}\n" for line in nft_backend.include_lines(NAMES))),
     }
-    return recorded_site(Host("vps", RANGE_SITE, s, files),
-                         hub_claim(RANGE_SITE, (HOME_PUB,)).to_json())
+    host = with_host_table(Host("vps", RANGE_SITE, s, files), HubSite("wg0", 51821, "home"))
+    return recorded_site(host, hub_claim(RANGE_SITE, (HOME_PUB,), "eth0").to_json())
 
 
 def debian_vps_converged_snat() -> Host:
@@ -650,7 +663,7 @@ def debian_vps_converged_snat() -> Host:
     host.site = site
     host.sections |= {"nft_table": listed, "nft_applied": listed, "nft_sets": sets}
     host.files[NAMES.nft_file] = ("644", "root", ruleset)
-    return recorded_site(host, hub_claim(site, (HOME_PUB,)).to_json())
+    return recorded_site(host, hub_claim(site, (HOME_PUB,), "eth0").to_json())
 
 
 FEDORA_VPS_CMDS = ("nft", "firewall-cmd", "systemctl", "dnf", "flock", "ping", "sudo",
@@ -711,7 +724,8 @@ def fedora_vps_converged(site: Site = SITE) -> Host:
         "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
     }
-    return recorded_site(Host("vps", site, s, files), hub_claim(site, (HOME_PUB,)).to_json())
+    return recorded_site(Host("vps", site, s, files),
+                         hub_claim(site, (HOME_PUB,), "eth0").to_json())
 
 
 def private_ip_vps() -> Host:
@@ -790,7 +804,7 @@ def fleet_alpine_vps_converged() -> Host:
     host.files |= {"/etc/wireguard/wg0.conf": ("600", "root", vps_setconf(t, FLEET_PEERS)),
                    **{p: ("644", "root", text) for p, text in awall_backend.files(
                        ctx, "eth0", FLEET.services).items()}}
-    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values())).to_json())
+    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values()), "eth0").to_json())
 
 
 def fleet_debian_vps_converged() -> Host:
@@ -808,7 +822,8 @@ def fleet_debian_vps_converged() -> Host:
         f"{1000 * (i + 1)}\t{2000 * (i + 1)}\toff\n" for i, p in enumerate(FLEET_PEERS[1:]))
     host.files |= {NAMES.nft_file: ("644", "root", ruleset),
                    "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, FLEET_PEERS))}
-    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values())).to_json())
+    with_host_table(host, HubSite("wg0", 51821, "fleet"))
+    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values()), "eth0").to_json())
 
 
 HOSTS = {
