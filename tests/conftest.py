@@ -79,14 +79,16 @@ def check_index_free(topo: Topology) -> None:
                     f"instance ({route}): pick another index for {topo.name!r}", pytrace=False)
 
 
-def own_lab(topo: Topology, inventory_dir: Path | None = None) -> Iterator[Lab]:
+def own_lab(topo: Topology, inventory_dir: Path | None = None,
+            rtt_ms: int = 0) -> Iterator[Lab]:
     """Body of a lab fixture: the instance fresh (whatever an earlier run left is removed
-    first), up, and down at the end. Fails (never skips) if it cannot be brought up."""
+    first), up (RTT_MS of WAN latency to the VPS), and down at the end. Fails (never skips)
+    if it cannot be brought up."""
     instance = Lab(topo, inventory_dir=inventory_dir)
     check_index_free(topo)
     instance.down()
     try:
-        instance.up()
+        instance.up(rtt_ms=rtt_ms)
     except LabError as e:
         pytest.fail(f"cannot bring the lab {topo.name!r} up: {e}", pytrace=False)
     try:

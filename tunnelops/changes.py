@@ -14,9 +14,9 @@ import shlex
 from dataclasses import dataclass, field
 
 from tunnelops.backends.originals import backup_shell, record_shell
-from tunnelops.facts import MARK
+from tunnelops.hostlock import APPLY_LOCK_PATH, LOCK_PATH
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER
-from tunnelops.remote import APPLY_LOCK_PATH, LOCK_PATH
+from tunnelops.probes import MARK
 
 TMP_PREFIX = ".tunnelops."
 APPLY_LOCK = APPLY_LOCK_PATH
@@ -226,7 +226,11 @@ def apply_script(plans: list[StepPlan], *, cleanup_dirs: tuple[str, ...] = (),
     out = [
         "umask 077",
         "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        f"r() {{ printf '\\n{MARK} step %s %s\\n' \"$1\" \"$2\"; }}",
+        # each step's outcome with its start and end on the host's clock (/proc/uptime, read
+        # by a builtin): where a run's time goes, step by step
+        "read -r __s __ </proc/uptime 2>/dev/null",
+        f"r() {{ read -r __e __ </proc/uptime 2>/dev/null; printf '\\n{MARK} step %s %s %s %s\\n'"
+        " \"$1\" \"$2\" \"$__s\" \"$__e\"; __s=$__e; }",
     ]
     if confirm:
         out.append(confirm_shell(confirm))
@@ -286,9 +290,23 @@ def segments(plans: list[StepPlan]) -> list[list[StepPlan]]:
 
 
 def step_outcomes(output: str) -> dict[str, str]:
-    res: dict[str, str] = {}
+    """Each step's outcome (ok, failed) as the apply script printed it."""
+    return {name: status for name, status, _ in _step_lines(output)}
+
+
+def step_seconds(output: str) -> dict[str, float]:
+    """Each step's seconds on the host, where the script could tell."""
+    return {name: secs for name, _, secs in _step_lines(output) if secs is not None}
+
+
+def _step_lines(output: str) -> list[tuple[str, str, float | None]]:
+    out = []
     for line in output.splitlines():
         if line.startswith(f"{MARK} step "):
-            _, _, name, status = line.split(" ", 3)
-            res[name] = status
-    return res
+            name, status, *times = line.split()[2:]
+            try:
+                secs: float | None = max(0.0, float(times[1]) - float(times[0]))
+            except (IndexError, ValueError):
+                secs = None
+            out.append((name, status, secs))
+    return out

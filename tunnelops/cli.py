@@ -2,18 +2,22 @@
 in a checkout (tasks.py). `tunnelops --help` and `tunnelops --help TASK` are the manual.
 
 Thin on purpose: read the flags and the program's settings, call tunnelops.commands, turn
-errors into one line and an exit code. A new command is one task here, added to TASKS."""
+errors into one line and an exit code. A new command is one task here, added to TASKS.
+The commands are imported by the task that runs them: `--help` needs none of them (nor
+SSH, nor the console)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit
 
-from tunnelops import commands
 from tunnelops.flags import Command, inventory_dir, task
 from tunnelops.lab import tasks as lab_tasks
-from tunnelops.lab.instance import LabError
+
+if TYPE_CHECKING:
+    from tunnelops import commands
 
 COMMON = {
     "site": "site name, i.e. INVENTORY/NAME.toml (default: the one matching the hosts, or the "
@@ -26,15 +30,19 @@ COMMON = {
 
 def _opts(c: Context, site: str | None = None, dry_run: bool = False,
           trust_new_host: bool = False) -> commands.Options:
+    from tunnelops import commands
+
     found = inventory_dir(c)
     return commands.Options(inventory_dir=found.path, inventory_source=found.source, site=site,
                             dry_run=dry_run, trust_new_host=trust_new_host)
 
 
-def _call(fn, *args, **kwargs) -> None:
-    """Run a command: bad input exits 2 with its one line, a failed run exits 1."""
+def _call(name: str, *args, **kwargs) -> None:
+    """Run commands.NAME: bad input exits 2 with its one line, a failed run exits 1."""
+    from tunnelops import commands
+
     try:
-        report = fn(*args, **kwargs)
+        report = getattr(commands, name)(*args, **kwargs)
     except commands.UsageError as e:
         raise Exit(f"error: {e}", code=2) from None
     except commands.CommandError as e:
@@ -49,7 +57,7 @@ def _call(fn, *args, **kwargs) -> None:
             "home": "the home server, the same way", **COMMON})
 def bootstrap(c, vps=None, home=None, site=None, dry_run=False, trust_new_host=False):
     """Provision both hosts, from nothing to serving: tunnel, firewall, forwarding, services."""
-    _call(commands.bootstrap, _opts(c, site, dry_run, trust_new_host), vps, home)
+    _call("bootstrap", _opts(c, site, dry_run, trust_new_host), vps, home)
 
 
 PORT_HELP = {"port": "PORT/PROTO or FIRST-LAST/PROTO, e.g. 12347/udp or 27015-27020/udp",
@@ -62,14 +70,14 @@ PORT_HELP = {"port": "PORT/PROTO or FIRST-LAST/PROTO, e.g. 12347/udp or 27015-27
 def add_port(c, port, service=None, home=None, site=None, dry_run=False, trust_new_host=False):
     """Expose one more port end to end: VPS filter and DNAT to its home, that home's
     firewall, its container."""
-    _call(commands.change_port, _opts(c, site, dry_run, trust_new_host), port, service, add=True,
+    _call("change_port", _opts(c, site, dry_run, trust_new_host), port, service, add=True,
           home=home)
 
 
 @task(help=PORT_HELP)
 def remove_port(c, port, service=None, site=None, dry_run=False, trust_new_host=False):
     """Undo add-port: the port leaves the inventory and every rule made for it goes."""
-    _call(commands.change_port, _opts(c, site, dry_run, trust_new_host), port, service,
+    _call("change_port", _opts(c, site, dry_run, trust_new_host), port, service,
           add=False)
 
 
@@ -82,7 +90,7 @@ def remove_port(c, port, service=None, site=None, dry_run=False, trust_new_host=
 def teardown(c, site=None, purge_keys=False, remove_users=False, delete_data=False,
              dry_run=False, trust_new_host=False):
     """Remove everything tunnelops made on both hosts; put back the files it edited."""
-    _call(commands.teardown, _opts(c, site, dry_run, trust_new_host), purge_keys, remove_users,
+    _call("teardown", _opts(c, site, dry_run, trust_new_host), purge_keys, remove_users,
           delete_data)
 
 
@@ -93,7 +101,7 @@ def teardown(c, site=None, purge_keys=False, remove_users=False, delete_data=Fal
             "trust_new_host": COMMON["trust_new_host"]})
 def verify(c, site=None, json=False, whoami_url=None, trust_new_host=False):
     """Check every link end to end and name the broken one with its fix (exit 1 if any)."""
-    _call(commands.verify, _opts(c, site, trust_new_host=trust_new_host), whoami_url, json)
+    _call("verify", _opts(c, site, trust_new_host=trust_new_host), whoami_url, json)
 
 
 @task(help={"service": "the service (its name in the inventory, e.g. game)",
@@ -103,7 +111,7 @@ def verify(c, site=None, json=False, whoami_url=None, trust_new_host=False):
             "site": COMMON["site"], "trust_new_host": COMMON["trust_new_host"]})
 def logs(c, service, follow=False, lines="50", site=None, trust_new_host=False):
     """Show a service's container logs from the home server (one SSH connection)."""
-    _call(commands.logs, _opts(c, site, trust_new_host=trust_new_host), service,
+    _call("logs", _opts(c, site, trust_new_host=trust_new_host), service,
           follow=follow, lines=lines)
 
 
@@ -112,6 +120,7 @@ def logs(c, service, follow=False, lines="50", site=None, trust_new_host=False):
 def demo(c, name=None, index=None):
     """The whole story on this machine: lab up, bootstrap, a player's probe, verify."""
     from tunnelops.lab.demo import run  # the lab needs root; import it only here
+    from tunnelops.lab.instance import LabError
 
     lab_tasks.need_root()
     lab = lab_tasks.make_lab(c, name, index)

@@ -1,6 +1,10 @@
 """The commands behind `tunnelops ...` (and `inv ...`): find and validate the site (before any
 SSH), run the engine, record what it discovered, print. cli.py only parses arguments and
-calls these."""
+calls these.
+
+What only some commands need is imported by them (verify, logs, teardown's steps), and a
+run imports the engine and the console only once both hosts' SSH handshakes are under way:
+that import then costs nothing, the handshakes' round trips being spent waiting anyway."""
 
 from __future__ import annotations
 
@@ -9,18 +13,17 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from rich.console import Console
-
-from tunnelops import fleet, inventory, prog, ui, verify_ui
-from tunnelops import logs as logs_mod
-from tunnelops.engine import Run, RunReport
+from tunnelops import fleet, inventory, profile, prog
 from tunnelops.model import DEFAULT_HOME, HUB, ModelError, PortSpec, Site
-from tunnelops.remote import Remote, RemoteError, Transcript, ssh_port
-from tunnelops.steps import teardown as teardown_steps
-from tunnelops.verify import VerifyReport
-from tunnelops.verify import run as run_verify
+from tunnelops.remote import Remote, RemoteError, Transcript, for_site, ssh_port
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tunnelops.engine import RunReport
+    from tunnelops.verify import VerifyReport
 
 
 class UsageError(RuntimeError):
@@ -36,6 +39,12 @@ class Interrupted(RuntimeError):
     """Ctrl-C during a run: one line saying where each host was and how to converge."""
 
 
+def _console() -> Console:
+    from rich.console import Console  # not for --help, nor before the handshakes start
+
+    return Console()
+
+
 @dataclass
 class Options:
     inventory_dir: Path
@@ -43,7 +52,7 @@ class Options:
     dry_run: bool = False
     trust_new_host: bool = False
     guard_seconds: int = 20
-    console: Console = field(default_factory=Console)
+    console: Console = field(default_factory=_console)
     transcript: Transcript | None = None
     inventory_source: str = ""  # how inventory_dir was chosen, for messages
 
@@ -102,11 +111,20 @@ def with_ssh_port(site: Site, path: Path) -> Site:
 
 
 def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
+    profile.mark("run")
+    remotes = for_site(site, trust_new=opts.trust_new_host, transcript=opts.transcript,
+                       dry_run=opts.dry_run)
+    for remote in remotes.values():
+        remote.connect_soon()
+    from tunnelops import ui  # while the handshakes are in flight (see above)
+    from tunnelops.engine import Run
+
+    profile.mark("imported")
     labels = {HUB: str(site.vps.host), **{h.name: str(h.host) for h in site.homes}}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
-                     inventory_path=str(path), **mode)
+                     inventory_path=str(path), remotes=remotes, **mode)
         try:
             report = engine.execute()
         except KeyboardInterrupt:
@@ -115,8 +133,11 @@ def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
                 f"interrupted ({where or 'before connecting'}): what was applied stays, a "
                 f"change that could cut SSH puts itself back within {opts.guard_seconds}s "
                 "unless proven; re-run the same command to converge") from None
+    profile.mark("ran")
     _name_commands(report)
     ui.show(opts.console, report)
+    profile.mark("shown")
+    profile.record(report)
     if opts.dry_run:
         for remote in engine.remotes.values():
             for key in remote.new_host_keys:
@@ -183,7 +204,7 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
                            "converging the hosts only")
     elif not opts.dry_run:
         opts.console.print(f"{verb} {spec} in {path}")
-    report = run(new, path, opts)
+    report = run(new, path, opts, expect_changes=not noop)
     if not report.ok and not opts.dry_run and not noop:
         # the file says what the hosts must become; any later run finishes it
         undo = prog.cmd(f"{'remove' if add else 'add'}-port {spec}")
@@ -199,35 +220,42 @@ def teardown(opts: Options, purge_keys: bool = False, remove_users: bool = False
     if delete_data and not remove_users:
         raise UsageError("--delete-data deletes the home of the service users tunnelops "
                          "created: give --remove-users too")
+    from tunnelops.steps import teardown as teardown_steps
+
     path, site = resolve_site(opts)
-    return run(site, path, opts, teardown=True, teardown_opts=teardown_steps.Options(
-        purge_keys, remove_users, delete_data))
+    return run(site, path, opts, teardown=True, expect_changes=True,
+               teardown_opts=teardown_steps.Options(purge_keys, remove_users, delete_data))
 
 
 def verify(opts: Options, whoami_url: str | None = None,
            as_json: bool = False) -> VerifyReport:
     """`inv verify`: check every link of the site end to end; the report is truthy when
     every row passes. Prints the table (or JSON for scripts and monitoring)."""
+    from tunnelops.verify import run as run_verify
+    from tunnelops.verify import view as verify_view
+
     _, site = resolve_site(opts)
     if whoami_url is not None and not whoami_url.startswith(("http://", "https://")):
         raise UsageError(f"--whoami-url {whoami_url!r} is not an http(s) URL: "
                          "use e.g. https://api.ipify.org")
     report = run_verify(site, whoami_url=whoami_url, trust_new=opts.trust_new_host,
                         transcript=opts.transcript)
-    _name_commands(report)
+    _name_verify_commands(report)
     if as_json:
         opts.console.file.write(report.to_json() + "\n")
     else:
-        verify_ui.show(opts.console, report)
+        verify_view.show(opts.console, report)
     return report
 
 
-def _name_commands(report: RunReport | VerifyReport) -> None:
+def _name_verify_commands(report: VerifyReport) -> None:
     """Commands that messages name, as the user runs tunnelops (see prog)."""
-    if isinstance(report, VerifyReport):
-        for check in report.checks:
-            check.hint = prog.named(check.hint)
-        return
+    for check in report.checks:
+        check.hint = prog.named(check.hint)
+
+
+def _name_commands(report: RunReport) -> None:
+    """Commands that messages name, as the user runs tunnelops (see prog)."""
     for host in report.hosts.values():
         host.error = prog.named(host.error) if host.error else host.error
         for step in host.steps:
@@ -238,6 +266,8 @@ def logs(opts: Options, service: str, *, follow: bool = False, lines: str | int 
          out: BinaryIO | None = None, err: BinaryIO | None = None) -> bool:
     """`tunnelops logs SERVICE`: the container's logs, as its user at home, through one SSH
     connection; with follow, until Ctrl-C (which ends it normally)."""
+    from tunnelops import logs as logs_mod
+
     try:
         count = logs_mod.parse_lines(lines)
     except ValueError as e:

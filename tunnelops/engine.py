@@ -10,7 +10,7 @@ home whose home cannot be reached leaves its VPS untouched too); teardown is eac
 own.
 
 Round trips per host, counted by Remote:
-  lock (1) + facts (1)                        a converged site: nothing else (changed=0)
+  lock and facts (1: one script)              a converged site: nothing else (changed=0)
   + prepare (1: packages, keys)               only when something is missing
   + apply (1) + guard confirm (1)            only when something differs (the guard first
                                               proves a NEW connection still gets an SSH banner)
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,10 +41,12 @@ from tunnelops.changes import (
     guard_marker,
     segments,
     step_outcomes,
+    step_seconds,
 )
-from tunnelops.facts import MARK, HostFacts
+from tunnelops.facts import FactProbes, HostFacts
 from tunnelops.model import HUB, HomeSpec, Site
-from tunnelops.remote import Remote, RemoteError, Transcript
+from tunnelops.probes import MARK, DirEntries, Ping, Probe, Readings, inline, sections
+from tunnelops.remote import Remote, RemoteError, Transcript, Trip, for_site
 from tunnelops.steps import home as home_steps
 from tunnelops.steps import safety
 from tunnelops.steps import teardown as teardown_steps
@@ -69,9 +70,11 @@ class _Phases(Ui):
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
         self.last: dict[str, str] = {}
+        self.timeline: dict[str, list[tuple[float, str]]] = {}  # (time.time(), phase)
 
     def phase(self, role: str, text: str) -> None:
         self.last[role] = text
+        self.timeline.setdefault(role, []).append((time.time(), text))
         self.ui.phase(role, text)
 
 
@@ -82,6 +85,7 @@ class StepResult:
     changes: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seconds: float | None = None  # on the host, as its apply script measured it
 
 
 @dataclass
@@ -94,6 +98,20 @@ class HostReport:
     connects: int = 0
     seconds: float = 0.0
     facts: HostFacts | None = None
+    connect_seconds: float = 0.0  # the SSH handshake
+    trips: list[Trip] = field(default_factory=list)
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (time.time(), phase)
+
+    @property
+    def host_seconds(self) -> float:
+        """Spent by the scripts on the host, as the host counted it."""
+        return sum(t.host or 0.0 for t in self.trips)
+
+    @property
+    def wire_seconds(self) -> float:
+        """Spent between the laptop and the host: the handshake, and each round trip's
+        seconds that were not the script's on the host."""
+        return self.connect_seconds + sum(t.wire for t in self.trips)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.steps if s.status == status)
@@ -137,17 +155,18 @@ class _HostFailed(Exception):
     pass
 
 
-def _rehandshake(iface: str) -> str:
-    """Shell: drop home's sessions with its peers and handshake again at once, by removing and
-    re-adding each peer with its live settings. Needed when the VPS re-created its peer (e.g.
-    a repaired peer key): home would keep sending on its old session, which the VPS no longer
-    knows, for up to ~15 s before retrying a handshake by itself; the VPS cannot start one
-    (home is behind NAT)."""
-    i = shlex.quote(iface)
-    add = f"wg set {i} peer \"$k\" allowed-ips \"${{ips#(none)}}\" persistent-keepalive \"$ka\""
-    return (f"wg show {i} dump | tail -n +2 | while IFS=\"$(printf '\\t')\" read -r k _ ep ips "
-            f"_ _ _ ka; do wg set {i} peer \"$k\" remove; if [ \"$ep\" = '(none)' ]; then "
-            f"{add}; else {add} endpoint \"$ep\"; fi; done")
+def fact_probes(site: Site, home: HomeSpec | str | None = None) -> FactProbes:
+    """What the facts of one host of the site read (one batch): the hub's (HOME None, or
+    "vps"), or a home's (its HomeSpec; "home": the site's first)."""
+    if isinstance(home, str):
+        home = None if home == HUB else site.home(home) if home != "home" else site.homes[0]
+    files, secret = managed_files(site)
+    t = site.tunnel
+    users = service_images(site, home) if home is not None else {}
+    return facts_mod.probes(
+        interface=t.interface, route_table=t.route_table,
+        key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
+        users=users, nm_connection=t.interface if home is not None else None)
 
 
 class Run:
@@ -156,21 +175,21 @@ class Run:
                  guard_seconds: int = 20, inventory_path: str = "the inventory",
                  ask_password: Callable[[str], str] | None = None,
                  remotes: dict[str, Remote] | None = None, teardown: bool = False,
-                 teardown_opts: teardown_steps.Options | None = None) -> None:
+                 teardown_opts: teardown_steps.Options | None = None,
+                 expect_changes: bool = False) -> None:
         self.site, self.dry_run = site, dry_run
+        # known to change the hosts (add-port, teardown): the first apply's channel is
+        # opened while the facts are gathered, as every later one is (Remote.keep_warm)
+        self.expect_changes = expect_changes and not dry_run
         self.ui = self.phases = _Phases(ui or Ui())
         self.teardown = teardown
         self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
-        self._remote_args = dict(ssh_config=site.ssh_config, known_hosts=site.known_hosts,
-                                 trust_new=trust_new, transcript=transcript,
-                                 ask_password=ask_password, record_new_hosts=not dry_run)
         # the hosts by name: the hub, then each home in the site's order
         self.homes: dict[str, HomeSpec] = {h.name: h for h in site.homes}
         self.hosts: tuple[str, ...] = (HUB, *self.homes)
-        self.remotes = remotes or {
-            HUB: Remote(str(site.vps.host), **self._remote_args),
-            **{n: Remote(str(h.host), **self._remote_args) for n, h in self.homes.items()}}
+        self.remotes = remotes or for_site(site, trust_new=trust_new, transcript=transcript,
+                                           ask_password=ask_password, dry_run=dry_run)
         self.reports = {r: HostReport(r, self.remotes[r].dest) for r in self.hosts}
         self.ctx: dict[str, Ctx] = {}
         self.guard_token = secrets.token_hex(6)  # this run's own guard markers
@@ -213,36 +232,36 @@ class Run:
             rep.error = msg if msg.startswith(rep.dest) else f"{rep.dest}: {msg}"
             self.ui.phase(role, "[red]failed")
 
-    def _facts_script(self, role: str, probes: str = "") -> str:
-        files, secret = managed_files(self.site)
-        t = self.site.tunnel
-        home = self.homes.get(role)
-        users = service_images(self.site, home) if home is not None else {}
-        return facts_mod.script(
-            interface=t.interface, route_table=t.route_table,
-            key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
-            users=users, nm_connection=t.interface if home is not None else None) + probes
-
-    def _gather(self, role: str, probes: str = "") -> HostFacts:
-        res = self.remotes[role].run(self._facts_script(role, probes), what="gathering facts")
-        f = facts_mod.parse(res.stdout)
+    def _gather(self, role: str, extra: list[Probe] | None = None, *, lock: bool = False,
+                what: str = "gathering facts") -> tuple[HostFacts, Readings]:
+        """The host's facts (one round trip), and what EXTRA probes read in the same one;
+        with lock, read by the script that takes the host lock, in the same round trip (the
+        lock is then held until the run ends)."""
+        fp = fact_probes(self.site, self.homes.get(role))
+        batch = fp.batch(extra or [])
+        remote, script = self.remotes[role], batch.script()
+        res = (remote.run_locked(script, token=self.guard_token, what=what) if lock
+               else remote.run(script, what=what))
+        readings = batch.parse(res.stdout)
+        f = facts_mod.read(fp, readings)
         if f.uid != 0:
             raise PlanError("commands do not run as root: log in as root or give the user "
                             "passwordless sudo (or a sudo password)")
-        return f
+        return f, readings
 
     # ------------------------------------------------------------------ phases
     def _facts(self, role: str) -> None:
         self.ui.phase(role, "connecting")
         remote = self.remotes[role]
         remote.connect()
-        self.ui.phase(role, "taking the host lock")
-        remote.acquire_lock(token=self.guard_token)
-        self.ui.phase(role, "gathering facts")
-        f = self._gather(role, f"printf '\\n{MARK} guards\\n'; ls {GUARD_DIR} 2>/dev/null | "
-                               "grep '^guard\\.' | grep -Ev '[.](undo|kept)$'\n")
-        if f.lines("guards") and not self.dry_run:
-            self._confirm_pending(role, f.lines("guards"))
+        remote.keep_warm = self.expect_changes
+        self.ui.phase(role, "taking the host lock, gathering facts")
+        markers = DirEntries(GUARD_DIR, "guard.*")
+        f, readings = self._gather(role, [markers], lock=True)
+        # guards a run that died left armed (not those being undone or kept right now)
+        guards = [m for m in readings[markers] if not m.endswith((".undo", ".kept"))]
+        if guards and not self.dry_run:
+            self._confirm_pending(role, guards)
         self.reports[role].facts = f
         self.ctx[role] = Ctx(self.site, self._kind(role), f, guard_seconds=self.guard_seconds,
                              home=self.homes.get(role))
@@ -250,6 +269,7 @@ class Run:
     def _plan_prepare(self, role: str) -> None:
         """Pure: what prepare would do, and whether this host can be served at all (a
         supported distribution, a VPS public address, nothing of another site's taken)."""
+        self.ui.phase(role, "planning")
         ctx = self.ctx[role]
         if ctx.home is None:  # its WAN first: the site records' checks compare it
             ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
@@ -260,12 +280,10 @@ class Run:
         """Packages, keys, service users and images: what every later step needs, before
         anything on any host is configured; then what it changed is read back (same
         round trip)."""
-        ctx = self.ctx[role]
-        users = service_images(self.site, ctx.home) if ctx.home is not None else {}
-        self._apply(role, self._prep[role], tail=(
-            f"printf '\\n{MARK} pubkey\\n'; cat {ctx.pub_path} 2>/dev/null; "
-            f"printf '\\n{MARK} commands\\n'; {facts_mod.commands_shell()}\n"
-            f"m() {{ printf '\\n{MARK} %s\\n' \"$*\"; }}\n" + facts_mod.user_lines(users)))
+        fp = fact_probes(self.site, self.homes.get(role))
+        self._apply(role, self._prep[role], tail=inline(
+            [fp.pubkey, fp.commands, *(p for u in fp.users for p in
+                                       (u.account, u.podman, u.containers))]))
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
@@ -274,6 +292,7 @@ class Run:
 
     def _plan_configure(self, role: str) -> None:
         """Pure: the host's whole plan, refused if it would overwrite what is not ours."""
+        self.ui.phase(role, "planning")
         plans = self._plans(self.ctx[role])
         if not self.teardown:
             safety.check_files(self.ctx[role], plans)
@@ -291,6 +310,9 @@ class Run:
         parts = segments(plans)
         if self.dry_run or not parts:
             return
+        # more commands follow each of these (a confirmation, a segment, the check): each
+        # one's channel is opened while the one before runs
+        self.remotes[role].keep_warm = True
         confirm: list[StepPlan] = []  # guarded steps the previous segment proved
         out = ""
         for i, seg in enumerate(parts):
@@ -308,15 +330,14 @@ class Run:
                         r.status = "failed"
                         r.notes.append(f"not run: {why}")
                 raise
-        if tail:
-            sec = facts_mod._sections(out)
-            ctx = self.ctx[role]
-            ctx.facts.public_key = sec.get("pubkey", "").strip() or ctx.facts.public_key
-            ctx.facts.key_exists = True
-            ctx.facts.commands = frozenset(sec.get("commands", "").split())
-            for name, body in sec.items():
-                if name.startswith("user "):
-                    ctx.facts.users[name[5:]] = facts_mod.parse_user(body)
+        if tail:  # what prepare made, read back by its own script: no extra round trip
+            r, f = Readings(sections(out)), self.ctx[role].facts
+            fp = fact_probes(self.site, self.homes.get(role))
+            f.public_key = r[fp.pubkey].strip() or f.public_key
+            f.key_exists = True
+            f.commands = frozenset(r[fp.commands])
+            for u in fp.users:
+                f.users[u.account.user] = facts_mod.user_facts(u, r)
 
     def _apply_segment(self, role: str, pending: list[StepPlan], confirm: list[StepPlan],
                        tail: str) -> str:
@@ -341,6 +362,10 @@ class Run:
                 result.notes.append("not run: the host put back the change before it")
             raise _HostFailed
         outcomes = step_outcomes(res.stdout)
+        timed = step_seconds(res.stdout)
+        for p in pending:
+            result = next(s for s in reversed(rep.steps) if s.step == p.step)
+            result.seconds = timed.get(p.step, result.seconds)
         # No step failed, yet the script did not end well: it was killed (or the host went
         # down) mid-way, or after its last step, before the rest of its output (the tail).
         died = res.exit != 0 and "failed" not in outcomes.values()
@@ -428,14 +453,15 @@ class Run:
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""
         self.ui.phase(role, "checking")
+        self.remotes[role].keep_warm = False  # the last command: none to prepare for
         ctx = self.ctx[role]
         t = self.site.tunnel
-        probe = ""
-        if ctx.home is not None and not self.teardown:
-            ping = f"ping -c 3 -i 0.3 -W 2 -q {t.vps_address} >/dev/null 2>&1"
-            probe = (f"printf '\\n{MARK} ping\\n'; {ping} && echo ok || "
-                     f"{{ {_rehandshake(t.interface)}; {ping} && echo ok; }}\n")
-        f = self._gather(role, probe)
+        # the first reply is the proof: up to 3 tries of 1 s each, not 3 pings always (0.6 s
+        # at least, on the cold path's last round trip)
+        ping = Ping(str(t.vps_address), count=3, wait=1, first_reply=True,
+                    rehandshake_on=t.interface)
+        tunnel = ctx.home is not None and not self.teardown
+        f, readings = self._gather(role, [ping] if tunnel else [], what="checking")
         new = Ctx(self.site, ctx.role, f, ctx.peer_public_key, ctx.vps_public_ip,
                   ctx.wan_interface, guard_seconds=self.guard_seconds, home=ctx.home,
                   peer_keys=ctx.peer_keys)
@@ -448,7 +474,7 @@ class Run:
                     s.notes.append("check: still differs after apply: "
                                    + "; ".join(c.summary for c in p.changes))
             rep.error = rep.error or f"{rep.dest}: step {p.step} did not take effect"
-        if ctx.home is not None and not self.teardown and f.raw.get("ping", "").strip() != "ok":
+        if tunnel and not readings[ping].get("received"):
             self._fail_step(role, "wireguard", f"no answer from {t.vps_address} through the "
                             f"tunnel: run {prog.cmd('verify')} to find the broken link")
         self.reports[role].facts = f
@@ -460,7 +486,7 @@ class Run:
         f = self.reports[role].facts
         if role == HUB or f is None or self.teardown:
             return
-        now = int(f.raw.get("now", "0") or 0)
+        now = f.now
         peers = f.wg.get("peers", [])
         hs = max((p["latest_handshake"] for p in peers), default=0)
         if not peers or not hs or (now and now - hs > HANDSHAKE_MAX_AGE):
@@ -488,8 +514,11 @@ class Run:
                 rep, remote = self.reports[r], self.remotes[r]
                 remote.close()
                 rep.round_trips, rep.connects = remote.round_trips, remote.connects
-                rep.seconds = time.monotonic() - starts[r]
+                rep.connect_seconds, rep.trips = remote.connect_seconds, list(remote.trips)
+                # from its handshake, if that began before the run (connect_soon)
+                rep.seconds = time.monotonic() - min(starts[r], remote.started or starts[r])
                 self.ui.phase(r, "[red]failed" if rep.error else "done")
+                rep.timeline = self.phases.timeline.get(r, [])
         discovered = {}
         if HUB in self.ctx and self.ctx[HUB].vps_public_ip:
             discovered = {"public_ip": self.ctx[HUB].vps_public_ip,

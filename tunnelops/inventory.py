@@ -22,9 +22,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-import tomlkit.items
-
+from tunnelops.locations import EXAMPLE_NAME
 from tunnelops.model import (
     DEFAULT_HOME,
     HomeSpec,
@@ -38,8 +36,6 @@ from tunnelops.model import (
     Where,
     check_name,
 )
-
-EXAMPLE_NAME = "example.toml"
 
 # table -> key -> kind. Kinds: str, int, bool, str_list, str_table.
 SCHEMA: dict[str, dict[str, str]] = {
@@ -68,6 +64,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "env": "str_table",
         "volumes": "str_list",
         "command": "str_list",
+        "network": "str",
         "allow_system_user": "bool",
         "home": "str",
     },
@@ -314,6 +311,7 @@ class _Reader:
                     env=tuple(svc_t.get("env", {}).items()),
                     volumes=tuple(svc_t.get("volumes", ())),
                     command=tuple(svc_t.get("command", ())),
+                    network=svc_t.get("network", "auto"),
                     allow_system_user=svc_t.get("allow_system_user", False),
                     home=svc_t.get("home"),
                 ))
@@ -441,6 +439,8 @@ _NORMALISE: dict[str, Callable[[Any], object]] = {
 
 
 def _unwrap(item: object) -> object:
+    import tomlkit
+
     return item.unwrap() if isinstance(item, tomlkit.items.Item) else item
 
 
@@ -481,6 +481,8 @@ def _port_list(items: object) -> list[str] | None:
 
 
 def _update_ports(table: Any, desired: list[str]) -> None:
+    import tomlkit
+
     current = table.get("ports")
     if current is None or not isinstance(current, tomlkit.items.Array):
         table["ports"] = desired
@@ -503,7 +505,10 @@ def _update_ports(table: Any, desired: list[str]) -> None:
 
 
 def _update_service(table: Any, svc: Service, write_home: bool = False) -> None:
-    _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user})
+    import tomlkit
+
+    _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user,
+                          "network": svc.network}, skip_when_absent={"network": "auto"})
     if write_home or "home" in table:  # a one-home site's services need not say it
         _update_table(table, {"home": svc.home})
     _update_ports(table, [str(p) for p in svc.ports])
@@ -535,6 +540,8 @@ def _update_service(table: Any, svc: Service, write_home: bool = False) -> None:
 
 
 def _new_service_table(svc: Service, write_home: bool = False) -> Any:
+    import tomlkit
+
     table = tomlkit.table()
     _update_service(table, svc, write_home)
     return table
@@ -548,6 +555,9 @@ def _home_values(home: HomeSpec) -> dict[str, object]:
 def _update_homes(doc: Any, site: Site) -> bool:
     """[home] for a site with one home named "home" whose file says [home] (or is new),
     else a [[homes]] table per home. True when the file has [[homes]]."""
+    import tomlkit
+    import tomlkit.items
+
     one = site.homes[0]
     if (len(site.homes) == 1 and one.name == DEFAULT_HOME and one.address is None
             and "homes" not in doc):
@@ -599,6 +609,8 @@ def _insert_after(doc: Any, key: str, value: Any, after: str) -> None:
 
 def _update_services(doc: Any, services: tuple[Service, ...], *,
                      write_home: bool = False) -> None:
+    import tomlkit
+
     if "services" not in doc:
         if services:
             aot = tomlkit.aot()
@@ -628,6 +640,8 @@ def _update_services(doc: Any, services: tuple[Service, ...], *,
 
 def dumps(site: Site, existing: str | None = None, stem: str | None = None) -> str:
     """The inventory text for site, editing `existing` text when given."""
+    import tomlkit  # here: reading a site (every run) needs tomllib alone
+
     doc: Any = tomlkit.parse(existing) if existing is not None else tomlkit.document()
     fresh = existing is None
     if fresh:
@@ -748,6 +762,10 @@ def update_discovered(path: str | os.PathLike[str], public_ip: IPv4Address | str
             raise InventoryError(f"{path}: discovered value rejected: {err}") from None
         return dataclasses.replace(site, vps=vps)
 
+    # what every re-run finds: the file already says it (read, not rendered, to know that)
+    current = load(path)
+    if change(current) == current:
+        return current
     return update(path, change)
 
 

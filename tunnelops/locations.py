@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunnelops.inventory import EXAMPLE_NAME
-
 ENV_INVENTORY = "TUNNELOPS_INVENTORY"
+EXAMPLE_NAME = "example.toml"  # shipped as an example: never a site
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from tunnelops.backends.podman import as_user
 from tunnelops.model import Service
+from tunnelops.render.podman import as_user
 
 NO_USER, NO_CONTAINER = 3, 4  # the script's exit statuses for what is not there (yet)
 LINES_RE = re.compile(r"^(all|\d{1,7})$")

@@ -25,6 +25,7 @@ CLIENT_IP_MODES = ("preserve", "snat")
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+SERVICE_NETWORKS = ("auto", "pasta", "slirp4netns")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TUNNEL_IFACE_RE = re.compile(r"[a-zA-Z0-9_-]{1,15}")
 # Host interfaces may also carry a dot (VLANs such as eth0.100).
@@ -323,6 +324,9 @@ class Service:
     env: tuple[tuple[str, str], ...] = ()
     volumes: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
+    # the container's network: "auto" (pasta where Podman 5 made it the default, else
+    # slirp4netns), or one of them by name; either way its egress leaves through the tunnel
+    network: str = "auto"
     # a rootless service runs as an ordinary user; a system account (uid < 1000) only when
     # the inventory says so (the uid is checked on the host, from the facts)
     allow_system_user: bool = False
@@ -333,6 +337,9 @@ class Service:
         check_name(self.name, "service name")
         if self.home is not None:
             check_name(self.home, f"home of service {self.name!r}", ("home",))
+        if self.network not in SERVICE_NETWORKS:
+            raise ModelError(f"network {_show(self.network)} of service {self.name!r} is not "
+                             f"one of {', '.join(SERVICE_NETWORKS)}", where=("network",))
         image = self.image
         if not isinstance(image, str) or not IMAGE_RE.fullmatch(image):
             hint = (" (it would be read as a podman option)"
@@ -721,6 +728,17 @@ class Site:
     def services_of(self, home: HomeSpec | str) -> tuple[Service, ...]:
         name = home if isinstance(home, str) else home.name
         return tuple(s for s in self.services if s.home == name)
+
+    def home_view(self, home: HomeSpec | str) -> Site:
+        """The site as one of its homes sees it: the hub and that home alone, at its own
+        address, with its own services (verify checks each home of a site through its
+        view). A one-home site is its own view."""
+        spec = self.home(home) if isinstance(home, str) else home
+        if len(self.homes) == 1:
+            return self
+        pinned = dataclasses.replace(spec, address=self.address(spec))
+        return dataclasses.replace(self, homes=(pinned,), tunnel=self.link(spec),
+                                   services=self.services_of(spec))
 
     def service(self, name: str) -> Service:
         for svc in self.services:

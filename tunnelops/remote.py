@@ -8,9 +8,12 @@ tool needs on top:
 - every command is a shell script sent on stdin to a fixed command line (`sh -s`, under
   `sudo -n` when not root): nothing we send is ever visible in a process list, and quoting
   is one concern (shlex.quote) instead of two.
-- a transcript of every byte sent and received, and a count of round trips.
+- a transcript of every byte sent and received, and a count of round trips; each round trip's
+  seconds on the laptop's clock and the script's own seconds on the host (the rest is the
+  wire: the recap shows both).
 - a host-side lock held by an open channel: if the laptop dies, the connection drops and the
-  lock is released by itself.
+  lock is released by itself. The lock is taken by the same script that gathers the facts
+  (`run_locked`): one round trip for both.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import getpass
 import io
 import os
+import secrets
 import select
 import shlex
 import socket
@@ -26,8 +30,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
 from fabric import Config, Connection
@@ -38,49 +42,26 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
-LOCK_PATH = "/run/tunnelops.lock"
-APPLY_LOCK_PATH = LOCK_PATH + ".apply"  # held (shared) by every apply script while it runs
-LOCK_WAIT_S = 5
-KEEPALIVE_S = 5
-LINK_TIMEOUT_S = float(os.environ.get("TUNNELOPS_LINK_TIMEOUT", "15"))
+from tunnelops import hostlock
+from tunnelops.hostlock import LOCK_WAIT_S, WATCHDOG_WAIT_S
+from tunnelops.sshlink import (
+    KEEPALIVE_S,
+    LINK_TIMEOUT_S,
+    Acking,
+    HostKeyPolicy,
+    LinkLost,
+    RemoteError,
+    forget_socks,
+    tune,
+)
+from tunnelops.trips import TIMED, Result, Transcript, Trip, host_seconds, split_host_time
+
+if TYPE_CHECKING:
+    from tunnelops.model import Site
+
 # sudo -S -p: our own prompt, so we answer only when sudo asks; then a marker once it let us in
 SUDO_PROMPT = "[tunnelops] sudo password:"
 SUDO_OK = "tunnelops-sudo-ok"
-WATCHDOG_WAIT_S = 90  # a restore by a guard's watchdog (firewall-cmd --reload is slow on VMs)
-
-
-class RemoteError(RuntimeError):
-    """One line: the host, what failed, and what to do."""
-
-
-class LinkLost(Exception):
-    """The SSH transport died under a command (the kernel or a keepalive gave up)."""
-
-
-@dataclass
-class Result:
-    stdout: str
-    stderr: str
-    exit: int
-
-    @property
-    def ok(self) -> bool:
-        return self.exit == 0
-
-
-@dataclass
-class Transcript:
-    """Every byte sent to and received from hosts, in order (for audits and secret tests)."""
-
-    entries: list[tuple[str, str, str]] = field(default_factory=list)  # (host, dir, text)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, host: str, direction: str, text: str) -> None:
-        with self._lock:
-            self.entries.append((host, direction, text))
-
-    def text(self) -> str:
-        return "".join(f"--- {h} {d}\n{t}\n" for h, d, t in self.entries)
 
 
 def _terminal_password(prompt: str) -> str:
@@ -90,46 +71,20 @@ def _terminal_password(prompt: str) -> str:
     return getpass.getpass(prompt)
 
 
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown keys unless asked to trust them; then record them (a dry run trusts
-    them for its own connection only: it writes nothing, known_hosts included)."""
-
-    def __init__(self, dest: str, known_hosts: Path, trust_new: bool,
-                 record: bool = True, accepted: list[str] | None = None) -> None:
-        self.dest, self.known_hosts, self.trust_new = dest, known_hosts, trust_new
-        self.record = record
-        self.accepted = accepted if accepted is not None else []
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        if not self.trust_new:
-            raise RemoteError(
-                f"{self.dest}: unknown host key {key.get_name()} {key.fingerprint}: check it, "
-                f"then re-run with --trust-new-host to record it in {self.known_hosts}")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.accepted.append(f"{hostname} {key.get_name()} {key.fingerprint}")
-        if not self.record:
-            return
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.known_hosts, "a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
-def _tune(sock: object) -> None:
-    """The SSH socket: no Nagle delay on our small request/answer exchanges, and a dead link
-    noticed within seconds (SSH keepalives every KEEPALIVE_S, and the kernel gives up on data
-    not acknowledged within LINK_TIMEOUT_S), instead of minutes of silence."""
-    if not isinstance(sock, socket.socket):  # a ProxyJump channel: its hop's socket counts
-        return
-    opts = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_S), ("TCP_KEEPINTVL", 2),
-                        ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", int(LINK_TIMEOUT_S * 1000))):
-        if hasattr(socket, name):
-            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
-    for level, opt, value in opts:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(level, opt, value)
+def for_site(site: Site, *, trust_new: bool = False, transcript: Transcript | None = None,
+             ask_password: Callable[[str], str] | None = None,
+             dry_run: bool = False) -> dict[str, Remote]:
+    """The Remote of each host of a site, by its name in the run (the hub's "vps", each
+    home's own); a dry run records no new host key."""
+    from tunnelops.model import HUB
+
+    return {role: Remote(str(host.host), ssh_config=site.ssh_config,
+                         known_hosts=site.known_hosts, trust_new=trust_new,
+                         transcript=transcript, ask_password=ask_password,
+                         record_new_hosts=not dry_run)
+            for role, host in ((HUB, site.vps), *((h.name, h) for h in site.homes))}
 
 
 def ssh_port(dest: str, ssh_config: str | None = None) -> int:
@@ -159,6 +114,9 @@ class Remote:
         self.transcript = transcript
         self.round_trips = 0
         self.connects = 0
+        self.connect_seconds = 0.0  # the SSH handshake (TCP, key exchange, authentication)
+        self.started: float | None = None  # time.monotonic() of the first handshake
+        self.trips: list[Trip] = []
         self._ask_password = ask_password or _terminal_password
         self._sudo_password: str | None = None
         self._lock_chan: paramiko.Channel | None = None
@@ -168,6 +126,12 @@ class Remote:
         self.known_hosts = Path(str(kh).split()[0]).expanduser()
         self._trust_new = trust_new
         self.is_root = False
+        self._connecting: threading.Thread | None = None
+        self._connect_error: BaseException | None = None
+        # With keep_warm, each command's channel is opened for the next one beforehand (see
+        # _warm): the engine sets it while more commands will follow (changes to apply).
+        self.keep_warm = False
+        self._spare: tuple[str, threading.Thread, dict] | None = None
 
     @property
     def label(self) -> str:
@@ -179,17 +143,63 @@ class Remote:
         client.get_host_keys().clear()
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
-        client.set_missing_host_key_policy(_HostKeyPolicy(
+        client.set_missing_host_key_policy(HostKeyPolicy(
             self.dest, self.known_hosts, self._trust_new, self._record_new, self.new_host_keys))
         if isinstance(conn.gateway, Connection):  # ProxyJump hops get the same policy
             self._prepare(conn.gateway)
 
+    def _dial(self, conn: Connection, timeout: float) -> None:
+        """Open the TCP connection ourselves, tuned (tune) before the SSH handshake starts:
+        with Nagle on, each of the handshake's back-to-back small writes (banner, KEXINIT,
+        NEWKEYS, the service request...) waits for the previous one's ACK -- ~3 RTTs more per
+        connection (measured: 0.50 s -> 0.36 s at 50 ms RTT). ProxyJump hops likewise; a
+        ProxyCommand's pipe is left to it."""
+        gateway = conn.gateway
+        if isinstance(gateway, Connection):
+            if not gateway.is_connected:
+                self._dial(gateway, timeout)
+            return
+        if gateway:
+            return
+        sock = socket.create_connection((conn.host, int(conn.port)), timeout=timeout)
+        tune(sock)
+        conn.connect_kwargs["sock"] = Acking(sock) if hasattr(socket, "TCP_QUICKACK") else sock
+
+    def connect_soon(self) -> None:
+        """Start the SSH handshake in the background (its round trips are spent waiting:
+        the caller imports and plans meanwhile); connect() waits for it and raises its
+        error."""
+        if self.conn.is_connected or self._connecting is not None:
+            return
+
+        def handshake() -> None:
+            try:
+                self._connect()
+            except BaseException as e:  # handed to connect(), in the caller's thread
+                self._connect_error = e
+
+        self.started = self.started or time.monotonic()
+        self._connecting = threading.Thread(target=handshake, daemon=True,
+                                            name=f"connect {self.dest}")
+        self._connecting.start()
+
     def connect(self) -> None:
+        if self._connecting is not None:
+            self._connecting.join()
+            self._connecting, error, self._connect_error = None, self._connect_error, None
+            if error is not None:
+                raise error
+        self._connect()
+
+    def _connect(self) -> None:
         if self.conn.is_connected:
             return
         self._prepare(self.conn)
         host = f"{self.conn.user}@{self.conn.host}:{self.conn.port}"
+        t0 = time.monotonic()
+        self.started = self.started or t0
         try:
+            self._dial(self.conn, float(self.conn.connect_timeout or 10))
             self.conn.open()
         except BadHostKeyException as e:
             raise RemoteError(
@@ -205,11 +215,14 @@ class Remote:
                               "its ssh_config entry and that sshd runs") from None
         except SSHException as e:
             raise RemoteError(f"{self.dest}: SSH failed for {host}: {e}") from None
+        finally:
+            forget_socks(self.conn)  # the transport owns it now (or it failed): not reused
+        self.connect_seconds += time.monotonic() - t0
         self.connects += 1
         transport = self.conn.transport
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_S)
-        _tune(transport.sock)
+        tune(transport.sock)
         self.is_root = self.conn.user == "root"
 
     def probe_new_connection(self, timeout: float = 5) -> None:
@@ -239,6 +252,10 @@ class Remote:
         return t is not None and t.is_active()
 
     def close(self) -> None:
+        self.keep_warm = False
+        spare, self._spare = self._spare, None
+        if spare is not None and not spare[1].is_alive() and "chan" in spare[2]:
+            spare[2]["chan"].close()  # one still opening dies with the connection
         if self._lock_chan is not None:
             self._lock_chan.close()
             self._lock_chan = None
@@ -264,14 +281,56 @@ class Remote:
             return f"sudo -S -p {shlex.quote(SUDO_PROMPT)} sh -c {shlex.quote(inner)}"
         return "sudo -n sh -s"
 
+    def _warm(self, line: str) -> None:
+        """Open the next command's channel now, in the background, and start its command
+        line (`sh -s`, `sudo -n sh -s`): it waits on stdin for the script. A command costs
+        3 round trips on a new channel -- its opening, the exec (OpenSSH grants the window
+        for stdin only then), the script -- and 1 on a warm one; this one's first two are
+        spent while the current command runs. An idle shell is harmless: it runs what it is
+        sent, or nothing at EOF (the run ended, or the laptop vanished)."""
+        transport = self.conn.transport
+        if transport is None or self._spare is not None:
+            return
+        box: dict = {}
+
+        def open_() -> None:
+            try:
+                chan = transport.open_session(timeout=30)
+                chan.exec_command(line)
+                box["chan"] = chan
+            except (SSHException, OSError, EOFError):
+                pass  # the next command opens its own, and says what is wrong
+
+        thread = threading.Thread(target=open_, daemon=True, name=f"warm {self.dest}")
+        thread.start()
+        self._spare = (line, thread, box)
+
+    def _take_spare(self, line: str) -> paramiko.Channel | None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        spare[1].join()
+        chan = spare[2].get("chan")
+        if chan is None or spare[0] != line or chan.closed:
+            if chan is not None:
+                chan.close()
+            return None
+        return chan  # its command may have failed (sudo -n): as a new channel's would
+
     def _open(self, sudo: bool, timeout: float) -> tuple[paramiko.Channel, bytes]:
         """A channel running our command line, through sudo's password prompt if it asks:
         (channel ready for the script on stdin, stderr it printed before the marker)."""
         assert self.conn.transport is not None
-        chan = self.conn.transport.open_session(timeout=timeout)
+        line = self._command_line(sudo)
+        simple = not sudo or self.is_root or self._sudo_password is None  # no prompt to answer
+        chan = self._take_spare(line) if simple else None
+        if chan is None:
+            chan = self.conn.transport.open_session(timeout=timeout)
+            chan.exec_command(line)
         chan.settimeout(timeout)
-        chan.exec_command(self._command_line(sudo))
-        if not sudo or self.is_root or self._sudo_password is None:
+        if simple and self.keep_warm:
+            self._warm(line)
+        if simple:
             return chan, b""
         prompt, ok = SUDO_PROMPT.encode(), SUDO_OK.encode() + b"\n"
         buf, answered = b"", False
@@ -344,15 +403,18 @@ class Remote:
         """Run a shell script on the host (one round trip). The script travels on stdin."""
         self.connect()
         timeout = timeout or self.command_timeout
-        body = script if script.endswith("\n") else script + "\n"
+        body = TIMED + (script if script.endswith("\n") else script + "\n")
         if self.transcript:
             self.transcript.add(self.dest, "sent", body)  # the sudo password is never recorded
         self.round_trips += 1
+        t0 = time.monotonic()
         try:
             res = self._exec(sudo, body, timeout, what)
         except (SSHException, EOFError, OSError) as e:
             raise RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
                               "check the link, then re-run (every step is idempotent)") from None
+        res.stderr, host = split_host_time(res.stderr)
+        self.trips.append(Trip(what, time.monotonic() - t0, host))
         if self.transcript:
             self.transcript.add(self.dest, "received", res.stdout + res.stderr)
         if sudo and not self.is_root and "a password is required" in res.stderr \
@@ -369,68 +431,90 @@ class Remote:
         return res
 
     # ---------------------------------------------------------------- host-side lock
-    def acquire_lock(self, wait: float = LOCK_WAIT_S, token: str = "") -> None:
-        """Hold the host's tunnelops lock until close(): one round trip.
-
-        flock on an open channel: the lock dies with the connection, so a run that died
-        never leaves a lock behind; a live one is reported with its pid and start time.
-        A run that died may leave its apply script running on the host, though (until its
-        next write to the dead connection): the lock is only taken once it has ended."""
+    def run_locked(self, script: str = "", *, token: str = "", wait: float = LOCK_WAIT_S,
+                   what: str = "gathering facts") -> Result:
+        """Take the host's tunnelops lock and run `script` under it, in ONE round trip; the
+        lock is then held by this channel until close() (hostlock.locked_script says how)."""
         self.connect()
-        info = shlex.quote(LOCK_PATH + ".info")
-        script = (
-            f"exec 9>>{shlex.quote(LOCK_PATH)}\n"
-            # a guard's watchdog restoring what a run left unproven: wait for it, then plan
-            # from what it put back
-            f"if ! flock -w {int(wait)} 9 && ! {{ grep -qs '^watchdog' {info} && "
-            f"flock -w {WATCHDOG_WAIT_S} 9; }}; then echo BUSY; cat {info} 2>/dev/null; "
-            "exit 75; fi\n"
-            # the apply script of a run whose connection died may still be running: wait
-            f"exec 8>>{shlex.quote(APPLY_LOCK_PATH)}\n"
-            f"if ! flock -w {int(wait)} 8; then echo BUSY; echo 'the changes of a run that "
-            "lost its connection are still being applied'; exit 75; fi\n"
-            "exec 8>&-\n"
-            f"echo \"pid=$$ since=$(date -u +%Y-%m-%dT%H:%M:%SZ) token={token}\" > {info}\n"
-            "echo LOCKED\n"
-            "read -r _ || true\n"   # hold until the laptop closes the channel
-            f"rm -f {info}\n"
-        )
-        chan, early = self._open(True, 30)
-        chan.sendall(script.encode())
+        end = f"::tunnelops-locked:: {secrets.token_hex(8)}"
+        full = hostlock.locked_script(script, token=token, wait=wait, end=end)
         if self.transcript:
-            self.transcript.add(self.dest, "sent", script)
+            self.transcript.add(self.dest, "sent", full)
         self.round_trips += 1
-        buf = b""
-        chan.settimeout(wait + WATCHDOG_WAIT_S + 10)
-        while b"LOCKED" not in buf and b"BUSY" not in buf:
-            try:
-                data = chan.recv(4096)
-            except TimeoutError:
-                data = b""
-            if not data:
-                err = (early + chan.recv_stderr(4096)).decode(errors="replace").strip()
-                if "a password is required" in err and self._sudo_password is None:
-                    chan.close()
-                    self._sudo_password = self._prompt_sudo_password()
-                    return self.acquire_lock(wait, token)
-                raise RemoteError(f"{self.dest}: could not take the tunnelops lock: "
-                                  f"{err or 'no answer'}")
-            buf += data
-        if b"BUSY" in buf:
-            time.sleep(0.05)
-            rest = buf.decode(errors="replace").split("BUSY", 1)[1]
-            while not chan.exit_status_ready() or chan.recv_ready():
-                chunk = chan.recv(4096)
-                if not chunk:
-                    break
-                rest += chunk.decode(errors="replace")
+        t0 = time.monotonic()
+        try:
+            chan, early = self._open(True, 30)
+            out, err = self._read_until(chan, f"\n{end} ".encode(), early,
+                                        wait + WATCHDOG_WAIT_S + 10 + self.command_timeout,
+                                        full.encode(), what)
+        except (SSHException, EOFError, OSError) as e:
+            raise RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
+                              "check the link, then re-run (every step is idempotent)") from None
+        text, errs = out.decode(errors="replace"), err.decode(errors="replace")
+        if self.transcript:
+            self.transcript.add(self.dest, "received", text + errs)
+        head, found, tail = text.partition(f"\n{end} ")
+        if not found:
             chan.close()
-            # the run's token is for the watchdogs, not for people
-            holder = " ".join(w for w in rest.split() if not w.startswith("token=")) \
-                or "unknown holder"
-            raise RemoteError(f"another tunnelops run holds the lock on {self.dest} ({holder}): "
-                              "wait for it to finish, then re-run")
+            self.trips.append(Trip(what, time.monotonic() - t0))
+            if "a password is required" in errs and self._sudo_password is None:
+                self._sudo_password = self._prompt_sudo_password()
+                return self.run_locked(script, token=token, wait=wait, what=what)
+            if text.startswith("BUSY"):
+                # the run's token is for the watchdogs, not for people
+                holder = " ".join(w for w in text.split("BUSY", 1)[1].split()
+                                  if not w.startswith("token=")) or "unknown holder"
+                raise RemoteError(f"another tunnelops run holds the lock on {self.dest} "
+                                  f"({holder}): wait for it to finish, then re-run")
+            raise RemoteError(f"{self.dest}: could not take the tunnelops lock: "
+                              f"{errs.strip() or text.strip() or 'no answer'}")
+        self.trips.append(Trip(what, time.monotonic() - t0,
+                               host_seconds(*([*tail.split(), "", ""][:2]))))
         self._lock_chan = chan
+        return Result(head, errs, 0)
+
+    def acquire_lock(self, wait: float = LOCK_WAIT_S, token: str = "") -> None:
+        """The host lock alone (run_locked with no script), held until close()."""
+        self.run_locked(token=token, wait=wait, what="taking the host lock")
+
+    def _read_until(self, chan: paramiko.Channel, marker: bytes, early: bytes,
+                    timeout: float, stdin: bytes, what: str) -> tuple[bytes, bytes]:
+        """Send stdin (keeping the channel's stdin open) and read until a line starting with
+        marker has arrived on stdout, or the remote ended: (stdout, stderr)."""
+        out, err = bytearray(), bytearray(early)
+        deadline = time.monotonic() + timeout
+        try:
+            if not chan.exit_status_ready():
+                chan.sendall(stdin)
+            while True:
+                if chan.recv_ready():
+                    out += chan.recv(65536)
+                    at = out.find(marker)
+                    if at >= 0 and b"\n" in out[at + len(marker):]:
+                        break
+                elif chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
+                    break
+                elif not self._alive():
+                    raise LinkLost
+                else:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+                    select.select([chan], [], [], 0.05)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+        except LinkLost:
+            chan.close()
+            raise RemoteError(f"{self.dest}: the SSH connection was lost during {what} (no "
+                              f"answer for {LINK_TIMEOUT_S:.0f}s): check the link, then re-run "
+                              "(every step is idempotent)") from None
+        except TimeoutError:
+            chan.close()
+            raise RemoteError(f"{self.dest}: {what} did not finish within {timeout:.0f}s: "
+                              "check the host's load and link (TUNNELOPS_TIMEOUT raises the "
+                              "limit)") from None
+        return bytes(out), bytes(err)
 
     # ---------------------------------------------------------------- streaming
     def stream(self, script: str, out: Callable[[bytes], None],

@@ -8,7 +8,6 @@ import threading
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -56,6 +55,8 @@ def plan_view(report: RunReport, *, diffs: bool) -> Group:
             for c in s.changes:
                 parts.append(Text(f"  ~ {c}", style=STATUS_STYLE.get(s.status, "")))
             if diffs:
+                from rich.syntax import Syntax  # pygments: only a dry run shows diffs
+
                 for d in s.diffs:
                     parts.append(Syntax(d.rstrip("\n"), "diff", theme="ansi_dark",
                                         background_color="default"))
@@ -67,11 +68,12 @@ def plan_view(report: RunReport, *, diffs: bool) -> Group:
 def recap(report: RunReport) -> Table:
     title = "plan (dry run: nothing was changed)" if report.dry_run else "recap"
     table = Table(title=title, title_justify="left")
+    # seconds: the host's whole run; of those, its scripts' own time on the host, and the
+    # handshake's and the round trips' time between (the rest: planning, waiting for the
+    # other host)
     for col in ("host", "ok", "changed" if not report.dry_run else "would change", "failed",
-                "round trips", "connections", "seconds"):
-        table.add_column(col, justify="right" if col in ("ok", "changed", "failed",
-                                                          "would change", "round trips",
-                                                          "connections", "seconds") else "left")
+                "round trips", "connections", "seconds", "on host", "on wire"):
+        table.add_column(col, justify="left" if col == "host" else "right")
     for role, h in report.hosts.items():
         changed = h.count("would change" if report.dry_run else "changed")
         failed = h.count("failed") + (1 if h.error and not h.count("failed") else 0)
@@ -79,7 +81,7 @@ def recap(report: RunReport) -> Table:
             f"{role} ({h.dest})", f"[green]{h.count('ok')}",
             f"[yellow]{changed}" if changed else "0",
             f"[red]{failed}" if failed else "0", str(h.round_trips), str(h.connects),
-            f"{h.seconds:.1f}")
+            f"{h.seconds:.1f}", f"{h.host_seconds:.1f}", f"{h.wire_seconds:.1f}")
     return table
 
 

@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
-from tests.conftest import check_index_free, slot
+from tests.conftest import own_lab, slot
+from tests.lab.env import sh
 from tunnelops import commands
 from tunnelops.engine import RunReport
-from tunnelops.lab import Lab, LabError, Topology
+from tunnelops.lab import Lab, Topology
 
 PROJECT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"
@@ -90,12 +90,6 @@ def error_lines(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ looking at hosts
-def sh(lab: Lab, role: str, script: str, *, user: str | None = None, check: bool = True,
-       input: bytes | None = None) -> str:
-    return lab.exec(role, ["sh", "-c", script], user=user, check=check,
-                    input=input).stdout.decode()
-
-
 def podman(lab: Lab, *args: str, check: bool = True) -> str:
     return lab.exec("home", ["podman", *args], user=PODMAN_USER, check=check,
                     timeout=60).stdout.decode()
@@ -250,13 +244,8 @@ def main_default_routes(lab: Lab) -> dict[str, str]:
 
 def fresh_bootstrapped_labb(*, via_cli: bool) -> Iterator[Bootstrapped]:
     """Body of a module fixture: labb fresh, bootstrapped once; down at the end."""
-    lab = Lab(LABB)
-    check_index_free(LABB)
-    lab.down()  # whatever an earlier run left: start from a fresh instance
-    try:
-        lab.up()
-    except LabError as e:
-        pytest.fail(f"cannot bring lab {LABB.name!r} up: {e}", pytrace=False)
+    up = own_lab(LABB)
+    lab = next(up)
     try:
         before = main_default_routes(lab)
         if via_cli:
@@ -264,5 +253,4 @@ def fresh_bootstrapped_labb(*, via_cli: bool) -> Iterator[Bootstrapped]:
         else:
             yield Bootstrapped(lab, bootstrap(LABB.name)[0], None, before)
     finally:
-        lab.down()
-
+        up.close()

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import slot
+from tests.lab.env import forget_ssh_rate
 from tests.lab.labb_site import wait_until
 from tests.lab.test_sudo import PASSWORD as SUDO_PASSWORD
 from tests.lab.test_sudo import pwops  # noqa: F401 - a fixture: a user whose sudo asks
@@ -104,11 +105,6 @@ def test_installed_version_help_and_mistakes(installed: Installed) -> None:
 
 
 # ------------------------------------------------------------------ against a lab
-def forget_ssh(lab: Lab) -> None:
-    """The VPS's SSH rate limiter forgets our address (as a minute's wait would)."""
-    lab.exec("vps", ["sh", "-c", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null; :"])
-
-
 def log_line(lab: Lab, text: str) -> None:
     """A line on the game container's stdout, i.e. in its logs."""
     lab.exec("home", ["podman", "exec", "tunnelops-game", "sh", "-c",
@@ -216,12 +212,12 @@ def test_installed_command_against_the_lab(installed: Installed, tmp_path: Path,
             proc.kill()  # our own child, by its PID
     wait_until("podman logs to end at home", lambda: not podman_logs_at_home(lab), 5)
 
-    forget_ssh(lab)
+    forget_ssh_rate(lab)
     res = installed.run(*i, "verify")
     assert res.returncode == 0, res.stdout + res.stderr
     assert " 0 failed" in res.stdout
 
-    forget_ssh(lab)
+    forget_ssh_rate(lab)
     res = installed.run(*i, "teardown")
     assert res.returncode == 0, res.stdout + res.stderr
     res = installed.run(*i, "logs", "game")

@@ -58,7 +58,7 @@ def labg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def run(lab: Lab, command, *args, **kw) -> RunReport:
     # forget the VPS SSH limiter's memory of us: this module runs the tool more often than
     # the product's 3 connections per 20 s allow one address
-    sh(lab, "vps", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null || true")
+    sh(lab, "vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
     return command(options(TOPO.name, lab.inventory_dir), *args, **kw)
 
 
@@ -102,7 +102,7 @@ def table_handle(lab: Lab) -> str:
 
 
 def client_rows(lab: Lab) -> dict[str, tuple[bool | None, str]]:
-    sh(lab, "vps", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null || true")
+    sh(lab, "vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
     report = verify.run(inventory.load(lab.inventory))
     assert report.ok, [(c.id, c.measured, c.hint) for c in report.checks if c.ok is False]
     return {c.id: (c.ok, c.measured) for c in report.checks if c.id.startswith("client.")}

@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from rich.console import Console
 
-from tests.conftest import check_index_free, slot
+from tests.conftest import own_lab, slot
+from tests.lab.env import forget_ssh_rate
 from tunnelops import commands
-from tunnelops.lab import Lab, LabError, Topology
+from tunnelops.lab import Lab, Topology
 
 pytestmark = pytest.mark.lab
 
@@ -68,10 +69,6 @@ def attempt_after_stray_acks(lab: Lab, n: int) -> str:
                              lab.topo.inet_vps_side, str(n)]).stdout.decode().strip()
 
 
-def forget_ssh_rate(lab: Lab) -> None:
-    lab.exec("vps", ["nft", "flush", "set", "inet", "tunnelops", "ssh_new4"])
-
-
 def run(lab: Lab, what: str) -> tuple[bool, str]:
     out = io.StringIO()
     opts = commands.Options(inventory_dir=lab.inventory_dir, site=TOPO.name,
@@ -84,17 +81,7 @@ def run(lab: Lab, what: str) -> tuple[bool, str]:
 
 @pytest.fixture(scope="module")
 def slow_lab() -> Iterator[Lab]:
-    lab = Lab(TOPO)
-    check_index_free(TOPO)
-    lab.down()
-    try:
-        lab.up(rtt_ms=RTT_MS)
-    except LabError as e:
-        pytest.fail(f"cannot bring the lab {TOPO.name!r} up: {e}", pytrace=False)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from own_lab(TOPO, rtt_ms=RTT_MS)
 
 
 def test_the_limiter_counts_connection_attempts_not_other_new_packets(slow_lab: Lab) -> None:

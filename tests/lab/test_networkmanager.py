@@ -12,6 +12,7 @@ import dataclasses
 
 import pytest
 
+from tests.lab.labb_site import wait_until
 from tunnelops import facts as facts_mod
 from tunnelops.backends import keys, networkmanager, wglive
 from tunnelops.changes import apply_script, step_outcomes
@@ -27,12 +28,13 @@ VPS_KEY = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="  # any valid public key
 
 def _facts(remote: Remote, site) -> facts_mod.HostFacts:
     t = site.tunnel
-    script = facts_mod.script(interface=IFACE, route_table=t.route_table,
-                              key_path=f"/etc/wireguard/{IFACE}.key",
-                              files=[f"/etc/wireguard/{IFACE}.conf"],
-                              secret_files=[f"/etc/wireguard/{IFACE}.conf"],
-                              nm_connection=IFACE)
-    return facts_mod.parse(remote.run(script).stdout)
+    fp = facts_mod.probes(interface=IFACE, route_table=t.route_table,
+                          key_path=f"/etc/wireguard/{IFACE}.key",
+                          files=[f"/etc/wireguard/{IFACE}.conf"],
+                          secret_files=[f"/etc/wireguard/{IFACE}.conf"],
+                          nm_connection=IFACE)
+    batch = fp.batch()
+    return facts_mod.read(fp, batch.parse(remote.run(batch.script()).stdout))
 
 
 def _apply(remote: Remote, plans) -> None:
@@ -123,6 +125,11 @@ def test_networkmanager_profile_peer_edited_behind_its_back_is_reimported(home, 
     keyfile = f"/etc/NetworkManager/system-connections/{IFACE}.nmconnection"
     remote.run(f"sed -i 's|^allowed-ips=0.0.0.0/0;|allowed-ips=192.168.2.1/32;|' {keyfile} "
                "&& nmcli connection reload")
+    # the reload is asynchronous: under load NetworkManager shows the profile's properties
+    # half-read for a moment (seen in CI: no route table yet)
+    wait_until("NetworkManager to have reloaded the profile", lambda: remote.run(
+        f"nmcli -g ipv4.route-table connection show {IFACE}").stdout.strip() == str(
+            site.tunnel.route_table), 15)
     drift = networkmanager.plan(Ctx(site, "home", _facts(remote, site)), VPS_KEY, vps,
                                 activate=False)
     assert drift.changes[0].summary == (

@@ -27,9 +27,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import check_index_free, slot
+from tests.conftest import own_lab, slot
 from tests.lab.labb_site import bootstrap, describe, inv, sh, summary, token, udp_echo, wait_until
-from tunnelops.lab import Lab, LabError, Topology
+from tunnelops.lab import Lab, Topology
 
 pytestmark = pytest.mark.lab
 
@@ -40,19 +40,14 @@ SENTINEL = "203.0.113.250"  # an address the SSH limiter "remembers", put there 
 
 @pytest.fixture(scope="module")
 def labi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab(LABI, inventory_dir=tmp_path_factory.mktemp("inventory"))
-    check_index_free(LABI)
-    lab.down()  # leftovers of an earlier run that died
-    try:
-        lab.up()
-    except LabError as e:
-        pytest.fail(f"cannot bring lab {LABI.name!r} up: {e}", pytrace=False)
+    up = own_lab(LABI, tmp_path_factory.mktemp("inventory"))
+    lab = next(up)
     try:
         report, out = bootstrap(LABI.name, lab.inventory_dir)
         assert report.ok, describe(report) + out[-2000:]
         yield lab
     finally:
-        lab.down()
+        up.close()
 
 
 def run_cli(lab: Lab, *args: str) -> str:

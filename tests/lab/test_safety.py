@@ -37,12 +37,14 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import session_lab_topology, slot
+from tests.lab.env import sh
 from tests.lab.labb_site import wait_until
 from tunnelops import commands, inventory
 from tunnelops.changes import CommandChange, StepPlan, apply_script
-from tunnelops.engine import RunReport, _rehandshake
+from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.instance import HOSTS
+from tunnelops.probes.wireguard import rehandshake
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nftables as nft_render
 
@@ -90,13 +92,6 @@ def pristine(labs: Lab) -> dict[str, dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------ helpers
-def sh(lab: Lab, role: str, script: str, *, check: bool = True, user: str | None = None,
-       timeout: float = 30) -> str:
-    """A shell script inside a lab host, without SSH."""
-    return lab.exec(role, ["sh", "-c", script], check=check, user=user,
-                    timeout=timeout).stdout.decode()
-
-
 @dataclasses.dataclass(repr=False)
 class Outcome:
     report: RunReport
@@ -650,6 +645,43 @@ def test_lock_of_a_run_that_died_is_released(labs: Lab) -> None:
     assert again.ok and again.changed() == 0, again
 
 
+def test_the_locked_script_leaves_the_lock_to_its_channel(labs: Lab) -> None:
+    """The lock and the facts are one script (run_locked). What that script starts (a daemon,
+    podman's pause process) must not inherit the lock's descriptor: the lock would outlive
+    the run, and every later run would wait, then fail. And the facts run only once the
+    lock is held: while another run holds it, they do not run at all."""
+    first = remote(labs, "home", command_timeout=5)
+    try:
+        # and stdin at EOF, as any script's (the channel's own stays open, holding the lock)
+        res = first.run_locked("cat; sleep 60 </dev/null >/dev/null 2>&1 & echo $!",
+                               token="t1")
+        lingering = res.stdout.strip()
+        assert lingering.isdigit(), res
+        assert sh(labs, "home", f"cat {LOCK_INFO}").strip().endswith("token=t1")
+    finally:
+        first.close()
+    try:
+        assert sh(labs, "home", f"kill -0 {lingering} && echo alive").strip() == "alive"
+        t0 = time.monotonic()
+        second = remote(labs, "home")
+        try:
+            assert second.run_locked("echo gathered", token="t2").stdout == "gathered\n"
+            waited = time.monotonic() - t0
+            busy = remote(labs, "home")
+            try:
+                with pytest.raises(RemoteError, match="another tunnelops run holds the lock"):
+                    busy.run_locked(f"touch /tmp/ran-{uuid.uuid4().hex[:8]}", wait=1)
+                assert busy.trips[-1].seconds < 5
+            finally:
+                busy.close()
+        finally:
+            second.close()
+        assert waited < 3, waited  # the first run's sleep did not keep the lock
+        assert sh(labs, "home", "ls /tmp/ran-* 2>/dev/null; :").strip() == ""
+    finally:
+        sh(labs, "home", f"kill {lingering} 2>/dev/null; :")
+
+
 def test_lock_waits_for_the_changes_of_a_run_that_lost_its_connection(labs: Lab) -> None:
     """A run that dies leaves its apply script running on the host until its next write to
     the dead connection: the next run must not gather facts and change the host meanwhile."""
@@ -860,7 +892,7 @@ def test_rerun_checks_a_tunnel_that_has_not_handshaken_yet(labs: Lab) -> None:
                b"  udp dport 51821 drop\n }\n}\n")
     labs.exec("router", ["nft", "-f", "-"], input=blocked)
     try:  # home forgets its session with the VPS, and cannot make a new one
-        sh(labs, "home", _rehandshake("wg0"))
+        sh(labs, "home", rehandshake("wg0"))
         assert sh(labs, "home", "wg show wg0 latest-handshakes").split()[1:] == ["0"]
     finally:
         labs.exec("router", ["nft", "delete", "table", "ip", "safety_test"])

@@ -165,7 +165,9 @@ def test_rerun_after_all_that_changes_nothing_and_keeps_the_container(
     assert report.ok, describe(report)
     for role, host in report.hosts.items():
         assert changed_steps(report, role) == [], describe(report)
-        assert host.round_trips <= 3, (role, host.round_trips)
+        # the host lock and the facts in one script (was 2 before issue 14), and the check's
+        # ping when the last handshake is old
+        assert host.round_trips <= 2, (role, host.round_trips)
     assert container_identity(lab) == ident  # same Id, same StartedAt: not restarted
     assert both_states(lab) == before
     echoed_udp(site, 12345)

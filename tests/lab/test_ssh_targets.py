@@ -3,6 +3,9 @@ ProxyJump honoured) or user@host[:port]; host keys are checked on every hop."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from tunnelops.remote import Remote, RemoteError
@@ -53,3 +56,26 @@ def test_user_at_host_port_shorthand(tmp_path, lab):
         r.close()
     assert res.stdout.strip() == "0"
     assert not r.is_root
+
+
+def test_a_warm_channel_has_its_shell_ready_before_the_script_is_sent(lab):
+    """keep_warm (a run with changes to apply): the next command's channel and shell are
+    started while the current command runs, so that command costs one round trip instead of
+    three. The shell that runs the second script started before it was sent (the lab's hosts
+    share this machine's clock); without keep_warm, after."""
+    hz = os.sysconf("SC_CLK_TCK")
+    for warm in (False, True):
+        r = Remote(lab.topo.alias("home"), ssh_config=str(lab.ssh_config),
+                   known_hosts=str(lab.known_hosts))
+        r.keep_warm = warm
+        try:
+            r.run("sleep 0.5", check=True)
+            sent = time.clock_gettime(time.CLOCK_BOOTTIME)
+            ticks = r.run("cut -d' ' -f22 /proc/$$/stat", check=True).stdout
+        finally:
+            r.close()
+        started = int(ticks) / hz  # the shell's start, since boot (10 ms ticks: floored)
+        if warm:
+            assert started < sent - 0.2, (started, sent)
+        else:
+            assert started > sent - 0.02, (started, sent)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.lab.env import sh
 from tunnelops.lab import Lab
 from tunnelops.remote import Remote, RemoteError, Transcript
 
@@ -21,8 +22,8 @@ PWNED = "/tmp/tunnelops-sudo-pwned"
 LOG = f"/var/log/sudo-{USER}.log"
 
 
-def sh(lab: Lab, script: str, stdin: bytes | None = None) -> str:
-    return lab.exec("home", ["sh", "-c", script], input=stdin).stdout.decode()
+def home(lab: Lab, script: str, stdin: bytes | None = None) -> str:
+    return sh(lab, "home", script, input=stdin)
 
 
 @pytest.fixture
@@ -32,8 +33,8 @@ def pwops(lab: Lab) -> Iterator[str]:
     remove = (f"rm -f /etc/sudoers.d/80-{USER} {LOG} {PWNED} /var/run/sudo/ts/{USER}; "
               f"n=0; while pkill -KILL -u {USER} && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); "
               f"done; userdel -r {USER} 2>/dev/null; :")
-    sh(lab, remove)  # leftovers of a test that died
-    sh(lab, f"useradd -m -s /bin/sh {USER} && echo {USER}:'{PASSWORD}' | chpasswd && "
+    home(lab, remove)  # leftovers of a test that died
+    home(lab, f"useradd -m -s /bin/sh {USER} && echo {USER}:'{PASSWORD}' | chpasswd && "
             f"install -d -m 700 -o {USER} -g {USER} /home/{USER}/.ssh && "
             f"cat > /home/{USER}/.ssh/authorized_keys && "
             f"chown {USER}:{USER} /home/{USER}/.ssh/authorized_keys && "
@@ -43,7 +44,7 @@ def pwops(lab: Lab) -> Iterator[str]:
     try:
         yield f"{USER}@{lab.topo.alias('home')}"
     finally:
-        sh(lab, remove)
+        home(lab, remove)
 
 
 def remote(lab: Lab, dest: str, answer: str, transcript: Transcript) -> tuple[Remote, list]:
@@ -68,7 +69,7 @@ def test_the_password_is_given_once_to_sudos_prompt(lab: Lab, pwops: str) -> Non
     assert second.stdout == "root\ndone\n" and second.stderr == ""
     assert len(asked) == 1  # asked once for the whole run
     assert PASSWORD not in t.text()
-    assert sh(lab, f"ls {PWNED} 2>/dev/null; :") == ""
+    assert home(lab, f"ls {PWNED} 2>/dev/null; :") == ""
 
 
 def test_a_wrong_password_stops_at_one_attempt(lab: Lab, pwops: str) -> None:
@@ -92,7 +93,7 @@ def test_a_password_sudo_did_not_ask_for_never_reaches_a_shell(lab: Lab, pwops: 
     """With `Defaults timestamp_type=global` sudo stops asking once it has been answered: the
     password sent ahead of the script was then run by `sh` as root (and printed in stderr
     and the transcript). Now it is sent only when sudo's prompt is seen."""
-    sh(lab, f"printf '%s\\n' 'Defaults:{USER} timestamp_type=global' >> /etc/sudoers.d/80-{USER}")
+    home(lab, f"printf '%s\\n' 'Defaults:{USER} timestamp_type=global' >> /etc/sudoers.d/80-{USER}")
     t = Transcript()
     r, asked = remote(lab, pwops, PASSWORD, t)
     try:
@@ -103,4 +104,4 @@ def test_a_password_sudo_did_not_ask_for_never_reaches_a_shell(lab: Lab, pwops: 
     assert all(x.stderr == "" for x in results), [x.stderr for x in results]
     assert len(asked) == 1
     assert PASSWORD not in t.text()
-    assert sh(lab, f"ls {PWNED} 2>/dev/null; :") == ""
+    assert home(lab, f"ls {PWNED} 2>/dev/null; :") == ""

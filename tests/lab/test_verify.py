@@ -12,7 +12,6 @@ memory of our address is cleared (the equivalent of waiting a minute).
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import re
 import subprocess
@@ -21,58 +20,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from tests.conftest import slot
-from tunnelops import commands, inventory, verify
-from tunnelops.lab import Lab, LabError, Topology
+from tests.lab.env import SiteEnv, bootstrapped, failing, remotes, rows
+from tunnelops import inventory, verify
+from tunnelops.lab import Lab, Topology
 from tunnelops.lab.topology import PODMAN_USER
-from tunnelops.remote import Remote, Transcript
+from tunnelops.remote import Transcript
 from tunnelops.verify import VerifyReport
 
 pytestmark = pytest.mark.lab
 
 TOPO = Topology(*slot("labv", 3))
 PROJECT = Path(__file__).resolve().parents[2]
-ROWS = 29  # the lab site: 2 ports of one service (one TCP, one UDP)
 
 
-class Env:
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.out = io.StringIO()
-        self.opts = commands.Options(inventory_dir=lab.inventory_dir, site=TOPO.name,
-                                     console=Console(file=self.out, width=200))
-        self.remotes: dict[str, Remote] = {}
+def ROWS() -> int:
+    return rows(inventory.load(Lab(TOPO).inventory))
 
-    @property
-    def site(self):
-        return inventory.load(self.lab.inventory)
 
-    def sh(self, role: str, script: str, user: str | None = None) -> str:
-        res = self.lab.exec(role, ["sh", "-c", script], user=user, check=False, timeout=60)
-        assert res.returncode == 0, f"{role}: {script}: {res.stderr.decode()}"
-        return res.stdout.decode()
-
-    def forget_ssh_rate(self) -> None:
-        """Clear the VPS limiter's memory of our address: this module opens more SSH
-        connections a minute than the product's firewall allows one address."""
-        self.sh("vps", "nft flush set inet tunnelops-wg0 ssh_new4 2>/dev/null || true")
-
-    def bootstrap(self) -> None:
-        self.forget_ssh_rate()
-        report = commands.bootstrap(self.opts, None, None)
-        assert report.ok, self.out.getvalue()[-3000:]
-
-    def verify(self, transcript: Transcript | None = None) -> VerifyReport:
-        site = self.site
-        if not self.remotes:
-            self.remotes = {role: Remote(str(host), ssh_config=site.ssh_config,
-                                         known_hosts=site.known_hosts, transcript=transcript)
-                            for role, host in (("vps", site.vps.host),
-                                               ("home", site.homes[0].host))}
-        return verify.run(site, remotes=self.remotes)
-
+class Env(SiteEnv):
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         self.forget_ssh_rate()
         return subprocess.run([str(PROJECT / ".venv/bin/inv"), "verify", "--site", TOPO.name,
@@ -80,23 +47,10 @@ class Env:
                               env={"PATH": "/usr/bin:/bin", "COLUMNS": "120",
                                    "TUNNELOPS_INVENTORY": str(self.lab.inventory_dir)})
 
-    def wait_healthy(self, timeout: float = 20) -> VerifyReport:
-        """Verify until every row passes (a restarted tunnel needs a handshake first)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            report = self.verify()
-            if report.ok or time.monotonic() > deadline:
-                return report
-            time.sleep(1)
-
-
-def failing(report: VerifyReport) -> str:
-    return "\n".join(f"{c.id}: {c.measured} | {c.hint}" for c in report.failed)
-
 
 def assert_passes(report: VerifyReport) -> None:
     assert report.ok, failing(report)
-    assert len(report.checks) == ROWS and all(c.ok for c in report.checks), failing(report)
+    assert len(report.checks) == ROWS() and all(c.ok for c in report.checks), failing(report)
 
 
 def assert_broken(report: VerifyReport, row: str, fix: str) -> str:
@@ -117,20 +71,7 @@ def command_in(hint: str, starts: str) -> str:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    lab = Lab(TOPO)
-    lab.down()
-    try:
-        lab.up()
-    except LabError as e:
-        pytest.fail(f"cannot bring the lab {TOPO.name!r} up: {e}", pytrace=False)
-    e = Env(lab)
-    try:
-        e.bootstrap()
-        yield e
-    finally:
-        for remote in e.remotes.values():
-            remote.close()
-        lab.down()
+    yield from bootstrapped(TOPO, kind=Env)
 
 
 @pytest.fixture
@@ -148,31 +89,29 @@ def healthy(env: Env) -> Iterator[Env]:
 def test_verify_passes_after_bootstrap(env: Env, lab_report: Callable[[str], None]) -> None:
     proc = env.cli()
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (f"verify {TOPO.name}: {ROWS} passed, 0 failed · round trips: vps 1, home 1"
+    assert (f"verify {TOPO.name}: {ROWS()} passed, 0 failed · round trips: vps 1, home 1"
             in proc.stdout)
     assert "✗" not in proc.stdout
     proc = env.cli("--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(proc.stdout)
     assert data["ok"] and data["first_failure"] is None
-    assert [c["status"] for c in data["checks"]] == ["pass"] * ROWS
+    assert [c["status"] for c in data["checks"]] == ["pass"] * ROWS()
     assert {r: h["round_trips"] for r, h in data["hosts"].items()} == {"vps": 1, "home": 1}
     assert {r: h["connects"] for r, h in data["hosts"].items()} == {"vps": 1, "home": 1}
     assert data["seconds"] < 5
-    lab_report(f"verify: {ROWS} rows in {data['seconds']:.2f} s, 1 round trip per host")
+    lab_report(f"verify: {ROWS()} rows in {data['seconds']:.2f} s, 1 round trip per host")
 
 
 def test_private_keys_stay_on_their_hosts(env: Env) -> None:
     transcript = Transcript()
     site = env.site
-    remotes = {role: Remote(str(host), ssh_config=site.ssh_config,
-                            known_hosts=site.known_hosts, transcript=transcript)
-               for role, host in (("vps", site.vps.host), ("home", site.homes[0].host))}
+    own = remotes(site, transcript)
     env.forget_ssh_rate()
     try:
-        assert_passes(verify.run(site, remotes=remotes))
+        assert_passes(verify.run(site, remotes=own))
     finally:
-        for r in remotes.values():
+        for r in own.values():
             r.close()
     text = transcript.text()
     assert "::tunnelops:: wg" in text
@@ -264,7 +203,10 @@ def test_container_without_outbound_setting(healthy: Env) -> None:
                    "tunnelops-game --label tunnelops.service=game -p 12345:12345/udp "
                    "-p 12346:12346/tcp localhost/tunnelops-echo:latest >/dev/null",
            user=PODMAN_USER)
-    report = env.verify()
+    deadline = time.monotonic() + 20  # the new container's echo server starting (loaded CI)
+    while not (report := env.verify()).check("ingress.12346/tcp").ok \
+            and time.monotonic() < deadline:
+        time.sleep(1)
     assert_broken(report, "container.game.network", "re-run `inv bootstrap`")
     egress = report.check("egress.game")  # the silent failure: it works, from the wrong address
     assert egress.ok is False and f"sees {TOPO.router_wan}, not {TOPO.vps_public}" in \

@@ -22,7 +22,6 @@ import pytest
 
 from tests.unit.facts import generate
 from tests.unit.facts.generate import HOME_PUB, INVENTORY, RANGE_SITE, SITE
-from tunnelops import facts
 from tunnelops.backends import awall as awall_backend
 from tunnelops.changes import FileChange
 from tunnelops.inventory import new_site
@@ -274,7 +273,7 @@ def test_the_checker_rejects_the_seeds_inline_service_as_awall_does() -> None:
 
 # ---------------------------------------------------------------------------- what we generate
 def recorded(name: str):
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 SITES = {

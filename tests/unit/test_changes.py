@@ -1,14 +1,12 @@
-"""The apply script and the facts command, as shell: their text, and what they do when a real
-`sh` runs them in a temporary directory (FileChange paths, key files and guard markers all
-point into tmp_path). Run by dash (`sh` here) and BusyBox ash when present, Alpine's shell.
-Plus facts.parse on the recorded outputs of tests/unit/facts/."""
+"""The apply script as shell: its text, and what it does when a real `sh` runs it in a
+temporary directory (FileChange paths, key files and guard markers all point into
+tmp_path). Run by dash (`sh` here), bash and BusyBox ash when present, Alpine's shell."""
 
 from __future__ import annotations
 
-import base64
 import os
 import pwd
-import shutil
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.facts import generate
-from tunnelops import changes, facts
+from tests.unit.shells import SECRET
+from tunnelops import changes
 from tunnelops.backends import originals
 from tunnelops.changes import (
     TMP_PREFIX,
@@ -28,16 +27,13 @@ from tunnelops.changes import (
     apply_script,
     guard_marker,
     step_outcomes,
+    step_seconds,
 )
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
-from tunnelops.render.nftables import Element
+from tunnelops.probes import MARK
 from tunnelops.render.wireguard import vps_setconf, vps_wg_quick
 
-# root's login shell runs the script: bash (Debian, Fedora), BusyBox ash (Alpine); sh is dash
-SHELLS = [["sh"]] + [s for s in (["bash"], ["busybox", "sh"]) if shutil.which(s[0])]
 ME = pwd.getpwuid(os.getuid()).pw_name
-# a WireGuard private key is 32 random bytes in base64; this one exists only in this test
-SECRET = base64.b64encode(bytes(range(1, 33))).decode()
 PEER = generate.HOME_PUB
 
 
@@ -50,26 +46,6 @@ def run(shell: list[str], script: str, cwd: Path) -> subprocess.CompletedProcess
 
 def leftovers(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(f"{TMP_PREFIX}*"))
-
-
-@pytest.fixture(params=SHELLS, ids=[" ".join(s) for s in SHELLS])
-def shell(request: pytest.FixtureRequest) -> list[str]:
-    return request.param
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """tmp_path with an etc/ tree, a private key file, and the guard markers inside it."""
-    monkeypatch.setattr(changes, "GUARD_DIR", str(tmp_path / "run"))
-    monkeypatch.setattr(changes, "LOCK_FILE", str(tmp_path / "tunnelops.lock"))
-    monkeypatch.setattr(changes, "SNAPSHOT_DIR", str(tmp_path / "snapshots"))
-    monkeypatch.setattr(originals, "RECORDS", str(tmp_path / "var" / "created"))
-    monkeypatch.setattr(originals, "ORIG", str(tmp_path / "var" / "orig"))
-    (tmp_path / "etc" / "wireguard").mkdir(parents=True)
-    key = tmp_path / "etc" / "wireguard" / "wg0.key"
-    key.write_text(SECRET + "\n")  # as `wg genkey` writes it
-    key.chmod(0o600)
-    return tmp_path
 
 
 # --------------------------------------------------------------------------- the text
@@ -120,11 +96,13 @@ def test_apply_script_layout() -> None:
     ]
     script = apply_script(plans, cleanup_dirs=("/etc", "/etc/awall"))
     lines = script.splitlines()
-    assert lines[:3] == [
+    assert lines[:4] == [
         "umask 077",
         "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "r() { printf '\\n::tunnelops:: step %s %s\\n' \"$1\" \"$2\"; }"]
-    assert lines[3:5] == ["rm -f /etc/.tunnelops.* 2>/dev/null",
+        "read -r __s __ </proc/uptime 2>/dev/null",
+        "r() { read -r __e __ </proc/uptime 2>/dev/null; printf '\\n::tunnelops:: step %s %s "
+        "%s %s\\n' \"$1\" \"$2\" \"$__s\" \"$__e\"; __s=$__e; }"]
+    assert lines[4:6] == ["rm -f /etc/.tunnelops.* 2>/dev/null",
                           "rm -f /etc/awall/.tunnelops.* 2>/dev/null"]
     assert "packages" not in script
     assert ("(\nset -e\nENABLE\nPOST1\n)\n"
@@ -145,7 +123,7 @@ def test_apply_script_layout() -> None:
                                     f"( exec 9>&-; RESTORE ); rm -f {marker}.undo; fi")
     # a segment proving the previous one's guards takes their markers first of all
     nxt = apply_script(plans[1:2], confirm=("/run/tunnelops/guard.wireguard.t1",))
-    assert nxt.splitlines()[3] == changes.confirm_shell(["/run/tunnelops/guard.wireguard.t1"])
+    assert nxt.splitlines()[4] == changes.confirm_shell(["/run/tunnelops/guard.wireguard.t1"])
 
 
 def test_segments_end_after_each_run_of_guarded_steps() -> None:
@@ -191,7 +169,10 @@ def test_apply_script_runs(shell: list[str], sandbox: Path) -> None:
     res = run(shell, script, sandbox)
     assert (res.returncode, res.stderr) == (0, "")
     assert step_outcomes(res.stdout) == {"forwarding": "ok", "wireguard": "ok"}
-    assert f"\n{facts.MARK} step wireguard ok\n" in res.stdout
+    assert re.search(rf"\n{MARK} step wireguard ok [\d.]+ [\d.]+\n", res.stdout)
+    # each step's seconds on the host, from the host's own clock
+    assert set(step_seconds(res.stdout)) == {"forwarding", "wireguard"}
+    assert all(0 <= t < 30 for t in step_seconds(res.stdout).values())
 
     wg = etc / "wireguard" / "wg0.conf"
     assert wg.read_text() == conf.replace(PRIVATE_KEY_PLACEHOLDER, SECRET)
@@ -226,7 +207,7 @@ def test_a_failing_step_stops_the_script(shell: list[str], sandbox: Path) -> Non
     res = run(shell, apply_script(plans), sandbox)
     assert res.returncode == 1
     assert step_outcomes(res.stdout) == {"forwarding": "ok", "wireguard": "failed"}
-    assert f"\n{facts.MARK} step wireguard failed\n" in res.stdout
+    assert re.search(rf"\n{MARK} step wireguard failed [\d.]+ [\d.]+\n", res.stdout)
     assert res.stderr == "wg0: no such device\n"
     assert sorted(p.name for p in etc.iterdir() if p.is_file()) == ["one", "two"]
     assert not (sandbox / "post-ran").exists()
@@ -350,7 +331,7 @@ def test_confirmation_and_restore_never_both_win(sandbox: Path) -> None:
     marker = guard_marker("firewall", "t")
     late = subprocess.run(["sh", "-c", changes.confirm_shell([marker])], capture_output=True,
                           text=True, check=False)
-    assert late.returncode == 3 and f"{facts.MARK} {changes.RESTORED}" in late.stdout
+    assert late.returncode == 3 and f"{MARK} {changes.RESTORED}" in late.stdout
     # in time: kept, and the watchdog then finds nothing to restore
     (sandbox / "restored").unlink()
     res = run(["sh"], apply_script([_guarded_rules(sandbox, seconds=2)], guard_token="u"),
@@ -369,200 +350,3 @@ def test_a_guarded_step_that_fails_half_way_is_restored(sandbox: Path) -> None:
     assert step_outcomes(res.stdout) == {"firewall": "failed"}
     assert _wait_file(sandbox / "restored", 4)
     assert (sandbox / "rules").read_text() == "old rules\n"
-
-
-# --------------------------------------------------------------------------- the facts side
-
-def redacting_cat(shell: list[str], sandbox: Path, text: str) -> str:
-    conf = sandbox / "etc" / "wireguard" / "wg0.conf"
-    conf.write_text(text)
-    res = subprocess.run([*shell, "-c", facts._redacting_cat(
-        str(conf), str(sandbox / "etc" / "wireguard" / "wg0.key"))],
-        capture_output=True, text=True, timeout=10, check=False)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
-def test_redacting_cat_replaces_the_hosts_own_key(shell: list[str], sandbox: Path) -> None:
-    conf = vps_setconf(Tunnel(), PEER).replace(PRIVATE_KEY_PLACEHOLDER, SECRET)
-    out = redacting_cat(shell, sandbox, conf)
-    assert out == vps_setconf(Tunnel(), PEER)
-    assert SECRET not in out
-    # the same without spaces around '=', and a last line without its newline
-    out = redacting_cat(shell, sandbox, f"[Interface]\nPrivateKey={SECRET}\nListenPort = 1")
-    assert out == f"[Interface]\nPrivateKey = {PRIVATE_KEY_PLACEHOLDER}\nListenPort = 1\n"
-
-
-def test_redacting_cat_marks_a_foreign_key(shell: list[str], sandbox: Path) -> None:
-    other = base64.b64encode(bytes(range(2, 34))).decode()
-    out = redacting_cat(shell, sandbox, f"[Interface]\nPrivateKey = {other}\n  # {SECRET}?\n")
-    # the host's own key is replaced wherever it appears, a comment included
-    assert out == (f"[Interface]\nPrivateKey = {facts.FOREIGN_KEY}\n"
-                   f"  # {PRIVATE_KEY_PLACEHOLDER}?\n")
-    assert other not in out and SECRET not in out
-    # no key file at all: whatever key the file has is not the host's
-    (sandbox / "etc" / "wireguard" / "wg0.key").unlink()
-    out = redacting_cat(shell, sandbox, f"PrivateKey = {SECRET}\n")
-    assert out == f"PrivateKey = {facts.FOREIGN_KEY}\n"
-
-
-@pytest.mark.parametrize("line", ["  PrivateKey = {}", "\tprivatekey={}", "PRIVATEKEY\t=\t{}  ",
-                                  "privateKey = {}\r"])
-def test_redaction_works_on_any_spelling_wg_accepts(shell: list[str], sandbox: Path,
-                                                    line: str) -> None:
-    """wg reads keys case-insensitively with any whitespace: an indented or lowercase line
-    was printed as it was, key and all, in a --dry-run diff (issue 16)."""
-    other = base64.b64encode(bytes(range(3, 35))).decode()
-    for key, shown in ((SECRET, PRIVATE_KEY_PLACEHOLDER), (other, facts.FOREIGN_KEY)):
-        out = redacting_cat(shell, sandbox, f"[Interface]\n{line.format(key)}\nListenPort = 1\n")
-        assert out == f"[Interface]\nPrivateKey = {shown}\nListenPort = 1\n"
-
-
-def test_facts_script_runs_here(sandbox: Path) -> None:
-    """The real facts command on this machine, its managed files in the sandbox: one run,
-    parsed back; the private key never appears in what the host prints."""
-    wgdir = sandbox / "etc" / "wireguard"
-    (wgdir / "wg0.pub").write_text(PEER + "\n")
-    (wgdir / "wg0.conf").write_text(vps_setconf(Tunnel(), PEER).replace(
-        PRIVATE_KEY_PLACEHOLDER, SECRET))
-    (wgdir / "wg0.conf").chmod(0o600)
-    plain = sandbox / "etc" / "plain.conf"
-    plain.write_text("a = 1\n\n  indented \\ back\\slash\nno newline")
-    script = facts.script(interface="tunnelopstest0", route_table=201,
-                          key_path=str(wgdir / "wg0.key"),
-                          files=[str(wgdir / "wg0.conf"), str(plain), str(sandbox / "nope")],
-                          secret_files=[str(wgdir / "wg0.conf")])
-    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
-                         check=False)
-    assert SECRET not in res.stdout
-    f = facts.parse(res.stdout)
-    assert f.uid == os.getuid()
-    assert f.os_id and f.pid1
-    assert f.commands <= {*facts.COMMANDS, facts.IP_JSON}
-    assert f.key_exists and f.public_key == PEER
-    assert sorted(f.files) == sorted([str(wgdir / "wg0.conf"), str(plain)])
-    wg = f.files[str(wgdir / "wg0.conf")]
-    assert (wg.mode, wg.owner, wg.content) == ("600", ME, vps_setconf(Tunnel(), PEER))
-    assert f.files[str(plain)].content == plain.read_text()
-    assert f.files[str(plain)].mode == "644"
-    assert f.wg == {}  # no such interface
-
-
-def test_facts_give_podmans_version_before_the_service_user_exists() -> None:
-    """The version picks the network (pasta on Podman 5) and Quadlet: a first run that
-    creates the user must already plan what the second run will find."""
-    script = facts.script(interface="wg0", route_table=201, key_path="/nonexistent/wg0.key",
-                          files=[], users=["tunnelops-no-such-user"])
-    user = [line for line in script.splitlines() if line.startswith("m user ")]
-    fake = (f"m() {{ printf '\\n{facts.MARK} %s\\n' \"$*\"; }}\n"
-            "podman() { echo 'podman version 5.2.3'; }\n")
-    res = subprocess.run(["sh", "-c", fake + "\n".join(user)], capture_output=True,
-                         text=True, timeout=10, check=False)
-    out = f"\n{facts.MARK} os\nID=fedora\n" + res.stdout
-    users = facts.parse(out).users
-    assert users["tunnelops-no-such-user"].pop("nofile").isdigit()  # this shell's hard limit
-    assert users == {"tunnelops-no-such-user": {"version": "5.2.3", "containers": [],
-                                                "images": [], "created": {}}}
-
-
-# --------------------------------------------------------------------------- parse
-
-def recorded(name: str) -> facts.HostFacts:
-    return facts.parse(generate.load(name))
-
-
-
-def test_recorded_facts_parse() -> None:
-    t, vps_pub, home_pub = Tunnel(), generate.VPS_PUB, generate.HOME_PUB
-    a = recorded("alpine-vps-converged")
-    assert (a.family, a.os_version, a.pid1, a.openrc, a.systemd) == (
-        "alpine", "3.20.3", "init", True, False)
-    assert a.kernel_wireguard and a.has("ifup") and a.has("awall") and not a.has("nft")
-    assert a.awall_enabled == ("tunnelops-wg0-base", "tunnelops-wg0-service-game",
-                               "tunnelops-wg0-ssh", "tunnelops-wg0-wireguard")
-    assert a.wg["public_key"] == vps_pub and a.wg["listen_port"] == 51821
-    assert a.wg["peers"] == [{
-        "public_key": home_pub, "endpoint": "198.51.100.20:41641",
-        "allowed_ips": ["192.168.2.2/32"], "latest_handshake": generate.NOW - 42,
-        "rx": 1843532, "tx": 2212084, "keepalive": 0}]
-    assert a.wg["link"]["ifname"] == "wg0"
-    assert a.file("/etc/wireguard/wg0.conf").content == vps_setconf(t, home_pub)
-    assert a.file("/etc/wireguard/wg0.conf").mode == "600"
-    assert a.table_routes == []  # iproute2's lone "[" for a missing table
-
-    fresh = recorded("alpine-vps-fresh")  # BusyBox ip: no JSON, the plain uplink line
-    assert (fresh.addrs, fresh.rules, fresh.wg, fresh.public_key) == ([], [], {}, None)
-    assert fresh.uplink == {"dst": "1.1.1.1", "gateway": "203.0.113.1", "dev": "eth0",
-                            "prefsrc": generate.VPS_IP}
-
-    fc = recorded("fedora-home-converged")
-    assert (fc.family, fc.systemd, fc.firewalld["default"]) == ("fedora", True, "public")
-    public = fc.firewalld["runtime"]["public"]
-    assert public["interfaces"] == ["enp1s0", "wg0"]
-    assert public["ports"] == ["12345/udp", "12346/tcp"]
-    assert fc.firewalld["permanent"]["public"]["interfaces"] == []
-    assert fc.firewalld["runtime"]["nm-shared"]["protocols"] == ["icmp", "ipv6-icmp"]
-    assert fc.nm["running"] and fc.nm["exists"]
-    assert fc.nm["values"] == {
-        "connection.type": "wireguard", "connection.interface-name": "wg0",
-        "ipv4.method": "manual", "ipv4.addresses": "192.168.2.2/24",
-        "ipv4.route-table": "201",
-        "ipv4.routing-rules": "priority 100 from 192.168.2.2 table 201, "
-                              "priority 101 to 192.168.2.1 table 201",
-        "wireguard.ip4-auto-default-route": "0", "wireguard.peer-routes": "yes",
-        "wireguard.mtu": "auto", "connection.zone": "public"}
-    assert {(r["priority"], r.get("src"), r.get("dst"), r["table"]) for r in fc.rules} >= {
-        (100, "192.168.2.2", None, "201"), (101, "all", "192.168.2.1", "201")}
-    gamer = fc.users["gamer"]
-    assert (gamer["uid"], gamer["linger"], gamer["version"]) == ("1001", "yes", "5.2.3")
-    assert [c["Names"] for c in gamer["containers"]] == [["tunnelops-game"]]
-
-    ff = recorded("fedora-home-fresh")
-    assert ff.nm == {"running": True, "exists": False, "values": {}, "peers": ""}
-    assert ff.users["gamer"] == {"version": "5.2.3", "containers": [],  # no such user yet
-                                 "images": [], "created": {}}
-
-    d = recorded("debian-vps-converged")
-    assert (d.family, d.kernel_wireguard, d.has("wireguard-go")) == ("debian", False, True)
-    assert d.nft_table == d.nft_applied and "udp dport @svc_udp_home dnat" in d.nft_table
-    assert "27015" not in d.nft_table  # the terse listing has no set elements: they are here
-    assert d.nft_sets == {"svc_tcp_home": [Element(12346, 12346, "game")],
-                          "svc_udp_home": [Element(12345, 12345, "game"),
-                                           Element(27015, 27020, "game")]}
-    assert d.nft_legacy is None and list(d.sites) == ["/var/lib/tunnelops/sites/wg0.json"]
-    old = recorded("legacy-debian-vps-converged")  # an older tunnelops' table, by its name
-    assert old.nft_table is None and "udp dport @svc_udp dnat" in (old.nft_legacy or "")
-    assert recorded("private-ip-vps").family == "debian"  # Ubuntu, by ID_LIKE
-    assert recorded("arch-vps").family == "unknown"
-
-
-def test_parse_uplink_json_and_plain() -> None:
-    def uplink(body: str) -> dict:
-        return facts.parse(f"\n{facts.MARK} os\nID=alpine\n\n{facts.MARK} uplink\n{body}"
-                           ).uplink
-
-    assert uplink('[{"dst":"1.1.1.1","gateway":"203.0.113.1","dev":"eth0","prefsrc":'
-                  '"203.0.113.7","flags":[],"uid":0,"cache":[]}]\n')["prefsrc"] == "203.0.113.7"
-    busybox = {"dst": "1.1.1.1", "gateway": "203.0.113.1", "dev": "eth0",
-               "prefsrc": "203.0.113.7"}
-    assert uplink("1.1.1.1 via 203.0.113.1 dev eth0  src 203.0.113.7 \n") == busybox
-    assert uplink("1.1.1.1 via 203.0.113.1 dev eth0 src 203.0.113.7 uid 0 \n    cache \n") \
-        == busybox  # iproute2's own text form
-    assert uplink("1.1.1.1 dev ppp0 src 100.64.1.2 \n") == {
-        "dst": "1.1.1.1", "dev": "ppp0", "prefsrc": "100.64.1.2"}
-    assert uplink("") == {}
-    assert uplink("RTNETLINK answers: Network is unreachable\n") == {}
-
-
-def test_parse_awall_list_statuses() -> None:
-    out = (f"\n{facts.MARK} os\nID=alpine\n\n{facts.MARK} awall\n"
-           "adp-ping   disabled  Allow ping\n"
-           "game       enabled   Forward game traffic\n"
-           "ssh        required  Allow SSH\n"
-           "wireguard  enabled   Allow WireGuard\n\n")
-    assert facts.parse(out).awall_enabled == ("game", "wireguard")
-
-
-def test_parse_rejects_garbage() -> None:
-    with pytest.raises(facts.FactsError):
-        facts.parse("sh: 1: Syntax error: end of file unexpected\n")

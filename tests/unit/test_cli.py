@@ -19,7 +19,8 @@ from tunnelops import cli, engine, inventory, logs, prog
 from tunnelops.flags import CORE_SHORT, SHORT
 from tunnelops.locations import config_dir, find_inventory
 from tunnelops.program import Tunnelops
-from tunnelops.remote import Remote, RemoteError, _HostKeyPolicy
+from tunnelops.remote import Remote, RemoteError
+from tunnelops.sshlink import HostKeyPolicy
 
 PROJECT = Path(__file__).resolve().parents[2]
 SITE = """[site]
@@ -264,15 +265,15 @@ def test_dry_run_trusts_a_new_host_key_in_memory_only(tmp_path: Path) -> None:
     key = paramiko.RSAKey.generate(1024)
     known = tmp_path / "known_hosts"
     client = paramiko.SSHClient()
-    policy = _HostKeyPolicy("vps", known, trust_new=True, record=False)
+    policy = HostKeyPolicy("vps", known, trust_new=True, record=False)
     policy.missing_host_key(client, "vps.example", key)
     assert not known.exists()
     assert client.get_host_keys().lookup("vps.example") is not None
     assert policy.accepted == [f"vps.example ssh-rsa {key.fingerprint}"]
-    _HostKeyPolicy("vps", known, trust_new=True).missing_host_key(client, "vps.example", key)
+    HostKeyPolicy("vps", known, trust_new=True).missing_host_key(client, "vps.example", key)
     assert known.read_text() == f"vps.example ssh-rsa {key.get_base64()}\n"
     with pytest.raises(RemoteError, match="--trust-new-host"):
-        _HostKeyPolicy("vps", known, trust_new=False, record=False).missing_host_key(
+        HostKeyPolicy("vps", known, trust_new=False, record=False).missing_host_key(
             client, "other.example", key)
 
 

@@ -122,7 +122,7 @@ def test_bad_file_stem_without_site_name() -> None:
         # unknown key in the second [[services]]
         ('user = "www"', 'user = "www"\nport = 1',
          "inventory/lab.toml:27: [services] unknown key 'port': use one of name, image, user, "
-         "ports, env, volumes, command, allow_system_user, home"),
+         "ports, env, volumes, command, network, allow_system_user, home"),
         # duplicate service name: the second one's name line
         ('name = "web"', 'name = "game"',
          "inventory/lab.toml:24: [services] 'name': service name 'game' is used twice: give "
@@ -477,3 +477,22 @@ def test_update_applies_the_change_again_when_the_file_changed_under_it(
     assert len(calls) == 2
     got = {str(p) for p in inventory.load(path).service("game").ports}
     assert {"12350/tcp", "12347/udp"} <= got and new == inventory.load(path)
+
+
+def test_service_network_round_trips_and_is_validated() -> None:
+    from tunnelops import inventory as inv
+    from tunnelops.model import ModelError
+    text = ('[vps]\nhost = "v"\n[home]\nhost = "h"\n[[services]]\nname = "game"\n'
+            'image = "x/y:1"\nuser = "gamer"\nports = ["12345/udp"]\nnetwork = "slirp4netns"\n')
+    site = inv.loads(text)
+    assert site.services[0].network == "slirp4netns"
+    assert 'network = "slirp4netns"' in inv.dumps(site, text)
+    auto = inv.loads(text.replace('network = "slirp4netns"\n', ""))
+    assert auto.services[0].network == "auto"
+    assert "network" not in inv.dumps(auto)  # the default is not written out
+    try:
+        inv.loads(text.replace('"slirp4netns"', '"bridge"'))
+    except (ModelError, inv.InventoryError) as e:
+        assert "network" in str(e) and "auto, pasta, slirp4netns" in str(e)
+    else:
+        raise AssertionError("an unknown network was accepted")

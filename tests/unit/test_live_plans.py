@@ -17,7 +17,7 @@ import pytest
 
 from tests.unit.facts import generate
 from tests.unit.facts.generate import HOME_PUB, INVENTORY, RANGE_SITE, SITE, VPS_IP, VPS_PUB
-from tunnelops import facts
+from tests.unit.shells import SHELLS
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import ifupdown as ifupdown_backend
 from tunnelops.backends import networkmanager, wglive
@@ -28,14 +28,12 @@ from tunnelops.render.wireguard import home_wg_quick
 from tunnelops.steps import home, teardown, vps
 from tunnelops.steps.context import Ctx
 
-from .test_changes import SHELLS
-
 SYNC = ("s=$(mktemp /run/tunnelops-strip.XXXXXX); wg-quick strip wg0 > \"$s\" && "
         "wg syncconf wg0 \"$s\"; rc=$?; rm -f \"$s\"; [ $rc = 0 ]")
 
 
 def recorded(name: str) -> HostFacts:
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 def nm_home() -> HostFacts:
@@ -240,7 +238,8 @@ def test_container_stopped_is_started() -> None:
     game(f)["State"] = "exited"
     assert changes(home_plans(f)) == [(
         "service:game", "start container tunnelops-game",
-        "runuser -u gamer -- env XDG_RUNTIME_DIR=/run/user/$(id -u gamer) HOME=\"$(getent "
+        "runuser -u gamer -- env XDG_RUNTIME_DIR=/run/user/$(id -u gamer) "
+        "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$(id -u gamer)/bus HOME=\"$(getent "
         "passwd gamer | cut -d: -f6)\" sh -c 'cd; systemctl --user start "
         "tunnelops-game.service'")]
 
@@ -378,7 +377,7 @@ def test_awall_live_rules_flushed_are_activated_again() -> None:
     """The policy files and the enabled list are right, the live rules are not (`iptables
     -F`, a reboot without the iptables service...): activate again, under the guard."""
     def flushed(f: HostFacts) -> None:
-        f.raw["awall_live"] = "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\nCOMMIT"
+        f.awall_live = "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\nCOMMIT"
 
     fw = next(p for p in alpine(flushed) if p.step == "firewall")
     assert [c.summary for c in fw.changes] == ["awall activate (the live rules drifted)"]

@@ -14,12 +14,13 @@ from tests.unit.facts.generate import SITE
 from tunnelops import facts
 from tunnelops.facts import FileFact, HostFacts
 from tunnelops.model import Tunnel
+from tunnelops.probes import Listening
 from tunnelops.steps import safety
 from tunnelops.steps.context import Ctx, PlanError
 
 
 def recorded(name: str) -> HostFacts:
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 def ctx(f: HostFacts, **tunnel: object) -> Ctx:
@@ -109,14 +110,14 @@ def test_a_service_port_taken_by_another_process_is_refused() -> None:
     """A port already taken at home left the container `Created` after the VPS forwarded it
     (issue 13): now refused before any change, naming the process."""
     f = recorded("fedora-home-fresh")
-    f.listening = facts.parse_listening(SS.format(proc="dnsmasq"))
+    f.listening = Listening().parse(SS.format(proc="dnsmasq"))
     with pytest.raises(PlanError) as e:
         safety.check(ctx(f))
     assert str(e.value) == ("port 12345/udp of service 'game' is taken at home by dnsmasq "
                             "(pid 812): stop it, or give the service another port")
     # held by the service's own running container's forwarder: fine
     conv = recorded("fedora-home-converged")
-    conv.listening = facts.parse_listening(SS.format(proc="rootlessport"))
+    conv.listening = Listening().parse(SS.format(proc="rootlessport"))
     safety.check(ctx(conv))
     conv.users["gamer"]["containers"][0]["State"] = "exited"  # then it is someone else's
     with pytest.raises(PlanError, match="taken at home by rootlessport"):
@@ -140,7 +141,7 @@ def test_more_ports_than_rootless_podman_can_hold_are_refused() -> None:
 
 
 def test_ss_lines_parse() -> None:
-    got = facts.parse_listening(SS.format(proc="x") + "garbage\n"
+    got = Listening().parse(SS.format(proc="x") + "garbage\n"
                                 "udp UNCONN 0 0 [::]:51821 [::]:*\n")
     assert got == [facts.Listener("udp", 12345, "x", 812), facts.Listener("tcp", 22, "sshd", 90),
                    facts.Listener("udp", 51821, "?", None)]

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tunnelops import facts
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.facts import HostFacts
 from tunnelops.inventory import new_site
 from tunnelops.model import PortSpec, Service, Tunnel
 from tunnelops.naming import Names
+from tunnelops.probes import NftSets
+from tunnelops.probes.firewall import port_sets
 from tunnelops.render import nftables, nfthost
 from tunnelops.steps.context import Ctx
 
@@ -30,6 +31,11 @@ WEB = Service("web", "docker.io/library/nginx:1.25",
 SITE = new_site("home", "vps", "home", services=(GAME,))
 CUSTOM = Tunnel(interface="wgt", subnet="10.9.8.0/29", vps_address="10.9.8.5",  # type: ignore[arg-type]
                 home_address="10.9.8.6", listen_port=51999)  # type: ignore[arg-type]
+
+
+def nft_sets_list(table: str) -> str:
+    """nft's text listing of a table with its sets' elements (render.port_sets reads it)."""
+    return f"nft -n list table {table} 2>/dev/null"
 
 
 def header(table: str) -> str:
@@ -175,30 +181,6 @@ def test_split_and_elements() -> None:
         "delete element inet tunnelops-wgt svc_udp_home { 27015-27020 }")
 
 
-def test_element_lists_as_nft_writes_them() -> None:
-    # nft wraps a long list over several lines; other sets' elements carry more than a value
-    listing = (
-        "table inet tunnelops {\n"
-        "\tset ssh_new4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n"
-        "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n"
-        "\t\telements = { 203.0.113.2 limit rate over 9/minute burst 3 packets }\n\t}\n"
-        "\tset svc_udp {\n\t\ttype inet_service\n\t\tflags interval\n"
-        '\t\telements = { 12345 comment "game", 12347 comment "a, {b}",\n'
-        '\t\t\t     27015-27020 comment "game", 30000 }\n\t}\n'
-        "\tset svc_tcp {\n\t\ttype inet_service\n\t\tflags interval\n\t}\n"
-        "}\n")
-    assert nftables.set_elements(listing) == {
-        "ssh_new4": [("203.0.113.2", "")],
-        "svc_udp": [("12345", "game"), ("12347", "a, {b}"), ("27015-27020", "game"),
-                    ("30000", "")],
-        "svc_tcp": []}
-    E = nftables.Element
-    assert nftables.port_sets(listing) == {
-        "svc_udp": [E(12345, 12345, "game"), E(12347, 12347, "a, {b}"),
-                    E(27015, 27020, "game"), E(30000, 30000)],
-        "svc_tcp": []}
-
-
 def nft(tmp_path: Path, text: str, script: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "ruleset.nft"
     path.write_text(text)
@@ -247,7 +229,7 @@ def test_two_sites_tables_live_side_by_side(tmp_path: Path) -> None:
     (tmp_path / "wg1.nft").write_text(wg1)
     result = nft(tmp_path, RULESETS["vps-seed"],
                  f"nft -f FILE && nft -f {tmp_path}/wg1.nft && nft -f {tmp_path}/wg1.nft && "
-                 f"nft list tables && {facts.nft_sets_list('inet tunnelops-wg0')}")
+                 f"nft list tables && {nft_sets_list('inet tunnelops-wg0')}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("table inet tunnelops-wg0\ntable inet tunnelops-wg1\n")
     assert nftables.port_sets(result.stdout)["svc_udp_home"] == [
@@ -278,10 +260,11 @@ def test_the_older_table_goes_in_the_transaction_that_loads_the_new(tmp_path: Pa
 def test_nft_lists_the_elements_we_wrote(tmp_path: Path) -> None:
     """nft's own listing of the sets (what the facts command reads) parses back to exactly
     the rendered elements, comments and ranges included."""
-    result = nft(tmp_path, RULESETS["vps-custom"],
-                 f"nft -f FILE && {facts.nft_sets_list('inet tunnelops-wgt')}")
+    table = "inet tunnelops-wgt"
+    result = nft(tmp_path, RULESETS["vps-custom"], f"nft -f FILE && {NftSets(table).shell()}")
     assert result.returncode == 0, result.stderr
-    assert nftables.port_sets(result.stdout) == nftables.service_elements([GAME, WEB], ["home"])
+    assert port_sets(NftSets(table).parse(result.stdout)) == \
+        nftables.service_elements([GAME, WEB], ["home"])
 
 
 def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
@@ -301,7 +284,7 @@ def test_element_changes_touch_nothing_else(tmp_path: Path) -> None:
     (tmp_path / "host.nft").write_text(RULESETS["host"])
     host = "inet tunnelops-host"
     rules = f"nft -a list table {table} | grep -v elements"
-    sets = facts.nft_sets_list(table)
+    sets = nft_sets_list(table)
     script = (
         f"nft -f host.nft && nft -f FILE && nft add element {host} ssh_new4 "
         "'{ 203.0.113.9 }' && "
@@ -337,8 +320,8 @@ def test_the_host_table_is_reloaded_keeping_every_sites_elements(tmp_path: Path)
         f"delete wg1 from set tunnels of {host}", f"delete 51822 from set wireguard of {host}"]
     script = (f"nft -f two.nft && nft add element {host} ssh_new4 '{{ 203.0.113.9 }}' && "
               f"nft add element {host} wireguard '{{ 51999 }}' && nft -f one.nft && "
-              f"{facts.nft_sets_list(host)} && echo @gone && "
-              + " && ".join(c.script for c in gone) + f" && {facts.nft_sets_list(host)}")
+              f"{nft_sets_list(host)} && echo @gone && "
+              + " && ".join(c.script for c in gone) + f" && {nft_sets_list(host)}")
     result = nft(tmp_path, "", f"cd {tmp_path} && {script}")
     assert result.returncode == 0, result.stderr
     kept, _, after = result.stdout.partition("@gone\n")

@@ -41,8 +41,10 @@ from tunnelops.changes import CommandChange, Guard, StepPlan, apply_script
 from tunnelops.engine import Run
 from tunnelops.inventory import InventoryError
 from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
-from tunnelops.remote import RemoteError, Result, _HostKeyPolicy
+from tunnelops.probes import MARK
+from tunnelops.remote import RemoteError, Result
 from tunnelops.render import podman as podman_render
+from tunnelops.sshlink import HostKeyPolicy
 from tunnelops.steps import home, safety, vps
 from tunnelops.steps.context import Ctx, PlanError
 
@@ -66,7 +68,7 @@ def test_unknown_host_key_is_refused_with_its_fingerprint_and_the_flag(tmp_path:
     key = paramiko.RSAKey.generate(1024)
     client = paramiko.SSHClient()
     with pytest.raises(RemoteError) as err:
-        _HostKeyPolicy("myvps", known, trust_new=False).missing_host_key(
+        HostKeyPolicy("myvps", known, trust_new=False).missing_host_key(
             client, "203.0.113.7", key)
     msg = str(err.value)
     assert one_line(msg)
@@ -79,9 +81,9 @@ def test_trusted_new_host_key_is_recorded_as_openssh_reads_it(tmp_path: Path) ->
     known = tmp_path / "ssh" / "known_hosts"
     client = paramiko.SSHClient()
     keys = [paramiko.RSAKey.generate(1024) for _ in range(2)]
-    _HostKeyPolicy("myvps", known, trust_new=True).missing_host_key(client, "203.0.113.7",
+    HostKeyPolicy("myvps", known, trust_new=True).missing_host_key(client, "203.0.113.7",
                                                                     keys[0])
-    _HostKeyPolicy("h", known, trust_new=True).missing_host_key(client, "[10.0.0.2]:2222",
+    HostKeyPolicy("h", known, trust_new=True).missing_host_key(client, "[10.0.0.2]:2222",
                                                                 keys[1])
     assert known.read_text() == (f"203.0.113.7 ssh-rsa {keys[0].get_base64()}\n"
                                  f"[10.0.0.2]:2222 ssh-rsa {keys[1].get_base64()}\n")
@@ -113,10 +115,10 @@ def test_a_watchdog_never_acts_on_a_later_runs_marker(tmp_path: Path,
                                     seconds=seconds))  # type: ignore[arg-type]
 
     first = sh(apply_script([change("v1", 1)], guard_token="run1"), tmp_path)
-    assert facts.MARK + " step firewall ok" in first.stdout
+    assert MARK + " step firewall ok" in first.stdout
     Path(changes.guard_marker("firewall", "run1")).unlink()  # run 1 confirms
     second = sh(apply_script([change("v2", 4)], guard_token="run2"), tmp_path)
-    assert facts.MARK + " step firewall ok" in second.stdout
+    assert MARK + " step firewall ok" in second.stdout
     marker2 = Path(changes.guard_marker("firewall", "run2"))
     assert marker2.exists()
     time.sleep(1.6)  # run 1's watchdog woke up meanwhile
@@ -175,7 +177,7 @@ class ScriptedRemote:
         if self.later is not None:
             return self.later
         steps = re.findall(r"then r (\S+) ok;", script)
-        return Result("".join(f"\n{facts.MARK} step {s} ok\n" for s in steps), "", 0)
+        return Result("".join(f"\n{MARK} step {s} ok\n" for s in steps), "", 0)
 
     def probe_new_connection(self) -> None:
         self.probes += 1
@@ -183,7 +185,7 @@ class ScriptedRemote:
 
 def applied(outcomes: list[tuple[str, str]], exit_status: int,
             later: Result | None = None) -> tuple[Run, ScriptedRemote]:
-    out = "".join(f"\n{facts.MARK} step {s} {status}\n" for s, status in outcomes)
+    out = "".join(f"\n{MARK} step {s} {status}\n" for s, status in outcomes)
     remote = ScriptedRemote("vps.example", Result(out, "", exit_status), later)
     site = generate.SITE
     run = Run(site, remotes={"vps": remote, "home": ScriptedRemote("home", Result("", "", 0))},
@@ -241,7 +243,7 @@ def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
     assert remote.probes == 0 and len(remote.sent) == 1  # a failed guarded step: restored
     # a step after it fails: the firewall applied before it was proven and stays
     run, remote = applied([("forwarding", "ok"), ("firewall", "ok")], 0,
-                          later=Result(f"\n{facts.MARK} step services failed\n", "boom\n", 1))
+                          later=Result(f"\n{MARK} step services failed\n", "boom\n", 1))
     assert run.reports["vps"].error == "vps.example: step services failed: boom"
     marker = changes.guard_marker("firewall", run.guard_token)
     assert remote.probes == 1 and remote.sent[1].startswith("umask 077\n") \
@@ -249,7 +251,7 @@ def test_a_failed_step_still_confirms_the_firewall_applied_before_it() -> None:
 
 
 def recorded(name: str) -> facts.HostFacts:
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 @pytest.mark.parametrize("breakage", ["down", "no key", "no address"])
@@ -359,7 +361,7 @@ def test_command_after_the_image_is_never_a_podman_option() -> None:
 def test_a_rootless_service_never_runs_as_root_or_a_system_account() -> None:
     with pytest.raises(ModelError, match="user 'root' of service 'game': a rootless service"):
         Service("game", "docker.io/x/y:1", generate.SITE.services[0].ports, "root")
-    f = facts.parse(generate.load("fedora-home-converged"))
+    f = generate.facts("fedora-home-converged")
     f.users["gamer"]["uid"] = "2"  # e.g. user = "daemon"
     with pytest.raises(PlanError, match=r"user 'gamer' \(uid 2\) of service 'game' is a system "
                                         r"account: .* allow_system_user = true"):
@@ -499,7 +501,7 @@ def _swap_run(tmp_path: Path, fail_start: bool) -> tuple[subprocess.CompletedPro
                                                          list[list[str]]]:
     """The replace step of a changed service, run here with stand-ins for runuser and a podman
     that records its calls (and refuses to start the new container when asked)."""
-    f = facts.parse(generate.load("fedora-home-converged"))
+    f = generate.facts("fedora-home-converged")
     f.pid1, f.commands = "catatonit", f.commands - {"systemctl"}  # the direct (lab) path
     site = generate.SITE.with_port_added("12347/udp", "game")
     plan = home.configure(Ctx(site, "home", f, peer_public_key=generate.VPS_PUB,

@@ -22,13 +22,13 @@ from tests.unit.facts.generate import (
     VPS_IP,
     VPS_PUB,
 )
-from tunnelops import facts
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.backends import wglive
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.claims import home_claim, hub_claim
 from tunnelops.facts import FileFact, HostFacts
 from tunnelops.inventory import new_site
+from tunnelops.model import PortSpec
 from tunnelops.naming import HOST_NFT_FILE, LEGACY, Names
 from tunnelops.render import nftables, nfthost
 from tunnelops.render.nfthost import HubSite
@@ -40,7 +40,7 @@ N = Names("wg0")
 
 
 def recorded(name: str) -> HostFacts:
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 def hub(f: HostFacts, site=FLEET, keys: dict[str, str | None] | None = None) -> Ctx:
@@ -78,7 +78,8 @@ def test_alpine_hub_with_three_homes_from_nothing() -> None:
         ("site", ["create /var/lib/tunnelops/sites/wg0.json"]),
         ("forwarding", ["create /etc/sysctl.d/90-tunnelops.conf",
                         "enable IPv4 forwarding now"]),
-        ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d/wg0",
+        ("wireguard", ["create /etc/wireguard/wg0.conf", "create /etc/network/interfaces.d",
+                       "create /etc/network/interfaces.d/wg0",
                        "update /etc/network/interfaces", "ifup wg0"]),
         ("firewall", [
             "create /etc/awall/optional/tunnelops-wg0-base.json",
@@ -190,10 +191,8 @@ def test_a_home_plans_only_its_own_services_at_its_own_address() -> None:
     assert "ipv4.addresses 192.168.2.3/24" in wg.changes[2].script
     assert "priority 100 from 192.168.2.3 table 201" in wg.changes[2].script
     opened = [c.summary for c in step(plans, "firewall").changes if "open" in c.summary]
-    assert opened == ["open 64738/tcp in zone public (permanent)",
-                      "open 64738/udp in zone public (permanent)",
-                      "open 64738/tcp in zone public (runtime)",
-                      "open 64738/udp in zone public (runtime)"]
+    assert opened == ["open 64738/tcp, 64738/udp in zone public (permanent)",
+                      "open 64738/tcp, 64738/udp in zone public (runtime)"]
     record = json.loads(step(plans, "site").changes[0].content)
     assert (record["home"], record["address"], record["containers"]) == (
         "voice", "192.168.2.3", ["voice/tunnelops-mumble"])
@@ -280,9 +279,10 @@ def test_an_older_fedora_home_moves_its_port_record_and_keeps_the_game_running()
         ("wireguard", []),
         ("firewall", ["create /etc/tunnelops/wg0.firewalld-ports",
                       "remove /etc/tunnelops/firewalld-ports"]),
+        ("network-online", []),
         # the unit gains the tunnel label; the container (same specification) is not replaced
         ("service:game", ["update /home/gamer/.config/containers/systemd/"
-                          "tunnelops-game.container"]),
+                          "tunnelops-game.container", "reload the systemd user units of gamer"]),
         ("services-removed", []),
     ]
     moved_away(plans, f)
@@ -322,7 +322,7 @@ def other_record(claim_json: str, iface: str = "wg1") -> dict[str, str]:
 
 FRIEND = new_site("friend", "vps.example.net", "friend.example.net", services=(
     dataclasses.replace(generate.GAME, name="voice", ports=(
-        generate.PortSpec.parse("64738/udp"),)),), interface="wg1", listen_port=51822,
+        PortSpec.parse("64738/udp"),)),), interface="wg1", listen_port=51822,
     subnet="192.168.3.0/24")
 
 
@@ -449,7 +449,7 @@ def test_sites_side_by_side_at_home() -> None:
     fh = recorded("fedora-home-converged")
     theirs = new_site("friend", "vps2.example.net", "homeserver", services=(
         dataclasses.replace(generate.GAME, name="voice", ports=(
-            generate.PortSpec.parse("64738/udp"),)),), interface="wg1", route_table=202,
+            PortSpec.parse("64738/udp"),)),), interface="wg1", route_table=202,
         rule_priority=110, subnet="192.168.3.0/24")
     fh.sites |= other_record(home_claim(theirs, "home", ("k" * 43 + "=",)).to_json())
     safety_check(Ctx(SITE, "home", fh, peer_public_key=VPS_PUB))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from tests.unit.facts import generate
 from tests.unit.facts.generate import SITE
-from tunnelops import facts
 from tunnelops.changes import RemoveFile, StepPlan
 from tunnelops.facts import FileFact, HostFacts
 from tunnelops.steps import teardown
@@ -13,7 +12,7 @@ from tunnelops.steps.context import Ctx
 
 
 def recorded(name: str) -> HostFacts:
-    return facts.parse(generate.load(name))
+    return generate.facts(name)
 
 
 def plan(f: HostFacts, role: str = "home", **opts: bool) -> list[StepPlan]:
@@ -47,7 +46,7 @@ def test_remove_users_keeps_the_home_unless_delete_data() -> None:
     gone = shell(plan(f, remove_users=True, delete_data=True))
     assert "userdel -r gamer" in gone
     # a user tunnelops did not create is never removed, whatever the flags
-    f.raw["created"] = "linger gamer"
+    f.created = ["linger gamer"]
     assert "userdel" not in shell(plan(f, remove_users=True, delete_data=True))
 
 
@@ -70,7 +69,7 @@ def test_only_files_tunnelops_made_are_removed() -> None:
     ours = [c.path for p in plan(f, "vps") for c in p.changes if isinstance(c, RemoveFile)]
     assert base not in ours
     # ... unless tunnelops recorded creating it
-    f.raw["created"] += f"\nfile {base}"
+    f.created.append(f"file {base}")
     ours = [c.path for p in plan(f, "vps") for c in p.changes if isinstance(c, RemoveFile)]
     assert base in ours
 
@@ -86,7 +85,7 @@ def test_a_user_tunnelops_made_is_known_by_its_comment_after_a_plain_teardown() 
     """A plain teardown keeps the user (and its data) but removes tunnelops's records: a later
     --remove-users still knows the user is tunnelops's by its comment, and only then."""
     f = recorded("fedora-home-converged")
-    f.raw["created"] = ""
+    f.created = []
     assert "userdel" not in shell(plan(f, remove_users=True))
     f.users["gamer"]["comment"] = "tunnelops service user"
     assert "userdel gamer" in shell(plan(f, remove_users=True))

@@ -21,9 +21,10 @@ from __future__ import annotations
 import shlex
 
 from tunnelops.changes import CommandChange, FileChange, Guard, RemoveFile, StepPlan
-from tunnelops.facts import AWALL_APPLIED, AWALL_LIVE, HostFacts
+from tunnelops.facts import HostFacts
 from tunnelops.model import Service
 from tunnelops.naming import LEGACY
+from tunnelops.probes import AWALL_APPLIED, AWALL_LIVE
 from tunnelops.render import awall as render
 from tunnelops.steps.context import Ctx
 
@@ -59,8 +60,7 @@ def guard(seconds: int) -> Guard:
 def live_drifted(f: HostFacts) -> bool:
     """The live rules differ from what the last activation recorded (no record: unknown,
     e.g. activated by an older tunnelops or by hand: activate once to have one)."""
-    live, applied = f.raw.get("awall_live"), f.raw.get("awall_applied")
-    return live is not None and (applied or "").strip() != live.strip()
+    return f.awall_applied.strip() != f.awall_live.strip()
 
 
 def _record() -> str:

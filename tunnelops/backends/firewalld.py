@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 
+from tunnelops import probes
 from tunnelops.backends.originals import backup_shell
 from tunnelops.changes import CommandChange, FileChange, Guard, RemoveFile, StepPlan
 from tunnelops.model import PortSpec
@@ -20,10 +21,6 @@ from tunnelops.steps.context import Ctx
 ROLLBACK = "/var/lib/tunnelops/firewalld.rollback"
 
 
-def fw_port(spec: PortSpec) -> str:
-    return f"{spec.first}-{spec.last}/{spec.proto}" if spec.is_range else str(spec)
-
-
 def zone_backup(*zones: str) -> str:
     """firewalld writes ZONE.xml (and ZONE.xml.old) under /etc on the first permanent change."""
     return backup_shell(*(f"/etc/firewalld/zones/{z}.xml{suffix}" for z in zones
@@ -31,10 +28,8 @@ def zone_backup(*zones: str) -> str:
 
 
 def zone_of(fw: dict, iface: str, kind: str = "runtime") -> str | None:
-    for zone, info in fw.get(kind, {}).items():
-        if iface in info.get("interfaces", []):
-            return zone
-    return None
+    """The zone of facts.firewalld's runtime or permanent view that holds IFACE."""
+    return probes.zone_of(fw.get(kind, {}), iface)
 
 
 def recorded_ports(ctx: Ctx, legacy: bool = False) -> list[str]:
@@ -63,21 +58,21 @@ def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall", *,
             p.changes.append(CommandChange(
                 f"put {iface} in firewalld zone {zone} ({kind})",
                 f"firewall-cmd -q {flag}--zone={z} --change-interface={q(iface)}"))
-    want = [fw_port(s) for s in ports]
+    want = [str(s) for s in ports]  # firewalld writes ports as PortSpec does
     record = ctx.facts.file(ctx.names.firewalld_record)
     ours = recorded_ports(ctx, legacy)
+    # one firewall-cmd per kind and verb, every port in it: each call is a Python program
+    # (~0.1 s, seconds on a slow host), and it refuses --add-port beside --remove-port
     for kind, flag in (("permanent", "--permanent "), ("runtime", "")):
         have = fw.get(kind, {}).get(zone, {}).get("ports", [])
-        for port in want:
-            if port not in have:
-                p.changes.append(CommandChange(f"open {port} in zone {zone} ({kind})",
-                                               f"firewall-cmd -q {flag}--zone={z} "
-                                               f"--add-port={q(port)}"))
-        for port in ours:
-            if port not in want and port in have:
-                p.changes.append(CommandChange(f"close {port} in zone {zone} ({kind})",
-                                               f"firewall-cmd -q {flag}--zone={z} "
-                                               f"--remove-port={q(port)}"))
+        for verb, option, todo in (
+                ("open", "--add-port", [x for x in want if x not in have]),
+                ("close", "--remove-port", [x for x in ours if x not in want and x in have])):
+            if todo:
+                p.changes.append(CommandChange(
+                    f"{verb} {', '.join(todo)} in zone {zone} ({kind})",
+                    f"firewall-cmd -q {flag}--zone={z} "
+                    + " ".join(f"{option}={q(x)}" for x in todo)))
     text = "".join(f"{x}\n" for x in want)
     if (record.content if record else "") != text:
         p.changes.append(FileChange(ctx.names.firewalld_record, text,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 from ipaddress import IPv4Address
 
-from tunnelops.backends.firewalld import ROLLBACK, fw_port, zone_backup, zone_of
+from tunnelops.backends.firewalld import ROLLBACK, zone_backup, zone_of
 from tunnelops.changes import CommandChange, Guard, StepPlan
 from tunnelops.model import PortSpec, Service, Tunnel
 from tunnelops.steps.context import Ctx
@@ -54,7 +54,7 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
         for svc in services:
             addr = str(ctx.site.address(svc.home or ctx.site.homes[0].name))
             for spec in svc.ports:
-                wanted[(fw_port(spec).split("/")[0], spec.proto, addr)] = (spec, svc.name)
+                wanted[(spec.nft, spec.proto, addr)] = (spec, svc.name)
         # first what is no longer wanted there (a port moving to another home included)
         for key, fp in have.items():
             if key not in wanted and _ours(key[2], t):

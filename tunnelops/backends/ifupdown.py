@@ -15,6 +15,7 @@ from __future__ import annotations
 import shlex
 
 from tunnelops.backends import netguard, wglive
+from tunnelops.backends.originals import record_shell
 from tunnelops.changes import Change, CommandChange, FileChange, StepPlan
 from tunnelops.render.ifupdown import wg_stanza
 from tunnelops.render.wireguard import vps_setconf
@@ -67,6 +68,11 @@ def plan(ctx: Ctx, home_public_key: str | None) -> StepPlan:
     if conf_changed:
         p.changes.append(FileChange(ctx.wg_conf, conf, old_conf.content if old_conf else None,
                                     mode=0o600, key_path=ctx.key_path))
+    if old_stanza is None:  # Debian has no interfaces.d by default: teardown removes ours
+        d = shlex.quote(stanza_path.rsplit("/", 1)[0])
+        p.changes.append(CommandChange(
+            f"create {d}", f"[ -d {d} ] || {{ mkdir -p {d} && {{ "
+                           f"{record_shell('emptydir ' + d)}; }}; }}"))
     if old_stanza is None or old_stanza.content != stanza:
         p.changes.append(FileChange(stanza_path, stanza,
                                     old_stanza.content if old_stanza else None))

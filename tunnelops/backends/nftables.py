@@ -24,6 +24,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import Change, CommandChange, FileChange, Guard, RemoveFile, StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.naming import (
@@ -34,15 +35,16 @@ from tunnelops.naming import (
     LEGACY,
     Names,
 )
+from tunnelops.probes.firewall import nft_terse
 from tunnelops.render import nftables as render
 from tunnelops.render import nfthost
 from tunnelops.render.nftables import Element
-from tunnelops.steps.context import Ctx
+from tunnelops.steps.context import NFT_BOOT_UNIT, Ctx
 
 
 def list_table(table: str) -> str:
     """The terse listing the drift record keeps: no counters, no set elements."""
-    return f"nft -st list table {table}"
+    return nft_terse(table)
 
 
 def snapshot(table: str, sets: list[str]) -> str:
@@ -66,7 +68,26 @@ OUR_LINES = LEGACY_LINES  # teardown of an older tunnelops' lines (no original s
 
 
 def conf_path(ctx: Ctx) -> str:
-    return "/etc/sysconfig/nftables.conf" if ctx.facts.family == "fedora" else "/etc/nftables.conf"
+    d = ctx.facts.distro
+    return d.nft_conf if d else "/etc/nftables.conf"
+
+
+# where the distribution's nftables config is a firewall of its own (Arch's drops what is
+# forwarded and all input but SSH), a unit of ours loads our tables at boot instead: every
+# file of ours, the VPS's own table and each site's (one unit for the host's sites)
+BOOT_GLOB = "/etc/tunnelops/*.nft"
+
+
+def _boot_by_unit(ctx: Ctx, p: StepPlan) -> None:
+    """Our unit loads our tables at boot, and the distribution's nftables config is left
+    alone (enabling its service would take the tunnel down at the next boot)."""
+    f, unit = ctx.facts, render.boot_unit(BOOT_GLOB)
+    old = f.file(NFT_BOOT_UNIT)
+    if old is None or old.content != unit:
+        p.changes.append(FileChange(NFT_BOOT_UNIT, unit, old.content if old else None))
+    if f.systemd and p.changes:
+        p.post.append("systemctl daemon-reload")
+        p.post.append(enable_shell("tunnelops-nftables.service"))
 
 
 def _live_base_as_recorded(f: HostFacts) -> bool:
@@ -225,14 +246,18 @@ def plan(ctx: Ctx, ruleset: str, step: str = "firewall", *, legacy: bool = False
                         restore="; ".join(t.restore() for t in loads) + "; " + restore_legacy,
                         seconds=ctx.guard_seconds)
     p.changes += elements
-    p.changes += _conf(ctx, legacy, host is not None)
+    d = f.distro
+    if d is not None and d.nft_boot == "unit":
+        _boot_by_unit(ctx, p)
+    else:
+        p.changes += _conf(ctx, legacy, host is not None)
     if legacy:
         p.changes += [RemoveFile(ff.path, ff.content) for ff in (f.file(LEGACY.nft_file),)
                       if ff is not None]
         if f.file(LEGACY.nft_applied) is not None:
             p.changes.append(RemoveFile(LEGACY.nft_applied, f.file(LEGACY.nft_applied).content))
-    if f.systemd and p.changes:
-        p.post.append("systemctl enable nftables >/dev/null 2>&1 || true")
+    if f.systemd and p.changes and not (d is not None and d.nft_boot == "unit"):
+        p.post.append(enable_shell("nftables.service"))
     return p
 
 

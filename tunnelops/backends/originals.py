@@ -33,3 +33,11 @@ def restore_shell() -> str:
     return (f"if [ -d {ORIG} ]; then (cd {ORIG} && find . -type f) | while IFS= read -r f; do "
             "p=${f#.}; case $p in *.absent) rm -f \"${p%.absent}\";; "
             f"*) cp -a \"{ORIG}$p\" \"$p\";; esac; done; fi")
+
+
+def enable_shell(unit: str) -> str:
+    """Enable a system unit at boot; note it when tunnelops is the one that enabled it, so
+    teardown disables exactly that (and leaves a unit someone else enabled alone)."""
+    u = shlex.quote(unit)
+    return (f"systemctl is-enabled -q {u} 2>/dev/null || {{ systemctl enable {u} >/dev/null "
+            f"2>&1 && {{ {record_shell(f'enabled {unit}')}; }}; }}; :")

@@ -23,8 +23,9 @@ from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.model import Service
 from tunnelops.render import podman as render
+from tunnelops.render.podman import as_user
 from tunnelops.steps import sites
-from tunnelops.steps.context import Ctx
+from tunnelops.steps.context import NETWORK_ONLINE, Ctx, PlanError
 
 
 def _version(info: dict) -> tuple[int, ...]:
@@ -34,8 +35,15 @@ def _version(info: dict) -> tuple[int, ...]:
         return (0,)
 
 
-def network_kind(ctx: Ctx, info: dict) -> str:
-    """pasta where Podman 5 made it the default (or slirp4netns is absent), else slirp4netns."""
+def network_kind(ctx: Ctx, info: dict, svc: Service | None = None) -> str:
+    """The service's own choice, else pasta where Podman 5 made it the default (or
+    slirp4netns is absent), else slirp4netns."""
+    if svc is not None and svc.network != "auto":
+        if svc.network == "pasta" and (4, 4) > _version(info) > (0,):
+            raise PlanError(f"service {svc.name} asks for network pasta, which Podman "
+                            f"{info.get('version')} does not have (4.4 or later does): set "
+                            "network = \"slirp4netns\" or \"auto\"")
+        return svc.network
     has_slirp, has_pasta = ctx.facts.has("slirp4netns"), ctx.facts.has("pasta")
     if _version(info) >= (5, 0):
         return "pasta" if has_pasta or not has_slirp else "slirp4netns"
@@ -44,17 +52,57 @@ def network_kind(ctx: Ctx, info: dict) -> str:
     return "slirp4netns"
 
 
-def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
-    """Shell running a command as USER with the environment rootless podman needs."""
-    u = shlex.quote(user)
-    uid_expr = uid if uid else f"$(id -u {u})"
-    inner = shlex.quote("cd; " + argv_or_script)
-    return (f"runuser -u {u} -- env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
-            f"HOME=\"$(getent passwd {u} | cut -d: -f6)\" sh -c {inner}")
+def user_dirs(user: str, home: str, rel: str) -> str:
+    """Shell making HOME/REL (and its missing parents) as the user, noting each directory it
+    had to make, so teardown removes exactly those (when empty) and no other."""
+    parts = rel.strip("/").split("/")
+    out = []
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        path = f"{home}/{sub}"
+        out.append(f"[ -d {shlex.quote(path)} ] || {{ "
+                   f"{as_user(user, f'mkdir {shlex.quote(sub)}')} && "
+                   f"{{ {record_shell(f'emptydir {path}')}; }}; }}")
+    return "\n".join(out)
 
 
 def _unit_dir(home: str) -> str:
     return f"{home}/.config/containers/systemd"
+
+
+def generated_dropin_path(home: str, svc: Service) -> str:
+    """The tunnel-wait drop-in of a `podman generate systemd` unit (Podman < 4.4)."""
+    return (f"{home}/.config/systemd/user/container-{svc.container_name}.service.d/"
+            "90-tunnelops-tunnel.conf")
+
+
+NETWORK_ONLINE_DROPIN = NETWORK_ONLINE  # the host's: shared by its sites
+NETWORK_ONLINE_WANTS = (
+    "# Managed by tunnelops: local edits are overwritten.\n"
+    "# Rootless Quadlet units wait for the system's network-online.target (Podman's\n"
+    "# podman-user-wait-network-online.service, 90 s timeout); with nothing to pull it in\n"
+    "# (Debian 13 with NetworkManager) it never becomes active and every start waits 90 s.\n"
+    "[Unit]\n"
+    "Wants=network-online.target\n")
+
+
+def plan_network_online(ctx: Ctx) -> StepPlan:
+    """The system's network-online.target wanted at boot (and reached now), so a rootless
+    service's start waits for the network for as long as it takes to come up, not 90 s."""
+    p = StepPlan("network-online")
+    if not ctx.facts.systemd or not ctx.services:
+        return p
+    old = ctx.facts.file(NETWORK_ONLINE_DROPIN)
+    if old is None or old.content != NETWORK_ONLINE_WANTS:
+        d = shlex.quote(NETWORK_ONLINE_DROPIN.rsplit("/", 1)[0])
+        if old is None:
+            p.changes.append(CommandChange(
+                f"create {d}", f"[ -d {d} ] || {{ mkdir {d} && {{ "
+                               f"{record_shell('emptydir ' + d)}; }}; }}"))
+        p.changes.append(FileChange(NETWORK_ONLINE_DROPIN, NETWORK_ONLINE_WANTS,
+                                    old.content if old else None))
+        p.post.append("systemctl daemon-reload && systemctl start network-online.target")
+    return p
 
 
 PULL_TIMEOUT_S = 600
@@ -121,7 +169,7 @@ def created_network(cmd: list[str]) -> str:
     return ""
 
 
-def _published(container: dict) -> set[tuple[str, int, int]]:
+def published(container: dict) -> set[tuple[str, int, int]]:
     """(proto, host port, container port) of every port `podman ps` shows published."""
     out = set()
     for p in container.get("Ports") or []:
@@ -140,7 +188,7 @@ def spec_drift(svc: Service, container: dict, created: list[str] | None,
         if have != network:
             return f"created with --network {have or '(none)'}, not {network}"
     want = {(p.proto, n, n) for p in svc.ports for n in range(p.first, p.last + 1)}
-    have_ports = _published(container)
+    have_ports = published(container)
     if container.get("Ports") is not None and have_ports != want:
         shown = ", ".join(f"{h}->{c}/{pr}" for pr, h, c in sorted(have_ports)) or "none"
         return f"publishes {shown}"
@@ -151,7 +199,7 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     p = StepPlan(f"service:{svc.name}")
     f, t = ctx.facts, ctx.tunnel
     info = f.users.get(svc.user, {})
-    kind = network_kind(ctx, info)
+    kind = network_kind(ctx, info, svc)
     spec = render.spec_hash(svc, t, render.network_option(kind, t))
     current = next((c for c in info.get("containers", [])
                     if c.get("Labels", {}).get(render.SERVICE_LABEL) == svc.name), None)
@@ -159,6 +207,7 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     rm = f"podman rm -f -t 5 {shlex.quote(svc.container_name)} >/dev/null 2>&1 || true"
     quadlet = f.systemd and _version(info) >= (4, 4)
     home = info.get("home") or f"/home/{svc.user}"
+    unit_changed = False  # a unit file (or drop-in) written: the user's systemd must reload
     if quadlet:
         unit_path = f"{_unit_dir(home)}/{svc.container_name}.container"
         unit = render.quadlet_unit(svc, t, kind, spec)
@@ -166,15 +215,31 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
         if old is None:  # by the user: root's `mkdir -p` would leave ~/.config root's, 0700
             p.changes.append(CommandChange(
                 f"create ~/.config/containers/systemd of {svc.user}",
-                as_user(svc.user, "mkdir -p .config/containers/systemd")))
+                user_dirs(svc.user, home, ".config/containers/systemd")))
         if old is None or old.content != unit:
+            unit_changed = True
             p.changes.append(FileChange(unit_path, unit, old.content if old else None,
+                                        owner=f"{svc.user}:{svc.user}"))
+    elif f.systemd:  # the generated unit waits for the tunnel through a drop-in
+        dropin = generated_dropin_path(home, svc)
+        want, old = render.tunnel_dropin(t), f.file(dropin)
+        if old is None:
+            p.changes.append(CommandChange(
+                f"create the drop-in directory of container-{svc.container_name}.service",
+                user_dirs(svc.user, home, dropin.rsplit("/", 1)[0]
+                          .removeprefix(f"{home}/"))))
+        if old is None or old.content != want:
+            unit_changed = True
+            p.changes.append(FileChange(dropin, want, old.content if old else None,
                                         owner=f"{svc.user}:{svc.user}"))
     same = current is not None and current.get("Labels", {}).get(render.SPEC_LABEL) == spec
     drift = spec_drift(svc, current, info.get("created", {}).get(svc.container_name),
                        render.network_option(kind, t)) if same and current else None
     running = current is not None and current.get("State") == "running"
     service_unit = f"{svc.container_name}.service"
+    if same and not drift and unit_changed:  # e.g. the ordering changed: same container
+        p.changes.append(CommandChange(f"reload the systemd user units of {svc.user}",
+                                       as_user(svc.user, "systemctl --user daemon-reload")))
     if not same or drift:
         why = "create" if current is None else \
             f"replace (its specification changed{': ' + drift if drift else ''})"
@@ -202,6 +267,9 @@ def plan_service(ctx: Ctx, svc: Service) -> StepPlan:
     if not f.systemd:
         p.notes.append(f"no systemd (PID 1 is {f.pid1 or '?'}): {svc.container_name} runs "
                        "directly and will not come back after a reboot")
+    elif quadlet:
+        p.notes.append(f"{service_unit}: Quadlet unit, {svc.user} lingering: starts at boot "
+                       f"once {t.interface} is up")
     elif not quadlet:
         p.notes.append(f"Podman {info.get('version')} has no Quadlet: "
                        "a generated systemd user unit")

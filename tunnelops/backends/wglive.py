@@ -115,14 +115,14 @@ def link_mtu(f: HostFacts, iface: str) -> int | None:
     return int(link["mtu"]) if link and link.get("mtu") else None
 
 
-def uplink_mtu(f: HostFacts) -> int | None:
-    """The MTU of the interface the default route leaves by (a route's own `mtu` first)."""
-    up = f.uplink
+def uplink_mtu(up: dict, addrs: list[dict]) -> int | None:
+    """The MTU of the interface the default route (UP, probes.Uplink) leaves by (a route's
+    own `mtu` first), from the links (probes.Addrs)."""
     for metric in up.get("metrics", []) if isinstance(up.get("metrics"), list) else []:
         if isinstance(metric, dict) and metric.get("mtu"):
             return int(metric["mtu"])
     dev = up.get("dev")
-    link = next((a for a in f.addrs if a.get("ifname") == dev), None)
+    link = next((a for a in addrs if a.get("ifname") == dev), None)
     return int(link["mtu"]) if link and link.get("mtu") else None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 
 from tunnelops.backends import netguard, wglive
+from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.render.wireguard import parse_wg_conf
 from tunnelops.steps.context import Ctx
@@ -55,7 +56,7 @@ def plan(ctx: Ctx, content: str, *, policy_routing: bool) -> StepPlan:
         p.notes.append("kernel has no WireGuard module: userspace wireguard-go (via wg-quick)")
     if f.systemd:
         if p.changes:
-            p.post.append(f"systemctl enable wg-quick@{iface} >/dev/null 2>&1 || true")
+            p.post.append(enable_shell(f"wg-quick@{ctx.iface}.service"))
     else:
         p.notes.append(f"no systemd (PID 1 is {f.pid1 or '?'}): {ctx.iface} is not started "
                        "at boot")
@@ -80,7 +81,7 @@ def live_fixes(ctx: Ctx, content: str, file_changed: bool,
     t = ctx.tunnel
     address = t.vps_address if ctx.home is None else t.home_address
     out += wglive.address_fixes(f, ctx.iface, f"{address}/{t.prefixlen}")
-    want = wglive.wanted_mtu(t, "wg-quick", wglive.uplink_mtu(f))
+    want = wglive.wanted_mtu(t, "wg-quick", wglive.uplink_mtu(f.uplink, f.addrs))
     if (why := wglive.mtu_drift(f, ctx.iface, want)) and want is not None:
         out.append(wglive.mtu_fix(ctx.iface, want, why))
     if policy_routing:

@@ -34,13 +34,13 @@ from pathlib import Path
 
 from tunnelops import prog
 from tunnelops.lab import image
+from tunnelops.lab.topology import HOSTS as HOSTS  # re-exported: tests import it from here
 from tunnelops.lab.topology import PODMAN_USER, SUDO_USER, WHOAMI_PORT, Topology
 from tunnelops.locations import state_dir
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 CHECKOUT = (PROJECT / "pyproject.toml").exists()  # else an installed tunnelops
-HOSTS = ("vps", "home")  # full hosts of a one-home lab: own mount/UTS/IPC/PID ns and sshd
 DAEMONS = ("sshd", "dbus-daemon", "NetworkManager", "firewalld", "wireguard-go", "conmon")
 INVENTORY_HEADER = "# The lab site: written by"
 # each home's one service in a lab of several homes: distinct ports the echo image answers on
@@ -185,6 +185,8 @@ class HostStatus:
 
 
 class Lab:
+    kind = "namespace"  # VmLab (vm.py): "vm"
+
     def __init__(self, topo: Topology | None = None, root: Path | None = None,
                  inventory_dir: Path | None = None) -> None:
         self.topo = topo or Topology()
@@ -469,9 +471,7 @@ class Lab:
                 [*ip, ns(h), "link", "add", "eth0", "type", "veth", "peer", "name", f"lan-{h}",
                  "netns", ns("router")],
                 [*ip, ns("router"), "link", "set", f"lan-{h}", "master", "br-lan", "up"],
-                [*ip, ns(h), "addr", "add", f"{t.lan_address(h)}/24", "dev", "eth0"],
-                [*ip, ns(h), "link", "set", "eth0", "up"],
-                [*ip, ns(h), "route", "add", "default", "via", t.router_lan])),
+                *self._host_uplink(h, t.lan_address(h), t.router_lan))),
             # the router's uplink to the internet, with NAT
             [*ip, ns("router"), "link", "add", "wan", "type", "veth", "peer", "name", "i-home",
              "netns", ns("inet")],
@@ -499,11 +499,17 @@ class Lab:
         for c in (
             [*ip, ns("inet"), "addr", "add", f"{t.inet_vps_side}/24", "dev", "i-vps"],
             [*ip, ns("inet"), "link", "set", "i-vps", "up"],
-            [*ip, ns("vps"), "addr", "add", f"{t.vps_public}/24", "dev", "eth0"],
-            [*ip, ns("vps"), "link", "set", "eth0", "up"],
-            [*ip, ns("vps"), "route", "add", "default", "via", t.inet_vps_side],
+            *self._host_uplink("vps", t.vps_public, t.inet_vps_side),
         ):
             _run(c)
+
+    def _host_uplink(self, role: str, address: str, gateway: str) -> list[list[str]]:
+        """Commands that make a full host's end of its link (`eth0` in its namespace) its
+        uplink: here the host itself lives in the namespace, so eth0 gets its address."""
+        ns = self.topo.netns(role)
+        return [["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0"],
+                ["ip", "-n", ns, "link", "set", "eth0", "up"],
+                ["ip", "-n", ns, "route", "add", "default", "via", gateway]]
 
     def _start_host(self, role: str) -> None:
         d = self._host_dir(role)

@@ -16,6 +16,7 @@ PKGS=(
   podman runc slirp4netns passt uidmap catatonit
   socat busybox-static tcpdump curl
   python3 python3-venv
+  qemu-system-x86 qemu-utils debootstrap e2fsprogs
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,30 +5,39 @@ lab.up writes the lab's site file into the inventory directory the other command
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit
-from rich.console import Console
-from rich.table import Table
 
 from tunnelops import prog
 from tunnelops.flags import inventory_dir, task
-from tunnelops.lab.instance import Lab, LabError
 from tunnelops.lab.topology import MAX_HOMES, Topology
+
+if TYPE_CHECKING:  # imported by the tasks that use them: `--help` needs neither
+    from rich.console import Console
+
+    from tunnelops.lab.instance import Lab
 
 _NAME_HELP = {"name": "lab instance name (default: $TUNNELOPS_LAB or 'lab')",
               "index": "instance number 0-99, picks its address range (default 0)"}
 
 
-def make_lab(c: Context, name: str | None, index: str | int | None,
-             homes: str | int | None = None) -> Lab:
+def make_lab(c: Context, name: str | None, index: str | int | None, *,
+             vm: bool | None = None, report=None, homes: str | int | None = None) -> Lab:
+    """The instance; a VM instance (VmLab) when asked for, or when it was brought up as one
+    (so lab.down, lab.status and lab.ssh need no --vm). HOMES: how many home servers (a
+    namespace lab only)."""
+    from tunnelops.lab.vm import open_lab
+
     found = inventory_dir(c)
     try:
-        return Lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
-                            int(index if index is not None  # invoke passes a string
-                                else os.environ.get("TUNNELOPS_LAB_INDEX", "0")),
-                            int(homes or 1)),
-                   inventory_dir=found.path)
+        return open_lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
+                                 int(index if index is not None  # invoke passes a string
+                                     else os.environ.get("TUNNELOPS_LAB_INDEX", "0")),
+                                 int(homes or 1)),
+                        inventory_dir=found.path, vm=vm, report=report)
     except ValueError as e:
         raise Exit(f"lab: {e}", code=2) from e
 
@@ -40,18 +49,37 @@ def need_root() -> None:
 
 
 @task(help={"rtt_ms": "add this much WAN round-trip latency between the internet and the VPS",
+            "vm": "make the VPS and home qemu VMs (Debian 13, systemd, kernel WireGuard, "
+                  "NetworkManager, firewalld 2, Podman 5): ~2-4 min to boot, plus ~3 min "
+                  "once to build the image",
             "homes": f"how many home servers behind the NAT router: lab-home, lab-home2, ... "
-                     f"(1-{MAX_HOMES}, default 1); the site file has each home with a service",
+                     f"(1-{MAX_HOMES}, default 1; namespaces only); the site file has each "
+                     "home with a service",
             **_NAME_HELP})
-def up(c, rtt_ms=0, name=None, index=None, homes=None):
+def up(c, rtt_ms=0, name=None, index=None, vm=False, homes=None):
     """Bring the lab up: lab-vps, lab-home behind NAT, and the internet, on this machine."""
+    from rich.console import Console
+
+    from tunnelops.lab.instance import LabError
+    from tunnelops.lab.progress import live
+    from tunnelops.lab.vm import is_vm_instance
+
     need_root()
-    lab = make_lab(c, name, index, homes)
-    try:
-        times = lab.up(rtt_ms=int(rtt_ms))
-    except LabError as e:
-        raise Exit(f"lab.up: {e}", code=1) from e
     console = Console()
+    plain = make_lab(c, name, index, vm=False, homes=homes)
+    vm = vm or is_vm_instance(plain)
+    if vm and not is_vm_instance(plain) and plain.is_up():
+        raise Exit(f"lab.up: '{plain.topo.name}' is up as a namespace lab: "
+                   f"`lab.down --name {plain.topo.name}` first", code=1)
+    if vm and plain.topo.homes > 1:
+        raise Exit("lab.up: --homes is for the namespace lab (the VM tier has one home): "
+                   "drop --vm or --homes", code=2)
+    with live(console) if vm else contextlib.nullcontext(None) as report:
+        lab = make_lab(c, name, index, vm=vm, report=report, homes=homes)
+        try:
+            times = lab.up(rtt_ms=int(rtt_ms))
+        except LabError as e:
+            raise Exit(f"lab.up: {e}", code=1) from e
     if "already_up" in times:
         console.print(f"lab '{lab.topo.name}' is already up: nothing to do")
     else:
@@ -68,6 +96,10 @@ def up(c, rtt_ms=0, name=None, index=None, homes=None):
 @task(help=_NAME_HELP)
 def down(c, name=None, index=None):
     """Remove every namespace, link, process and file the lab made (also after a crash)."""
+    from rich.console import Console
+
+    from tunnelops.lab.instance import LabError
+
     need_root()
     lab = make_lab(c, name, index)
     try:
@@ -80,6 +112,8 @@ def down(c, name=None, index=None):
 @task(help=_NAME_HELP)
 def status(c, name=None, index=None):
     """Show each lab host: its address, its daemons and whether SSH answers."""
+    from rich.console import Console
+
     _table(Console(), make_lab(c, name, index))
 
 
@@ -97,6 +131,8 @@ def ssh(c, host, user=None, name=None, index=None):
 
 
 def _table(console: Console, lab: Lab) -> None:
+    from rich.table import Table
+
     table = Table(title=f"lab '{lab.topo.name}'")
     for col in ("host", "namespace", "address", "daemons", "ssh"):
         table.add_column(col)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 ROLES = ("vps", "home", "inet", "router")  # of a one-home lab; Topology.roles in general
+HOSTS = ("vps", "home")  # full hosts of a one-home lab (own namespaces and sshd); .hosts
 MAX_HOMES = 5
 SUDO_USER = "ops"
 PODMAN_USER = "gamer"

@@ -136,9 +136,14 @@ def _element_lines(table: str, elements: Mapping[str, list[Element]]) -> list[st
 
 def split(ruleset: str) -> tuple[str, dict[str, list[Element]]]:
     """(the base: every line but the trailing `add element` ones, the elements they add)."""
-    base = [line for line in ruleset.splitlines(keepends=True)
-            if not line.startswith(ADD_ELEMENT)]
-    return "".join(base), port_sets(ruleset)
+    return base(ruleset), port_sets(ruleset)
+
+
+def base(ruleset: str) -> str:
+    """Every line of a ruleset file but its trailing `add element` ones: what does not
+    depend on the service ports."""
+    return "".join(line for line in ruleset.splitlines(keepends=True)
+                   if not line.startswith(ADD_ELEMENT))
 
 
 # ---------------------------------------------------------------- reading nft's set syntax
@@ -211,6 +216,16 @@ def port_sets(text: str) -> dict[str, list[Element]]:
                 parsed.append(Element(int(m.group(1)), int(m.group(2) or m.group(1)), comment))
         out[name] = sorted(parsed)
     return out
+
+
+def boot_unit(rules: str) -> str:
+    """A systemd unit loading RULES (a glob: every table of ours, the VPS's own and each
+    site's) at boot, before the network comes up (`$$` is systemd's literal `$`)."""
+    return (f"{MANAGED}\n[Unit]\nDescription=tunnelops's nftables tables\n"
+            "Wants=network-pre.target\nBefore=network-pre.target\nAfter=nftables.service\n\n"
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+            f"ExecStart=/bin/sh -c 'for f in {rules}; do nft -f \"$$f\" || exit 1; done'\n\n"
+            "[Install]\nWantedBy=multi-user.target\n")
 
 
 # ---------------------------------------------------------------- the rulesets

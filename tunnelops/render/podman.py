@@ -13,7 +13,8 @@ Ports are published on the tunnel's home address (`-p 192.168.2.2:PORT:PORT/PROT
 forwarder's socket then answers from that address, so replies (UDP too, which has no
 connection to follow) match home's rule `from 192.168.2.2 table 201` and go back through the
 tunnel, whatever the player's address (client_ip = "preserve"), and to 192.168.2.1 alike.
-Argument lists are never joined into shell text here; the engine quotes them.
+Argument lists are never joined into shell text here (the engine quotes them), but for
+`as_user`: the one shell wrapper every command run as a service user goes through.
 Quadlet key names are those of podman-systemd.unit(5) ([Container] section).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 
 from tunnelops.model import ModelError, Service, Tunnel
 
@@ -31,6 +33,28 @@ SERVICE_LABEL = "tunnelops.service"
 # the site's tunnel interface (tunnelops.naming), so sites side by side at one home tell
 # their containers apart; not in the spec hash: a container made before it is not replaced
 TUNNEL_LABEL = "tunnelops.tunnel"
+
+
+def user_env(user_q: str, uid_expr: str) -> str:
+    """`env ...` for a command root runs as a user (`runuser -u USER -- ENV CMD`): what rootless
+    podman needs from a login session, i.e. the user's runtime directory, home and its OWN
+    D-Bus session bus. runuser keeps root's environment, and root's SSH session carries
+    DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus (pam_systemd, dbus-user-session):
+    podman then cannot reach the user's systemd ("dial unix /run/user/0/bus: permission
+    denied"), falls back to cgroupfs with warnings and each call takes ~3x longer.
+    `user_q` is the shell-quoted user name, `uid_expr` shell text giving its uid."""
+    return (f"env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
+            f"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid_expr}/bus "
+            f"HOME=\"$(getent passwd {user_q} | cut -d: -f6)\"")
+
+
+def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
+    """Shell running a command as USER with the environment rootless podman needs (UID:
+    a shell expression for the user's uid, when the caller has it)."""
+    u = shlex.quote(user)
+    uid_expr = uid if uid else f"$(id -u {u})"
+    inner = shlex.quote("cd; " + argv_or_script)
+    return f"runuser -u {u} -- {user_env(u, uid_expr)} sh -c {inner}"
 
 
 def network_option(kind: str, t: Tunnel) -> str:
@@ -111,6 +135,49 @@ def _unit_word(value: str) -> str:
     return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def device_unit(interface: str) -> str:
+    """systemd's device unit for a network interface, named as `systemd-escape --path`
+    names it (systemd.device(5)): `-` and other bytes outside [A-Za-z0-9:_.] become \\xNN."""
+    path = f"sys/subsystem/net/devices/{interface}"
+    out = []
+    for i, ch in enumerate(path):
+        if ch == "/":
+            out.append("-")
+        elif (ch.isascii() and ch.isalnum()) or ch in ":_" or (ch == "." and i > 0):
+            out.append(ch)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode()))
+    return "".join(out) + ".device"
+
+
+def tunnel_wait(t: Tunnel) -> tuple[list[str], list[str]]:
+    """([Unit] lines, [Service] lines) that start a service's unit only once the tunnel is
+    up, at boot and at every (re)start: its egress leaves through the tunnel, and without it
+    slirp4netns refuses `outbound_addr=wg0` and pasta would bind egress to an address that is
+    not there yet. A user manager sees the system's devices: the start waits for wg0's device
+    unit (made by NetworkManager or wg-quick, whichever runs the tunnel), then for its address
+    (set just after the link is made). The tunnel down for good: the start times out and
+    Restart= tries again later, never so fast that systemd's start limit gives up on it."""
+    dev = device_unit(t.interface)
+    unit = [
+        f"# Egress leaves through {t.interface}: start once it is up (NetworkManager or wg-quick)",
+        f"Wants={dev}",
+        f"After={dev}",
+    ]
+    service = [
+        f"ExecStartPre=/bin/sh -c 'until ip -4 -o addr show dev {t.interface} 2>/dev/null "
+        f"| grep -qF \" {t.home_address}/\"; do sleep 0.5; done'",
+        "RestartSec=10",
+    ]
+    return unit, service
+
+
+def tunnel_dropin(t: Tunnel) -> str:
+    """A drop-in for a `podman generate systemd` unit (no Quadlet): the same tunnel wait."""
+    unit, service = tunnel_wait(t)
+    return "\n".join([MANAGED, "[Unit]", *unit, "", "[Service]", *service]) + "\n"
+
+
 def quadlet_unit(svc: Service, t: Tunnel, network_kind: str, spec: str) -> str:
     """A Quadlet .container unit for the service's user (~/.config/containers/systemd/)."""
     container = [
@@ -127,10 +194,11 @@ def quadlet_unit(svc: Service, t: Tunnel, network_kind: str, spec: str) -> str:
     ]
     if svc.command:
         container.append("Exec=" + " ".join(_unit_word(arg) for arg in svc.command))
+    wait_unit, wait_service = tunnel_wait(t)
     sections = [
-        [MANAGED, "[Unit]", f"Description=tunnelops service {svc.name}"],
+        [MANAGED, "[Unit]", f"Description=tunnelops service {svc.name}", *wait_unit],
         container,
-        ["[Service]", "Restart=always"],
+        ["[Service]", *wait_service, "Restart=always"],
         ["[Install]", "WantedBy=default.target"],
     ]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"

@@ -89,7 +89,10 @@ def managed_files(site: Site) -> tuple[list[str], list[str]]:
 
 
 SYSCTL = "/etc/sysctl.d/90-tunnelops.conf"  # shared by the sites of a host
-SHARED = (SYSCTL, HOST_NFT_FILE)  # files of the host's, not of one site: the last one's
+NFT_BOOT_UNIT = "/etc/systemd/system/tunnelops-nftables.service"  # loads every site's table
+NETWORK_ONLINE = "/etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf"
+# files of the host's, not of one site: the last site's teardown removes them
+SHARED = (SYSCTL, HOST_NFT_FILE, NFT_BOOT_UNIT, NETWORK_ONLINE)
 
 
 def owned_files(site: Site) -> list[str]:
@@ -101,9 +104,12 @@ def owned_files(site: Site) -> list[str]:
         *(n.awall_file(p) for p in (n.awall_base, n.awall_ssh, n.awall_wireguard)),
         *(n.awall_file(n.awall_service(s.name)) for s in site.services),
         n.firewalld_record, n.record,
-        # Quadlet units, where the service user's home is the usual /home/USER
+        # Quadlet units (or a generated unit's drop-in), where the service user's home is
+        # the usual /home/USER
         *(f"/home/{s.user}/.config/containers/systemd/{s.container_name}.container"
           for s in site.services),
+        *(f"/home/{s.user}/.config/systemd/user/container-{s.container_name}.service.d/"
+          "90-tunnelops-tunnel.conf" for s in site.services),
         *legacy_files(site),
     ]
 

@@ -3,9 +3,10 @@ address or to the VPS uses table 201; the main default route never moves), the f
 
 from __future__ import annotations
 
+from tunnelops import distros
 from tunnelops.backends import firewalld, keys, networkmanager, nftables, packages, podman, wgquick
 from tunnelops.changes import StepPlan
-from tunnelops.facts import IP_JSON
+from tunnelops.probes import IP_JSON
 from tunnelops.render import nftables as nft_render
 from tunnelops.render.wireguard import home_wg_quick
 from tunnelops.steps import legacy, sites
@@ -25,9 +26,9 @@ def wg_backend(ctx: Ctx) -> tuple[str, str]:
 
 def prepare(ctx: Ctx) -> list[StepPlan]:
     f = ctx.facts
-    if f.family == "unknown":
+    if f.distro is None:
         raise PlanError(f"{f.os_pretty or 'this distribution'} is not supported at home: use "
-                        "Fedora/RHEL, Debian/Ubuntu or Alpine")
+                        f"{distros.supported_labels()}")
     # iproute2 for `ip -j`: the live addresses, MTU, rules and routes are read as JSON
     need = ["wg", IP_JSON]
     backend, _ = wg_backend(ctx)
@@ -39,6 +40,8 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
         need.append("nft")
     if ctx.services:
         need += ["podman", "slirp4netns"]
+    if any(s.network == "pasta" for s in ctx.services):
+        need.append("pasta")
     return [packages.plan(f, need), keys.plan(ctx), podman.plan_users(ctx),
             podman.plan_images(ctx)]
 
@@ -63,4 +66,5 @@ def configure(ctx: Ctx) -> list[StepPlan]:
         fw = nftables.plan(ctx, nft_render.home_ruleset(ctx.tunnel, ctx.services),
                            legacy=moved)
     services = [podman.plan_service(ctx, svc) for svc in ctx.services]
-    return [sites.plan(ctx), wg, fw, *services, podman.plan_removed(ctx)]
+    return [sites.plan(ctx), wg, fw, podman.plan_network_online(ctx), *services,
+            podman.plan_removed(ctx)]

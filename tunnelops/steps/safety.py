@@ -143,7 +143,7 @@ def _subnet(ctx: Ctx) -> None:
 
 def recorded_files(ctx: Ctx) -> set[str]:
     """Files tunnelops created on this host (its record of them)."""
-    return {rec[5:] for rec in ctx.facts.lines("created") if rec.startswith("file ")}
+    return {rec[5:] for rec in ctx.facts.created if rec.startswith("file ")}
 
 
 def check_files(ctx: Ctx, plans: list[StepPlan]) -> None:

@@ -24,8 +24,16 @@ from tunnelops.backends.wgquick import clear_rules_shell
 from tunnelops.changes import Change, CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.naming import HOST_FAMILY_TABLE, HOST_NFT_FILE, LEGACY
 from tunnelops.render import nfthost
+from tunnelops.render import podman as podman_render
 from tunnelops.steps import legacy, safety, sites
-from tunnelops.steps.context import EDITED, SHARED, Ctx, owned_files
+from tunnelops.steps.context import (
+    EDITED,
+    NETWORK_ONLINE,
+    NFT_BOOT_UNIT,
+    SHARED,
+    Ctx,
+    owned_files,
+)
 
 STATE = ("/etc/tunnelops", "/var/lib/tunnelops", "/run/tunnelops")
 
@@ -70,6 +78,10 @@ def _firewall(ctx: Ctx) -> StepPlan:
                                        f"nft delete table {LEGACY.nft_family_table}"))
     if ctx.home is None:
         p.changes += _host_table(ctx)
+    if f.file(NFT_BOOT_UNIT) is not None and f.systemd and last(ctx):  # its file: SHARED
+        p.changes.append(CommandChange("disable tunnelops-nftables.service",
+                                       "systemctl disable tunnelops-nftables.service "
+                                       ">/dev/null 2>&1 || true"))
     ours = [x for x in f.awall_enabled if x.startswith(n.awall_policy(""))]
     ours += [x for x in legacy_policies(ctx) if x in f.awall_enabled] if moved else []
     if ours:
@@ -150,15 +162,42 @@ def _vps_zone(ctx: Ctx) -> list[CommandChange]:
     return out
 
 
+def _user_units(ctx: Ctx) -> list[tuple[str, str, str]]:
+    """(user, unit, file) of every service of this home whose systemd user unit tunnelops
+    installed: the Quadlet file, or the tunnel drop-in of a `podman generate systemd` unit."""
+    out = []
+    for svc in ctx.services:
+        home = f"/home/{svc.user}"
+        quadlet = f"{home}/.config/containers/systemd/{svc.container_name}.container"
+        dropin = podman.generated_dropin_path(home, svc)
+        if ctx.facts.file(quadlet):
+            out.append((svc.user, f"{svc.container_name}.service", quadlet))
+        if ctx.facts.file(dropin):
+            out.append((svc.user, f"container-{svc.container_name}.service", dropin))
+    return out
+
+
 def _containers(ctx: Ctx) -> StepPlan:
     p = StepPlan("services")
+    # Units first: with the unit still loaded, systemd would start a removed container again
+    # (Restart=always); a generated unit is also disabled and its file removed.
+    for user, unit, _ in _user_units(ctx):
+        u = shlex.quote(unit)
+        extra = ""
+        if unit.startswith("container-"):
+            extra = (f"; systemctl --user disable {u} 2>/dev/null; "
+                     f"rm -f .config/systemd/user/{u}")
+        p.changes.append(CommandChange(
+            f"stop {unit} of {user}",
+            podman_render.as_user(user, f"systemctl --user stop {u}; systemctl --user "
+                                        f"reset-failed {u} 2>/dev/null{extra}; :")))
     for user, info in ctx.facts.users.items():
         for c in info.get("containers", []):
             if podman.ours(ctx, user, c):
                 name = (c.get("Names") or ["?"])[0]
-                p.changes.append(CommandChange(
-                    f"remove container {name}",
-                    podman.as_user(user, f"podman rm -f -t 5 {shlex.quote(name)} >/dev/null")))
+                rm = f"podman rm -f -t 5 {shlex.quote(name)} >/dev/null"
+                p.changes.append(CommandChange(f"remove container {name}",
+                                               podman_render.as_user(user, rm)))
     return p
 
 
@@ -176,7 +215,7 @@ def _ours(ctx: Ctx, path: str, content: str) -> bool:
 def _files(ctx: Ctx, opts: Options) -> StepPlan:
     p, f, n = StepPlan("files"), ctx.facts, ctx.names
     alone = last(ctx)
-    originals = {"/" + x.removeprefix("./").removesuffix(".absent") for x in f.lines("orig")}
+    originals = {"/" + x.removeprefix("./").removesuffix(".absent") for x in f.originals}
     mine = [u for s in ctx.services for u in (s.user,)]
     # only what tunnelops made: recorded when it created the file, or carrying its marker;
     # the shared ones with the last site only; units of this home's services only
@@ -205,7 +244,7 @@ def _files(ctx: Ctx, opts: Options) -> StepPlan:
         if any(o.startswith("/etc/firewalld/") for o in originals) and \
                 f.firewalld.get("running"):
             p.post.append("firewall-cmd -q --reload")
-        if (f.raw.get("ip_forward") or "").strip() == "1":
+        if f.ip_forward == "1":
             p.changes.append(CommandChange(
                 "restore net.ipv4.ip_forward to its value before tunnelops",
                 f"[ -s {ORIG_FORWARD} ] && sysctl -q -w net.ipv4.ip_forward=$(cat "
@@ -217,15 +256,20 @@ def _files(ctx: Ctx, opts: Options) -> StepPlan:
             if ff is not None and any(x in ff.content for x in ours[1::2]):
                 p.changes.append(FileChange(path, nftables.without_lines(ff.content, ours),
                                             ff.content, mode=int(ff.mode or "644", 8)))
+    if f.systemd:  # unit files and drop-ins removed above: the managers forget them
+        if alone and f.file(NETWORK_ONLINE):
+            p.post.append("systemctl daemon-reload")
+        for user in sorted({user for user, _, _ in _user_units(ctx)}):
+            p.post.append(podman_render.as_user(user, "systemctl --user daemon-reload"))
     p.changes += _records(ctx, opts, alone)
     if opts.purge_keys and f.key_exists:
         k, pub = shlex.quote(ctx.key_path), shlex.quote(ctx.pub_path)
         p.changes.append(CommandChange(f"remove the WireGuard keys {ctx.key_path}",
                                        f"rm -f {k} {pub}"))
-        if alone and "dir /etc/wireguard" in f.lines("created"):
+        if alone and "dir /etc/wireguard" in f.created:
             # ours, and empty now: never a tree
             p.post.append("rmdir /etc/wireguard 2>/dev/null || true")
-    present = f.lines("state_dirs")
+    present = f.state_dirs
     if alone and present:
         p.changes.append(CommandChange(f"remove {' '.join(present)}",
                                        "rm -rf " + " ".join(present)))
@@ -238,8 +282,8 @@ def _records(ctx: Ctx, opts: Options, alone: bool = True) -> list[CommandChange]
     """Undo what tunnelops recorded creating: lingering, a runtime dir, and (only when asked)
     the service users, whose home holds the service's data (a game's world save). With other
     sites on the host: only for users that none of them runs a service as."""
-    out = []
-    records = ctx.facts.lines("created")
+    out, emptied = [], []
+    records = list(ctx.facts.created)
     theirs = {c.partition("/")[0] for o in sites.others(ctx) for c in o.containers}
     # users tunnelops made, known by their comment too: a plain teardown kept them (with their
     # data) but removed its records
@@ -251,9 +295,16 @@ def _records(ctx: Ctx, opts: Options, alone: bool = True) -> list[CommandChange]
         w = shlex.quote(what)
         if kind in ("user", "linger", "runtime-dir") and what in theirs:
             continue
+        if kind == "emptydir":  # made for a unit file: removed when nothing else is in it
+            emptied.append(CommandChange(f"remove {what} (tunnelops made it)",
+                                         f"rmdir {w} 2>/dev/null || true"))
+            continue
         if kind not in ("user", "linger", "runtime-dir") and not alone:
             continue
-        if kind == "user" and opts.remove_users:
+        if kind == "enabled":  # the host's units (nftables' boot): with its last site
+            out.append(CommandChange(f"disable {what} (tunnelops enabled it)",
+                                     f"systemctl disable {w} >/dev/null 2>&1 || true"))
+        elif kind == "user" and opts.remove_users:
             # podman's pause process (and a lingering user manager) keep the user busy
             # (each may fail: no logind in a container, nothing left to kill; set -e runs)
             stop = (f"loginctl terminate-user {w} 2>/dev/null || :; "
@@ -274,13 +325,14 @@ def _records(ctx: Ctx, opts: Options, alone: bool = True) -> list[CommandChange]
         elif kind == "runtime-dir":
             out.append(CommandChange(f"remove /run/user of {what}",
                                      f"rm -rf /run/user/$(id -u {w})"))
-    return out
+    return out + emptied[::-1]  # the deepest directory first
 
 
 def plan(ctx: Ctx, opts: Options | None = None) -> list[StepPlan]:
     opts = opts or Options()
     steps = [_containers(ctx)] if ctx.home is not None else []
     steps += [_interface(ctx), _firewall(ctx), _files(ctx, opts)]
-    if ctx.facts.family == "alpine" and any(s.changed for s in steps):
+    distro = ctx.facts.distro
+    if distro and distro.vps_firewall == "awall" and any(s.changed for s in steps):
         steps[-1].post.append("awall activate --force")
     return steps

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from tunnelops import distros
 from tunnelops.backends import (
     awall,
     firewalld_vps,
@@ -17,7 +18,7 @@ from tunnelops.backends import (
     wgquick,
 )
 from tunnelops.changes import StepPlan
-from tunnelops.facts import IP_JSON
+from tunnelops.probes import IP_JSON
 from tunnelops.render import nftables as nft_render
 from tunnelops.render import nfthost
 from tunnelops.render.wireguard import vps_wg_quick
@@ -30,10 +31,12 @@ _NOT_PUBLIC = [ipaddress.ip_network(n) for n in (
     "169.254.0.0/16", "0.0.0.0/8")]
 
 
-def supported(ctx: Ctx) -> None:
-    if ctx.facts.family == "unknown":
+def supported(ctx: Ctx) -> distros.Distro:
+    distro = ctx.facts.distro
+    if distro is None:
         raise PlanError(f"{ctx.facts.os_pretty or 'this distribution'} is not supported on the "
-                        "VPS: use Alpine, Debian/Ubuntu or Fedora/RHEL")
+                        f"VPS: use {distros.supported_labels()}")
+    return distro
 
 
 def discover(ctx: Ctx, src: str) -> tuple[str, str]:
@@ -53,10 +56,21 @@ def discover(ctx: Ctx, src: str) -> tuple[str, str]:
 
 
 def wg_backend(ctx: Ctx) -> str:
+    """ifupdown-ng's `use wireguard` as in the seed wherever it can run: it needs the kernel
+    module, and ifupdown-ng itself -- Alpine's ifup, or on Debian/Ubuntu the ifupdown-ng
+    package (its `ifparse` tells it from classic ifupdown, which has no WireGuard support).
+    Otherwise wg-quick (with wireguard-go where the kernel has no module)."""
     f = ctx.facts
-    if f.family == "alpine" and f.kernel_wireguard and f.has("ifup"):
+    d = f.distro
+    # ifparse: ifupdown-ng's, where a distribution's default is classic ifupdown
+    if d and (d.vps_network == "ifupdown" or f.has("ifparse")) and f.kernel_wireguard \
+            and f.has("ifup"):
         return "ifupdown"
     return "wg-quick"
+
+
+def firewall_backend(ctx: Ctx) -> str:
+    return distros.vps_firewall(supported(ctx), bool(ctx.facts.firewalld.get("running")))
 
 
 def prepare(ctx: Ctx) -> list[StepPlan]:
@@ -68,15 +82,12 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
         need.append("wg-quick")
         if not f.kernel_wireguard:
             need.append("wireguard-go")
-    if f.family == "alpine":
-        need.append("awall")
-    elif f.family == "debian":
-        need.append("nft")
+    need += distros.FIREWALL_COMMANDS[firewall_backend(ctx)]
     return [packages.plan(f, need), keys.plan(ctx)]
 
 
 def configure(ctx: Ctx) -> list[StepPlan]:
-    site, f = ctx.site, ctx.facts
+    site = ctx.site
     wan = ctx.wan_interface or "eth0"
     moved = legacy.ours(ctx)  # the older tunnelops' names are this site's: moved with it
     plans = [sites.plan(ctx), sysctl.plan(ctx)]
@@ -85,9 +96,10 @@ def configure(ctx: Ctx) -> list[StepPlan]:
     else:
         plans.append(wgquick.plan(ctx, vps_wg_quick(site.tunnel, ctx.peers),
                                   policy_routing=False))
-    if f.family == "alpine":
+    backend = firewall_backend(ctx)
+    if backend == "awall":
         plans.append(awall.plan(ctx, wan, site.services, legacy=moved))
-    elif f.family == "fedora" and f.firewalld.get("running"):
+    elif backend == "firewalld":
         plans.append(firewalld_vps.plan(ctx, wan, site.services))
     else:
         homes = {h.name: site.address(h) for h in site.homes}

@@ -1,0 +1,33 @@
+"""Every probe fixture (tests/unit/probes/cases/KIND.json: recorded on the lab by
+probes/capture.py, or hand-written for outputs the lab does not have), as data: the
+probe's parser must make exactly the recorded value of the recorded output."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.unit.probes import fixtures
+from tunnelops.probes import Batch
+
+CASES = fixtures.load()
+
+
+@pytest.mark.parametrize("case", [c for _, c in CASES], ids=[n for n, _ in CASES])
+def test_probe_fixture(case: dict) -> None:
+    probe = fixtures.build(case["probe"])
+    assert fixtures.args(probe) == {**fixtures.args(probe), **case["probe"].get("args", {})}
+    assert fixtures.jsonable(probe.parse(case["output"])) == case["value"]
+
+
+def test_every_kind_of_probe_has_fixtures() -> None:
+    have = {c["probe"]["kind"] for _, c in CASES}
+    assert set(fixtures.kinds()) - have == set()
+
+
+def test_every_probe_is_valid_shell() -> None:
+    for _, case in CASES:
+        script = Batch([fixtures.build(case["probe"])]).script()
+        proc = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True)
+        assert proc.returncode == 0, (case["probe"], proc.stderr)
