@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import io
 import os
 import secrets
 import select
@@ -358,28 +357,12 @@ class Remote:
 
     def _exec(self, sudo: bool, stdin: str, timeout: float, what: str) -> Result:
         chan, early = self._open(sudo, timeout)
-        out, err = io.BytesIO(), io.BytesIO(early)
-        err.seek(0, io.SEEK_END)
-        deadline = time.monotonic() + timeout
+        out, err = bytearray(), bytearray(early)
         try:
             if not chan.exit_status_ready():
                 chan.sendall(stdin.encode())
                 chan.shutdown_write()
-            # Read until the remote's EOF, not just its exit status: SSH may deliver the
-            # exit status before the last of the output.
-            while True:
-                if chan.recv_ready():
-                    out.write(chan.recv(65536))
-                elif chan.recv_stderr_ready():
-                    err.write(chan.recv_stderr(65536))
-                elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
-                    break
-                elif not self._alive():
-                    raise LinkLost
-                else:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError
-                    select.select([chan], [], [], 0.05)  # wakes on data, EOF or close
+            self._pump(chan, time.monotonic() + timeout, out, err)
             status = chan.recv_exit_status()
             if status == -1 and not self._alive():  # closed with no exit status: link gone
                 raise LinkLost
@@ -395,8 +378,28 @@ class Remote:
                               "limit)") from None
         finally:
             chan.close()
-        return Result(out.getvalue().decode(errors="replace"),
-                      err.getvalue().decode(errors="replace"), status)
+        return Result(out.decode(errors="replace"), err.decode(errors="replace"), status)
+
+    def _pump(self, chan: paramiko.Channel, deadline: float, out: bytearray, err: bytearray,
+              done: Callable[[bytearray], bool] | None = None) -> None:
+        """Read the channel into OUT and ERR until the remote's EOF and exit status (not just
+        its exit status: SSH may deliver it before the last of the output), or until DONE
+        says OUT is enough. LinkLost when the transport died, TimeoutError past DEADLINE."""
+        while True:
+            if chan.recv_ready():
+                out += chan.recv(65536)
+                if done is not None and done(out):
+                    return
+            elif chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
+                return
+            elif not self._alive():
+                raise LinkLost
+            else:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                select.select([chan], [], [], 0.05)  # wakes on data, EOF or close
 
     def run(self, script: str, *, sudo: bool = True, timeout: float | None = None,
             check: bool = False, what: str = "command") -> Result:
@@ -482,26 +485,15 @@ class Remote:
         """Send stdin (keeping the channel's stdin open) and read until a line starting with
         marker has arrived on stdout, or the remote ended: (stdout, stderr)."""
         out, err = bytearray(), bytearray(early)
-        deadline = time.monotonic() + timeout
+
+        def marked(buf: bytearray) -> bool:
+            at = buf.find(marker)
+            return at >= 0 and b"\n" in buf[at + len(marker):]
+
         try:
             if not chan.exit_status_ready():
                 chan.sendall(stdin)
-            while True:
-                if chan.recv_ready():
-                    out += chan.recv(65536)
-                    at = out.find(marker)
-                    if at >= 0 and b"\n" in out[at + len(marker):]:
-                        break
-                elif chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
-                elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
-                    break
-                elif not self._alive():
-                    raise LinkLost
-                else:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError
-                    select.select([chan], [], [], 0.05)
+            self._pump(chan, time.monotonic() + timeout, out, err, marked)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
         except LinkLost:

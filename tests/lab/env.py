@@ -9,6 +9,7 @@ laptop is cleared, the equivalent of waiting a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from collections.abc import Iterator
@@ -125,3 +126,29 @@ def failing(report: VerifyReport) -> str:
 def rows(site: Site) -> int:
     """How many rows verify shows for the site (every check of its chain)."""
     return len(verify.chain(verify.Ctx(site)))
+
+
+@dataclasses.dataclass(repr=False)
+class Outcome:
+    """A run through the command layer: its report, what the console printed, how long."""
+
+    report: RunReport
+    output: str  # everything the console printed
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+    def changed(self, role: str | None = None) -> int:
+        return sum(h.count("changed") for r, h in self.report.hosts.items()
+                   if role in (None, r))
+
+    def error(self, role: str) -> str:
+        return self.report.hosts[role].error or ""
+
+    def notes(self, role: str) -> list[str]:
+        return self.report.hosts[role].notes
+
+    def __repr__(self) -> str:  # what an assertion shows: the end of the output
+        return "\n" + self.output[-4000:]

@@ -37,11 +37,10 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import session_lab_topology, slot
-from tests.lab.env import sh
+from tests.lab.env import Outcome, sh
 from tests.lab.labb_site import wait_until
 from tunnelops import commands, inventory
 from tunnelops.changes import CommandChange, StepPlan, apply_script
-from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, LabError, Topology
 from tunnelops.lab.instance import HOSTS
 from tunnelops.probes.wireguard import rehandshake
@@ -92,27 +91,6 @@ def pristine(labs: Lab) -> dict[str, dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------ helpers
-@dataclasses.dataclass(repr=False)
-class Outcome:
-    report: RunReport
-    output: str  # everything the console printed
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.report.ok
-
-    def changed(self, role: str | None = None) -> int:
-        return sum(h.count("changed") for r, h in self.report.hosts.items()
-                   if role in (None, r))
-
-    def error(self, role: str) -> str:
-        return self.report.hosts[role].error or ""
-
-    def __repr__(self) -> str:  # what an assertion shows: the end of the output
-        return "\n" + self.output[-3000:]
-
-
 def run(lab: Lab, what: str = "bootstrap", *, site: str | None = None,
         guard_seconds: int = 20, transcript: Transcript | None = None,
         trust_new_host: bool = False, dry_run: bool = False, purge_keys: bool = False,

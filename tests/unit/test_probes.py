@@ -31,3 +31,18 @@ def test_every_probe_is_valid_shell() -> None:
         script = Batch([fixtures.build(case["probe"])]).script()
         proc = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True)
         assert proc.returncode == 0, (case["probe"], proc.stderr)
+
+
+@pytest.mark.parametrize(("netns", "want"), [
+    ([], {"sent": 1, "received": 1}),
+    # a network namespace of its own, its lo down: no reply, after every try
+    (["unshare", "-rn"], {"sent": 2, "received": 0})])
+def test_ping_to_the_first_reply(netns: list[str], want: dict) -> None:
+    """The engine's check: single pings until the first reply (run here, for real)."""
+    from tunnelops.probes import Ping
+
+    p = Ping("127.0.0.1", count=2, wait=1, first_reply=True, rehandshake_on="nosuchwg0")
+    batch = Batch([p])
+    res = subprocess.run([*netns, "sh", "-s"], input=batch.script(), capture_output=True,
+                         text=True, timeout=30)
+    assert batch.parse(res.stdout)[p] == want, res.stderr

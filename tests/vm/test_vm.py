@@ -27,12 +27,11 @@ import time
 import pytest
 from rich.console import Console
 
-from tests.lab.env import rows
+from tests.lab.env import Outcome, rows
 from tests.vm.conftest import VmSession
 from tests.vm.state import diff, snapshot
 from tunnelops import commands, inventory
 from tunnelops.backends.podman import as_user
-from tunnelops.engine import RunReport
 from tunnelops.lab.topology import PODMAN_USER
 from tunnelops.verify import VerifyReport
 
@@ -44,27 +43,6 @@ UNIT = "tunnelops-game.service"
 
 
 # ------------------------------------------------------------------ helpers
-@dataclasses.dataclass(repr=False)
-class Outcome:
-    report: RunReport
-    output: str
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.report.ok
-
-    def changed(self, role: str | None = None) -> int:
-        return sum(h.count("changed") for r, h in self.report.hosts.items()
-                   if role in (None, r))
-
-    def notes(self, role: str) -> list[str]:
-        return self.report.hosts[role].notes
-
-    def __repr__(self) -> str:
-        return "\n" + self.output[-4000:]
-
-
 def _opts(vms: VmSession) -> commands.Options:
     console = Console(file=io.StringIO(), width=200, color_system=None, force_terminal=False)
     return commands.Options(inventory_dir=vms.lab.inventory_dir, site=vms.lab.topo.name,

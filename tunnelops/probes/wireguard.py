@@ -82,6 +82,15 @@ class PingResult(TypedDict, total=False):
     rtt_ms: float
 
 
+# ping_first TRIES WAIT DEST: single pings until the first reply, summarised as ping would
+PING_FIRST = """ping_first() {
+  n=0; while [ "$n" -lt "$1" ]; do n=$((n + 1))
+    if ping -n -q -c 1 -W "$2" "$3" >/dev/null 2>&1; then
+      echo "$n packets transmitted, 1 received"; return 0; fi
+  done; echo "$n packets transmitted, 0 received"; return 1
+}"""
+
+
 @dataclass(frozen=True)
 class Ping(Probe[PingResult]):
     """A few pings to an address; {} when ping printed no summary. With `rehandshake_on`,
@@ -98,15 +107,13 @@ class Ping(Probe[PingResult]):
     first_reply: bool = not_key(False)
     kind = "ping"
     slow = True
+    functions = PING_FIRST
 
     def _ping(self) -> str:
         a = q(self.address)
         if not self.first_reply:
             return f"ping -n -q -c {self.count} -i {self.interval} -W {self.wait} {a}"
-        return (f"( n=0; while [ $n -lt {self.count} ]; do n=$((n + 1)); "
-                f"ping -n -q -c 1 -W {self.wait} {a} >/dev/null 2>&1 && "
-                "{ echo \"$n packets transmitted, 1 received\"; exit 0; }; done; "
-                "echo \"$n packets transmitted, 0 received\"; exit 1 )")
+        return f"ping_first {self.count} {self.wait} {a}"
 
     def shell(self) -> str:
         ping = self._ping()
