@@ -47,7 +47,7 @@ def forget_ssh_rate(lab: Lab) -> None:
 def remotes(site: Site, transcript: Transcript | None = None) -> dict[str, Remote]:
     return {role: Remote(str(host), ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                          transcript=transcript)
-            for role, host in (("vps", site.vps.host), ("home", site.home.host))}
+            for role, host in (("vps", site.vps.host), ("home", site.homes[0].host))}
 
 
 class SiteEnv:
