@@ -257,7 +257,7 @@ def home_chains(site: Site, whoami_url: str | None = None) -> list[HomeChain]:
     base = context(site, whoami_url)
     out = []
     for home in site.homes:
-        ctx = Ctx(site.home_view(home), base.whoami_url, base.probe_table)
+        ctx = Ctx(site.home_view(home), base.whoami_url, base.probe_table, len(site.homes))
         out.append(HomeChain(home.name, ctx, chain(ctx)))
     return out
 
@@ -276,16 +276,23 @@ def home_batches(chains: Sequence[HomeChain]) -> tuple[dict[str, Batch], list[Pr
     return {"vps": Batch(vps), **homes}, laptop
 
 
-def merge_rows(per_home: Sequence[tuple[str, list[Row]]]) -> list[Row]:
-    """The rows of every home's chain as one list: a row every home has alike (the VPS's
-    own: SSH to it, its WireGuard interface) once; any other is its home's, named for it
-    (`HOME: ...`, id `HOME:ID`), its hints' "fix `ID` first" pointing at its home's row."""
+def of_home(check: Check, ctx: Ctx) -> bool:
+    """Is this check about the home (it reads it, or it is the home's own row)?"""
+    return "home" in check.needs(ctx) or getattr(check, "host", None) == "home"
+
+
+def merge_rows(per_home: Sequence[tuple[str, list[Row]]],
+               home_ids: set[str] = frozenset()) -> list[Row]:  # type: ignore[assignment]
+    """The rows of every home's chain as one list: a row of the VPS alone (HOME_IDS are the
+    others) that every home has alike (SSH to it, its WireGuard interface) once; any other
+    is its home's, named for it (`HOME: ...`, id `HOME:ID`), its hint's "fix `ID` first"
+    pointing at its home's row."""
     counts: dict[str, list[Row]] = {}
     for _, rows in per_home:
         for r in rows:
             counts.setdefault(r.id, []).append(r)
-    shared = {i for i, rs in counts.items() if len(rs) == len(per_home)
-              and all(r == rs[0] for r in rs)}
+    shared = {i for i, rs in counts.items() if i not in home_ids
+              and len(rs) == len(per_home) and all(r == rs[0] for r in rs)}
     out: list[Row] = []
     seen: set[str] = set()
     for home, rows in per_home:
@@ -323,14 +330,24 @@ def run_homes(site: Site, *, whoami_url: str | None = None, trust_new: bool = Fa
         if owned:
             for rm in remotes.values():
                 rm.close()
+    rows = evaluate_homes(chains, batches, m.outputs, m.laptop)
+    return VerifyReport(site.name, rows, m.runs, time.monotonic() - t0,
+                        chains[0].ctx.whoami_url)
+
+
+def evaluate_homes(chains: Sequence[HomeChain], batches: Mapping[str, Batch],
+                   outputs: Mapping[str, str | None], laptop: LaptopState) -> list[Row]:
+    """Every home's chain evaluated on the VPS's readings and its own (pure), the rows
+    merged (merge_rows)."""
     per_home = []
+    home_ids: set[str] = set()
     for hc in chains:
-        outputs = {"vps": m.outputs.get("vps"), "home": m.outputs.get(hc.name)}
+        view = {"vps": outputs.get("vps"), "home": outputs.get(hc.name)}
         view_batches = {"vps": batches["vps"], "home": batches[hc.name]}
         readings = {h: None if out is None else view_batches[h].parse(out)
-                    for h, out in outputs.items()}
-        laptop = dataclasses.replace(m.laptop, ssh={"vps": m.laptop.ssh.get("vps", {}),
-                                                    "home": m.laptop.ssh.get(hc.name, {})})
-        per_home.append((hc.name, evaluate(hc.ctx, readings, laptop, hc.checks)))
-    return VerifyReport(site.name, merge_rows(per_home), m.runs, time.monotonic() - t0,
-                        chains[0].ctx.whoami_url)
+                    for h, out in view.items()}
+        seen = dataclasses.replace(laptop, ssh={"vps": laptop.ssh.get("vps", {}),
+                                                "home": laptop.ssh.get(hc.name, {})})
+        per_home.append((hc.name, evaluate(hc.ctx, readings, seen, hc.checks)))
+        home_ids |= {c.id for c in hc.checks if of_home(c, hc.ctx)}
+    return merge_rows(per_home, home_ids)
