@@ -47,8 +47,10 @@ def test_each_home_is_checked_through_its_own_view_of_the_site() -> None:
              [s.name for s in hc.ctx.site.services]) for hc in chains] == [
         ("home", "192.168.2.2", ["game"]), ("home2", "192.168.2.3", ["voice"])]
     batches, laptop = home_batches(chains)
-    # one batch per host: the VPS's reads what both homes' checks need of it
+    # one batch per host: the VPS's reads what both homes' checks need of it; the laptop
+    # probes both homes' ports
     assert set(batches) == {"vps", "home", "home2"}
+    assert {str(p.spec) for p in laptop} == {"12345/udp", "12346/tcp", "12347/udp"}
     vps_keys = {p.key for p in batches["vps"].probes}
     for hc in chains:
         assert {p.key for p in probes(hc.ctx, hc.checks)["vps"]} <= vps_keys
