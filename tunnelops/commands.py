@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from tunnelops.engine import RunReport
+    from tunnelops.status import StatusReport
     from tunnelops.verify import VerifyReport
 
 
@@ -245,6 +246,33 @@ def verify(opts: Options, whoami_url: str | None = None,
         opts.console.file.write(report.to_json() + "\n")
     else:
         verify_view.show(opts.console, report)
+    return report
+
+
+def status(opts: Options, all_sites: bool = False, as_json: bool = False) -> StatusReport:
+    """`status`: how the site (or every site of the inventory) is doing now, read-only: one
+    script per host, no lock, hosts in parallel. The report is truthy when every tunnel
+    handshook in the last 3 minutes and every service runs."""
+    from tunnelops import status as status_mod
+    from tunnelops.status import view as status_view
+
+    if all_sites and opts.site:
+        raise UsageError("--all and --site both name the sites: give one of them")
+    if all_sites:
+        paths = inventory.site_files(opts.inventory_dir)
+        if not paths:
+            raise UsageError(_no_site(opts, None, None))
+        try:
+            sites = [inventory.load(p) for p in paths]
+        except (inventory.InventoryError, ModelError) as e:
+            raise UsageError(str(e)) from None
+    else:
+        sites = [resolve_site(opts)[1]]
+    report = status_mod.run(sites, trust_new=opts.trust_new_host, transcript=opts.transcript)
+    if as_json:
+        opts.console.file.write(report.to_json() + "\n")
+    else:
+        status_view.show(opts.console, report)
     return report
 
 

@@ -776,6 +776,12 @@ def _candidates(inventory_dir: Path) -> list[Path]:
     return sorted(p for p in inventory_dir.glob("*.toml") if p.name != EXAMPLE_NAME)
 
 
+def site_files(inventory_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every site file of the inventory (example.toml aside), by name."""
+    directory = Path(inventory_dir)
+    return _candidates(directory) if directory.is_dir() else []
+
+
 def _hosts(path: Path) -> tuple[object, list[object]]:
     """(the VPS host, every home's host) as the file writes them."""
     try:

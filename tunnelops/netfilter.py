@@ -116,6 +116,20 @@ def element_values(elems: list[Json]) -> list[tuple[str, str]]:
     return out
 
 
+def element_counters(elems: list[Json]) -> list[dict | None]:
+    """Each element's counter ({"packets", "bytes"}; None for one that has none), in the
+    order of element_values (the same elements it keeps)."""
+    out: list[dict | None] = []
+    for e in elems:
+        v = _value(e)
+        if not (isinstance(v, (int, str)) or (isinstance(v, dict) and (
+                ("range" in v and len(v["range"]) == 2) or "prefix" in v))):
+            continue
+        c = e["elem"].get("counter") if isinstance(e, dict) and "elem" in e else None
+        out.append(c if isinstance(c, dict) else None)
+    return out
+
+
 # ---------------------------------------------------------------- following a packet
 @dataclass(frozen=True)
 class Pkt:

@@ -48,9 +48,10 @@ def header(table: str) -> str:
 HEADER = header("tunnelops-wg0")
 ICMP = ("icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem }"
         " accept\n")
-def svc_sets(*names: str) -> str:
-    return "".join(f"    set {n} {{\n        type inet_service\n        flags interval\n    }}\n"
-                   for n in names)
+def svc_sets(*names: str, counter: bool = False) -> str:
+    count = "        counter\n" if counter else ""
+    return "".join(f"    set {n} {{\n        type inet_service\n        flags interval\n"
+                   f"{count}    }}\n" for n in names)
 
 
 SVC_SETS = svc_sets("svc_tcp", "svc_udp")
@@ -74,11 +75,18 @@ def vps_base(wan: str, wg: str, home: str, vps: str, subnet: str, *, snat: bool 
                       f'to {vps} comment "services of {{h}}"\n') if snat else ""
     return (
         header(f"tunnelops-{wg}")
-        + svc_sets(*(f"svc_{p}_{h}" for h in homes for p in ("tcp", "udp"))) + "\n"
+        + svc_sets(*(f"svc_{p}_{h}" for h in homes for p in ("tcp", "udp")), counter=True)
+        + "\n"
         "    chain prerouting {\n"
         f"{R}type nat hook prerouting priority dstnat; policy accept;\n"
         + each(f'{R}iifname "{wan}" {{p}} dport @svc_{{p}}_{{h}} dnat ip to {{a}} comment '
                '"services of {h}"\n') +
+        "    }\n"
+        "\n"
+        # counting only: each port's element counts the packets forwarded into the tunnel
+        "    chain count {\n"
+        f"{R}type filter hook forward priority filter - 1; policy accept;\n"
+        + each(f'{R}iifname "{wan}" oifname "{wg}" {{p}} dport @svc_{{p}}_{{h}}\n') +
         "    }\n"
         "\n"
         "    chain postrouting {\n"

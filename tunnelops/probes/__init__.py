@@ -24,11 +24,12 @@ from tunnelops.probes.firewall import (
     NftRuleset,
     NftSets,
     NftTable,
+    SetCounters,
     zone_of,
 )
 from tunnelops.probes.ip import Addrs, Routes, Rules, Uplink
 from tunnelops.probes.networkmanager import NM_PROPS, NmProfile
-from tunnelops.probes.podman import Account, Containers, Podman
+from tunnelops.probes.podman import Account, Containers, Podman, RestartCounts
 from tunnelops.probes.system import (
     COMMANDS,
     IP_JSON,
@@ -87,8 +88,10 @@ __all__ = [
     "Probe",
     "Readings",
     "Records",
+    "RestartCounts",
     "Routes",
     "Rules",
+    "SetCounters",
     "Text",
     "Tree",
     "UdpCounters",

@@ -172,6 +172,39 @@ class NftSets(Probe[dict[str, list[tuple[str, str]]]]):
                 for name, elems in sets.items()}
 
 
+class Counted(TypedDict):
+    value: str  # the element: a port, a range
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class SetCounters(Probe[dict[str, list[Counted]]]):
+    """The counters of the elements of a table's sets that count (`counter` in the set:
+    render.nftables' service port sets on the VPS), as set -> [Counted]."""
+
+    table: str
+    kind = "set_counters"
+    slow = True
+
+    def shell(self) -> str:
+        return f"command -v nft >/dev/null && nft -j list table {_table_words(self.table)}"
+
+    def parse(self, text: str) -> dict[str, list[Counted]]:
+        rs = netfilter.read(netfilter.documents(text))
+        out: dict[str, list[Counted]] = {}
+        for sets in rs.sets.values():
+            for name, elems in sets.items():
+                counted = [Counted(value=v, packets=int(c.get("packets", 0)),
+                                   bytes=int(c.get("bytes", 0)))
+                           for (v, _), c in zip(netfilter.element_values(elems),
+                                                netfilter.element_counters(elems), strict=True)
+                           if c is not None]
+                if counted:
+                    out[name] = counted
+        return out
+
+
 def port_sets(sets: dict[str, list[tuple[str, str]]]) -> dict[str, list[Element]]:
     """NftSets' service port sets (svc_tcp_HOME, svc_udp_HOME) as Elements, in port order."""
     out: dict[str, list[Element]] = {}

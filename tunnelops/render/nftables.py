@@ -99,11 +99,13 @@ def _chain(name: str, hook: str, policy: str, rules: list[str]) -> list[str]:
     ]
 
 
-def _svc_sets(names: Sequence[str]) -> list[str]:
+def _svc_sets(names: Sequence[str], *, counter: bool = False) -> list[str]:
+    """COUNTER: each element counts what matches it (`status` reads the counts)."""
     return [line for name in names for line in (
         f"    set {name} {{",
         "        type inet_service",
         "        flags interval",
+        *(["        counter"] if counter else []),
         "    }")]
 
 
@@ -254,11 +256,18 @@ def vps_ruleset(wan_iface: str, t: Tunnel, services: Sequence[Service], *,
         *(f'oifname {wg} ip daddr {addr} {proto} dport @{name} snat ip to {vps} '
           f'comment "services of {home}"' for home, addr, proto, name in pairs if snat),
     ]
+    # Counting only (no verdict: the host's table decides): every packet of a player's
+    # connection into the tunnel meets its port's element, whose counter `status` reads (the
+    # DNAT rules see a connection's first packet only).
+    count_rules = [f"iifname {wan} oifname {wg} {proto} dport @{name}"
+                   for home, addr, proto, name in pairs]
     lines = [
         *_header(table),
-        *_svc_sets([name for *_, name in pairs]),
+        *_svc_sets([name for *_, name in pairs], counter=True),
         "",
         *_chain("prerouting", "nat prerouting priority dstnat", "accept", prerouting_rules),
+        "",
+        *_chain("count", "filter forward priority filter - 1", "accept", count_rules),
         "",
         *_chain("postrouting", "nat postrouting priority srcnat", "accept", postrouting_rules),
         "}",
