@@ -220,10 +220,12 @@ def test_slirp4netns_where_asked_for(vms: VmSession) -> None:
     set_network(vms, "slirp4netns")
     out = run(vms)
     assert out.ok and out.changed("home") > 0 and out.changed("vps") == 0, out
-    assert "tunnelops-game: slirp4netns:outbound_addr=wg0" in out.notes("home")
+    assert ("tunnelops-game: slirp4netns:outbound_addr=wg0,port_handler=slirp4netns"
+            in out.notes("home"))
     rep, text = verify(vms)
     assert rep.ok, text
-    assert rep.check("container.game.network").measured == "slirp4netns:outbound_addr=wg0"
+    assert rep.check("container.game.network").measured == \
+        "slirp4netns:outbound_addr=wg0,port_handler=slirp4netns"
     assert vms.lab.topo.vps_public in rep.check("egress.game").measured, text
     assert run(vms).changed() == 0
 

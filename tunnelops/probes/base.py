@@ -129,7 +129,7 @@ def _ordered(probes: Sequence[Probe]) -> list[list[Probe]]:
 class Batch:
     """Probes read together by one script. Every section writes its own file under a
     temporary directory (slow jobs in the background, fast ones in the foreground meanwhile);
-    the files are printed in order once all are there, then `MARK end` with their count,
+    the files are printed in order once all are complete, then `MARK end` with their count,
     so a cut output is known as such and never read as a host that has nothing."""
 
     def __init__(self, probes: Iterable[Probe]) -> None:
@@ -156,9 +156,10 @@ class Batch:
             "trap _cleanup EXIT",
             "trap 'exit 1' HUP INT TERM",
             # _sec N KEY F: section N is what F prints (in a subshell: its variables stay its
-            # own; never reading the script on stdin), in $T/N once complete
+            # own; never reading the script on stdin), in $T/N; $T/N.done once complete (a
+            # builtin redirection: an `mv` each was ~25 ms of a slow host's CPU per section)
             f"_sec() {{ {{ printf '\\n{MARK} %s\\n' \"$2\"; ( \"$3\" ) </dev/null; }} "
-            "> \"$T/$1.part\" 2>/dev/null; mv \"$T/$1.part\" \"$T/$1\"; }",
+            "> \"$T/$1\" 2>/dev/null; : > \"$T/$1.done\"; }",
         ]
         funcs: list[str] = []
         for p in order:
@@ -179,7 +180,7 @@ class Batch:
         count = len(order)
         lines += [
             "wait",
-            "_count() { ls \"$T\" | grep -c '^[0-9][0-9][0-9]$'; }",
+            "_count() { ls \"$T\" | grep -c '^[0-9][0-9][0-9][.]done$'; }",
             f"n=0; while [ \"$(_count)\" -lt {count} ] && [ $n -lt 300 ]; do sleep 0.05; "
             "n=$((n+1)); done",
             f"cat \"$T\"/[0-9][0-9][0-9]; printf '\\n{MARK} {END}\\n'; _count; echo {count}",
