@@ -4,10 +4,14 @@ as podman lists its container. Pure: what the hosts printed in, the numbers out.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
-from tunnelops import inventory
+import pytest
+from rich.console import Console
+
+from tunnelops import commands, inventory
 from tunnelops.model import HomeSpec, HostRef, PortSpec, Service
 from tunnelops.probes import Batch, Clock, Containers, Readings, RestartCounts, SetCounters, WgDump
 from tunnelops.status import home_probes, hub_probes, site_status
@@ -125,3 +129,14 @@ def test_one_script_per_host_whatever_the_number_of_sites() -> None:
     # no lock, nothing written: the script only reads
     script = Batch(hosts[("flt3b-vps", None, None)]).script()
     assert "flock" not in script and " > /" not in script
+
+
+def test_bad_flags_are_one_line_before_any_ssh(tmp_path: Path) -> None:
+    opts = commands.Options(inventory_dir=tmp_path, site="lab",
+                            console=Console(file=io.StringIO()))
+    with pytest.raises(commands.UsageError, match=r"^--all and --site both name the sites: "
+                                                  r"give one of them$"):
+        commands.status(opts, all_sites=True)
+    opts.site = None
+    with pytest.raises(commands.UsageError, match=r"^no site in .*: run .*bootstrap"):
+        commands.status(opts, all_sites=True)
