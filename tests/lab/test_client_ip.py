@@ -109,18 +109,19 @@ def client_rows(lab: Lab) -> dict[str, tuple[bool | None, str]]:
 
 
 MASQ = 'oifname "eth0" ip saddr 192.168.2.0/24 masquerade comment "home egress"'
-SNAT = [f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p} snat ip to {TUNNEL_VPS} '
-        'comment "services"' for p in ("tcp", "udp")]
+SNAT = [f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p}_home snat ip to {TUNNEL_VPS} '
+        'comment "services of home"' for p in ("tcp", "udp")]
 
 
 def assert_switched(lab: Lab, mode: str) -> None:
-    """One run: only the VPS's firewall changes, the container keeps running; the next run
+    """One run: only the VPS's firewall changes (and the site's record there, which says the
+    mode: a firewalld VPS's sites must agree on it), the container keeps running; the next run
     changes nothing."""
     before = container_identity(lab)
     set_mode(lab, mode)
     report = run(lab, commands.bootstrap, None, None)
     assert report.ok, describe(report)
-    assert changed_steps(report, "vps") == ["firewall"], describe(report)
+    assert changed_steps(report, "vps") == ["site", "firewall"], describe(report)
     assert changed_steps(report, "home") == [], describe(report)
     assert container_identity(lab) == before
     again = run(lab, commands.bootstrap, None, None)
