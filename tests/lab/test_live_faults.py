@@ -201,8 +201,9 @@ def test_firewalld_change_that_locks_ssh_out_at_home_undoes_itself(
     assert new_ssh_to_home(env)
     real = firewalld_backend.plan
 
-    def with_lockout(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
-        p = real(ctx, ports, step)
+    def with_lockout(ctx: Ctx, ports: list[PortSpec], step: str = "firewall",
+                     legacy: bool = False) -> StepPlan:
+        p = real(ctx, ports, step, legacy=legacy)
         p.changes.append(CommandChange(
             "test: take ssh out of zone public",
             "firewall-cmd -q --permanent --zone=public --remove-service=ssh; "
