@@ -65,10 +65,13 @@ PORT_HELP = {"port": "PORT/PROTO or FIRST-LAST/PROTO, e.g. 12347/udp or 27015-27
              **COMMON}
 
 
-@task(help=PORT_HELP)
-def add_port(c, port, service=None, site=None, dry_run=False, trust_new_host=False):
-    """Expose one more port end to end: VPS filter and DNAT, home firewall, container."""
-    _call("change_port", _opts(c, site, dry_run, trust_new_host), port, service, add=True)
+@task(help={**PORT_HELP, "home": "the home whose service gets it (required when the site "
+                                 "has several homes and --service does not say)"})
+def add_port(c, port, service=None, home=None, site=None, dry_run=False, trust_new_host=False):
+    """Expose one more port end to end: VPS filter and DNAT to its home, that home's
+    firewall, its container."""
+    _call("change_port", _opts(c, site, dry_run, trust_new_host), port, service, add=True,
+          home=home)
 
 
 @task(help=PORT_HELP)
@@ -101,6 +104,16 @@ def verify(c, site=None, json=False, whoami_url=None, trust_new_host=False):
     _call("verify", _opts(c, site, trust_new_host=trust_new_host), whoami_url, json)
 
 
+@task(help={"site": COMMON["site"],
+            "all": "every site of the inventory (each host read once)",
+            "json": "print the numbers as JSON (for scripts and monitoring) instead of tables",
+            "trust_new_host": COMMON["trust_new_host"]})
+def status(c, site=None, all=False, json=False, trust_new_host=False):
+    """How the site is doing now: each tunnel's handshake and traffic, each service's state,
+    uptime, restarts and port counters; read-only (exit 1 when something is down)."""
+    _call("status", _opts(c, site, trust_new_host=trust_new_host), all, json)
+
+
 @task(help={"service": "the service (its name in the inventory, e.g. game)",
             "follow": "keep printing new lines until Ctrl-C",
             "lines": "how many of the last lines to show first: a number, or 'all' "
@@ -130,7 +143,7 @@ def demo(c, name=None, index=None):
         raise Exit("demo: something failed (see above)", code=1)
 
 
-TASKS = (bootstrap, add_port, remove_port, teardown, verify, logs, demo)
+TASKS = (bootstrap, add_port, remove_port, teardown, verify, status, logs, demo)
 
 
 def namespace(prog_name: str = "tunnelops", project: Path | None = None) -> Collection:

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from tunnelops import inventory, profile, prog
-from tunnelops.model import ModelError, PortSpec, Site
+from tunnelops import fleet, inventory, profile, prog
+from tunnelops.model import DEFAULT_HOME, HUB, ModelError, PortSpec, Site
 from tunnelops.remote import Remote, RemoteError, Transcript, for_site, ssh_port
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from tunnelops.engine import RunReport
+    from tunnelops.status import StatusReport
     from tunnelops.verify import VerifyReport
 
 
@@ -62,24 +63,30 @@ def _where(opts: Options) -> str:
         else str(opts.inventory_dir)
 
 
-def resolve_site(opts: Options, vps: str | None = None,
-                 home: str | None = None) -> tuple[Path, Site]:
-    """The site file and its Site; a new file from --vps/--home when there is none yet."""
+def resolve_site(opts: Options, vps: str | None = None, home: str | None = None, *,
+                 converge: bool = False) -> tuple[Path, Site]:
+    """The site file and its Site; a new file from --vps/--home when there is none yet.
+    converge: the command changes hosts, so a site that collides with another site of the
+    inventory on a host they share is refused here, before any SSH."""
     try:
         path = inventory.find_site(opts.inventory_dir, vps=vps, home=home, site=opts.site)
         if path is not None:
             site = inventory.load(path)
-            if (vps and str(site.vps.host) != vps) or (home and str(site.home.host) != home):
-                raise UsageError(f"{path} describes vps={site.vps.host} home={site.home.host}, "
+            homes = [str(h.host) for h in site.homes]
+            if (vps and str(site.vps.host) != vps) or (home and home not in homes):
+                raise UsageError(f"{path} describes vps={site.vps.host} "
+                                 f"home{'s' if len(homes) > 1 else ''}={','.join(homes)}, "
                                  f"not {vps}/{home}: pass --site NAME for another site")
-            return path, with_ssh_port(site, path)
-        if not (vps and home):
-            raise UsageError(_no_site(opts, vps, home))
-        name = opts.site or "site"
-        site = inventory.new_site(name, vps, home)
-        path = opts.inventory_dir / f"{name}.toml"
+        else:
+            if not (vps and home):
+                raise UsageError(_no_site(opts, vps, home))
+            name = opts.site or "site"
+            site = inventory.new_site(name, vps, home)
+            path = opts.inventory_dir / f"{name}.toml"
+        if converge:
+            fleet.check(site, path, fleet.others(path))
         return path, with_ssh_port(site, path)
-    except (inventory.InventoryError, ModelError) as e:
+    except (inventory.InventoryError, ModelError, fleet.Collision) as e:
         raise UsageError(str(e)) from None
 
 
@@ -114,7 +121,7 @@ def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
     from tunnelops.engine import Run
 
     profile.mark("imported")
-    labels = {"vps": str(site.vps.host), "home": str(site.home.host)}
+    labels = {HUB: str(site.vps.host), **{h.name: str(h.host) for h in site.homes}}
     with ui.LiveUi(opts.console, labels) as live:
         engine = Run(site, dry_run=opts.dry_run, trust_new=opts.trust_new_host,
                      transcript=opts.transcript, ui=live, guard_seconds=opts.guard_seconds,
@@ -142,7 +149,7 @@ def run(site: Site, path: Path, opts: Options, **mode: object) -> RunReport:
 
 
 def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
-    path, site = resolve_site(opts, vps, home)
+    path, site = resolve_site(opts, vps, home, converge=True)
     report = run(site, path, opts)
     if not opts.dry_run and report.discovered:
         with inventory.locked(path):
@@ -158,17 +165,20 @@ def _has_port(site: Site, spec: PortSpec, service: str | None) -> bool:
     return any(spec in s.ports for s in site.services if service in (None, s.name))
 
 
-def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool) -> RunReport:
-    """add-port / remove-port: record it in the inventory, then converge both hosts, which
-    touches exactly what the port needs (the VPS's forwarding of it: one element of a port set
-    with nftables; home firewall; the container's port mapping). Bad input fails here, before
-    any SSH connection. The file is changed under its lock, against what it says at that
+def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool,
+                home: str | None = None) -> RunReport:
+    """add-port / remove-port: record it in the inventory, then converge the hosts, which
+    touches exactly what the port needs (the VPS's forwarding of it to its home: one element
+    of a port set with nftables; that home's firewall; the container's port mapping). HOME:
+    the home whose service gets the port (needed only when the site has several). Bad input
+    fails here, before any SSH connection -- a port another site of the inventory forwards
+    on the same VPS too. The file is changed under its lock, against what it says at that
     moment: two commands at once both land (the second run then waits for the host lock)."""
     try:
         spec = PortSpec.parse(spec_text)
     except ModelError as e:
         raise UsageError(str(e)) from None
-    path, site = resolve_site(opts)
+    path, site = resolve_site(opts, converge=True)
     noop: list[bool] = []
 
     def change(current: Site) -> Site:
@@ -176,12 +186,16 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
         try:
             if service is not None:
                 current.service(service)  # an unknown service is an error even when idle
+            if home is not None:
+                current.home(home)
             if _has_port(current, spec, service) == add:
                 noop.append(True)
                 return current
-            return (current.with_port_added(spec, service) if add
-                    else current.with_port_removed(spec, service))
-        except ModelError as e:
+            new = (current.with_port_added(spec, service, home) if add
+                   else current.with_port_removed(spec, service))
+            fleet.check(new, path, fleet.others(path))
+            return new
+        except (ModelError, fleet.Collision, inventory.InventoryError) as e:
             raise UsageError(str(e)) from None
 
     new = change(site) if opts.dry_run else with_ssh_port(inventory.update(path, change), path)
@@ -235,6 +249,33 @@ def verify(opts: Options, whoami_url: str | None = None,
     return report
 
 
+def status(opts: Options, all_sites: bool = False, as_json: bool = False) -> StatusReport:
+    """`status`: how the site (or every site of the inventory) is doing now, read-only: one
+    script per host, no lock, hosts in parallel. The report is truthy when every tunnel
+    handshook in the last 3 minutes and every service runs."""
+    from tunnelops import status as status_mod
+    from tunnelops.status import view as status_view
+
+    if all_sites and opts.site:
+        raise UsageError("--all and --site both name the sites: give one of them")
+    if all_sites:
+        paths = inventory.site_files(opts.inventory_dir)
+        if not paths:
+            raise UsageError(_no_site(opts, None, None))
+        try:
+            sites = [inventory.load(p) for p in paths]
+        except (inventory.InventoryError, ModelError) as e:
+            raise UsageError(str(e)) from None
+    else:
+        sites = [resolve_site(opts)[1]]
+    report = status_mod.run(sites, trust_new=opts.trust_new_host, transcript=opts.transcript)
+    if as_json:
+        opts.console.file.write(report.to_json() + "\n")
+    else:
+        status_view.show(opts.console, report)
+    return report
+
+
 def _name_verify_commands(report: VerifyReport) -> None:
     """Commands that messages name, as the user runs tunnelops (see prog)."""
     for check in report.checks:
@@ -273,7 +314,7 @@ def logs(opts: Options, service: str, *, follow: bool = False, lines: str | int 
             stream.flush()
         return write
 
-    home = Remote(str(site.home.host), ssh_config=site.ssh_config,
+    home = Remote(str(site.home(svc.home or DEFAULT_HOME).host), ssh_config=site.ssh_config,
                   known_hosts=site.known_hosts, trust_new=opts.trust_new_host,
                   transcript=opts.transcript)
     try:

@@ -1,5 +1,13 @@
-"""The run: facts → plan → apply → check, on both hosts, in parallel wherever they don't
-depend on each other. The key exchange is the one join.
+"""The run: facts → plan → apply → check, on the hub (the VPS) and every home, all in
+parallel wherever they don't depend on each other. The key exchange is the one join: a star,
+each home's public key into the VPS's peers, the VPS's key into each home.
+
+A home that fails (unreachable, refused, a step that fails) stops only its own part: the
+VPS and the other homes go on, and the VPS keeps that home's peer as it has it. A VPS that
+fails stops every home before anything is configured (there is nothing to serve them
+through), and so does the failure of every home (there is nothing to serve: a site with one
+home whose home cannot be reached leaves its VPS untouched too); teardown is each host's
+own.
 
 Round trips per host, counted by Remote:
   lock and facts (1: one script)              a converged site: nothing else (changed=0)
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 
 from tunnelops import facts as facts_mod
 from tunnelops import prog
+from tunnelops.backends import wglive
 from tunnelops.changes import (
     GUARD_DIR,
     RESTORED,
@@ -35,7 +44,7 @@ from tunnelops.changes import (
     step_seconds,
 )
 from tunnelops.facts import FactProbes, HostFacts
-from tunnelops.model import Site
+from tunnelops.model import HUB, HomeSpec, Site
 from tunnelops.probes import MARK, DirEntries, Ping, Probe, Readings, inline, sections
 from tunnelops.remote import Remote, RemoteError, Transcript, Trip, for_site
 from tunnelops.steps import home as home_steps
@@ -44,7 +53,6 @@ from tunnelops.steps import teardown as teardown_steps
 from tunnelops.steps import vps as vps_steps
 from tunnelops.steps.context import Ctx, PlanError, managed_files
 
-ROLES = ("vps", "home")
 HANDSHAKE_MAX_AGE = 180
 CLEANUP_DIRS = ("/etc/wireguard", "/etc/tunnelops", "/etc/sysctl.d", "/etc", "/etc/awall",
                 "/etc/awall/optional", "/etc/network/interfaces.d")
@@ -82,7 +90,7 @@ class StepResult:
 
 @dataclass
 class HostReport:
-    role: str
+    role: str  # the host's name in the site: "vps" (the hub), or the home's name
     dest: str
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None
@@ -124,13 +132,21 @@ class RunReport:
     def ok(self) -> bool:
         return all(h.error is None and h.count("failed") == 0 for h in self.hosts.values())
 
+    @property
+    def failed(self) -> list[str]:
+        """The hosts that failed, by name."""
+        return [n for n, h in self.hosts.items() if h.error or h.count("failed")]
 
-def service_images(site: Site) -> dict[str, list[str]]:
-    """Each service user and the images of its services (facts read them as that user)."""
+
+def service_images(site: Site, home: HomeSpec | None = None) -> dict[str, list[str]]:
+    """Each service user and the images of its services (facts read them as that user):
+    HOME's own first, then every other user of the site (a service that moved away from
+    this home leaves a container behind under its user)."""
     out: dict[str, list[str]] = {}
-    for s in site.services:
+    mine = site.services if home is None else site.services_of(home)
+    for s in (*mine, *(x for x in site.services if x not in mine)):
         out.setdefault(s.user, [])
-        if s.image not in out[s.user]:
+        if s.image not in out[s.user] and s in mine:
             out[s.user].append(s.image)
     return dict(sorted(out.items()))
 
@@ -139,15 +155,18 @@ class _HostFailed(Exception):
     pass
 
 
-def fact_probes(site: Site, role: str) -> FactProbes:
-    """What the facts of one host of the site read (one batch)."""
+def fact_probes(site: Site, home: HomeSpec | str | None = None) -> FactProbes:
+    """What the facts of one host of the site read (one batch): the hub's (HOME None, or
+    "vps"), or a home's (its HomeSpec; "home": the site's first)."""
+    if isinstance(home, str):
+        home = None if home == HUB else site.home(home) if home != "home" else site.homes[0]
     files, secret = managed_files(site)
     t = site.tunnel
-    users = service_images(site) if role == "home" else {}
+    users = service_images(site, home) if home is not None else {}
     return facts_mod.probes(
         interface=t.interface, route_table=t.route_table,
         key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
-        users=users, nm_connection=t.interface if role == "home" else None)
+        users=users, nm_connection=t.interface if home is not None else None)
 
 
 class Run:
@@ -166,20 +185,31 @@ class Run:
         self.teardown = teardown
         self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
+        # the hosts by name: the hub, then each home in the site's order
+        self.homes: dict[str, HomeSpec] = {h.name: h for h in site.homes}
+        self.hosts: tuple[str, ...] = (HUB, *self.homes)
         self.remotes = remotes or for_site(site, trust_new=trust_new, transcript=transcript,
                                            ask_password=ask_password, dry_run=dry_run)
-        self.reports = {r: HostReport(r, self.remotes[r].dest) for r in ROLES}
+        self.reports = {r: HostReport(r, self.remotes[r].dest) for r in self.hosts}
         self.ctx: dict[str, Ctx] = {}
         self.guard_token = secrets.token_hex(6)  # this run's own guard markers
         self._prep: dict[str, list[StepPlan]] = {}
         self._configured: dict[str, list[StepPlan]] = {}
 
     # ------------------------------------------------------------------ helpers
-    def _both(self, fn: Callable[[str], None], roles: tuple[str, ...] = ROLES) -> None:
-        """Run fn(role) for each live host in parallel; a failure stops only that host.
+    def _kind(self, host: str) -> str:
+        return "vps" if host == HUB else "home"
+
+    def _live(self, host: str) -> bool:
+        return self.reports[host].error is None
+
+    def _both(self, fn: Callable[[str], None], hosts: tuple[str, ...] | None = None) -> None:
+        """Run fn(host) for each live host in parallel; a failure stops only that host.
         Ctrl-C stops waiting at once: the connections are closed under the threads."""
-        live = [r for r in roles if self.reports[r].error is None]
-        pool = ThreadPoolExecutor(len(ROLES))
+        live = [r for r in (hosts or self.hosts) if self._live(r)]
+        if not live:
+            return
+        pool = ThreadPoolExecutor(len(live))
         try:
             futures = {r: pool.submit(self._guarded, fn, r) for r in live}
             for f in futures.values():
@@ -207,7 +237,7 @@ class Run:
         """The host's facts (one round trip), and what EXTRA probes read in the same one;
         with lock, read by the script that takes the host lock, in the same round trip (the
         lock is then held until the run ends)."""
-        fp = fact_probes(self.site, role)
+        fp = fact_probes(self.site, self.homes.get(role))
         batch = fp.batch(extra or [])
         remote, script = self.remotes[role], batch.script()
         res = (remote.run_locked(script, token=self.guard_token, what=what) if lock
@@ -233,23 +263,24 @@ class Run:
         if guards and not self.dry_run:
             self._confirm_pending(role, guards)
         self.reports[role].facts = f
-        self.ctx[role] = Ctx(self.site, role, f, guard_seconds=self.guard_seconds)
+        self.ctx[role] = Ctx(self.site, self._kind(role), f, guard_seconds=self.guard_seconds,
+                             home=self.homes.get(role))
 
     def _plan_prepare(self, role: str) -> None:
         """Pure: what prepare would do, and whether this host can be served at all (a
-        supported distribution, a VPS public address)."""
+        supported distribution, a VPS public address, nothing of another site's taken)."""
         self.ui.phase(role, "planning")
         ctx = self.ctx[role]
-        safety.check(ctx)
-        if role == "vps":
+        if ctx.home is None:  # its WAN first: the site records' checks compare it
             ctx.vps_public_ip, ctx.wan_interface = vps_steps.discover(ctx, self.src)
-        self._prep[role] = (vps_steps if role == "vps" else home_steps).prepare(ctx)
+        safety.check(ctx)
+        self._prep[role] = (vps_steps if ctx.home is None else home_steps).prepare(ctx)
 
     def _prepare(self, role: str) -> None:
         """Packages, keys, service users and images: what every later step needs, before
-        anything on either host is configured; then what it changed is read back (same
+        anything on any host is configured; then what it changed is read back (same
         round trip)."""
-        fp = fact_probes(self.site, role)
+        fp = fact_probes(self.site, self.homes.get(role))
         self._apply(role, self._prep[role], tail=inline(
             [fp.pubkey, fp.commands, *(p for u in fp.users for p in
                                        (u.account, u.podman, u.containers))]))
@@ -257,7 +288,7 @@ class Run:
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
             return teardown_steps.plan(ctx, self.teardown_opts)
-        return (vps_steps if ctx.role == "vps" else home_steps).configure(ctx)
+        return (vps_steps if ctx.home is None else home_steps).configure(ctx)
 
     def _plan_configure(self, role: str) -> None:
         """Pure: the host's whole plan, refused if it would overwrite what is not ours."""
@@ -300,7 +331,8 @@ class Run:
                         r.notes.append(f"not run: {why}")
                 raise
         if tail:  # what prepare made, read back by its own script: no extra round trip
-            r, fp, f = Readings(sections(out)), fact_probes(self.site, role), self.ctx[role].facts
+            r, f = Readings(sections(out)), self.ctx[role].facts
+            fp = fact_probes(self.site, self.homes.get(role))
             f.public_key = r[fp.pubkey].strip() or f.public_key
             f.key_exists = True
             f.commands = frozenset(r[fp.commands])
@@ -428,10 +460,11 @@ class Run:
         # at least, on the cold path's last round trip)
         ping = Ping(str(t.vps_address), count=3, wait=1, first_reply=True,
                     rehandshake_on=t.interface)
-        tunnel = role == "home" and not self.teardown
+        tunnel = ctx.home is not None and not self.teardown
         f, readings = self._gather(role, [ping] if tunnel else [], what="checking")
-        new = Ctx(self.site, role, f, ctx.peer_public_key, ctx.vps_public_ip, ctx.wan_interface,
-                  guard_seconds=self.guard_seconds)
+        new = Ctx(self.site, ctx.role, f, ctx.peer_public_key, ctx.vps_public_ip,
+                  ctx.wan_interface, guard_seconds=self.guard_seconds, home=ctx.home,
+                  peer_keys=ctx.peer_keys)
         left = [p for p in self._plans(new) if p.changed]
         rep = self.reports[role]
         for p in left:
@@ -451,7 +484,7 @@ class Run:
         they show no recent handshake: a tunnel brought up by a run that died before its
         check may not have handshaken yet. Then the check's ping decides (one round trip)."""
         f = self.reports[role].facts
-        if role != "home" or f is None or self.teardown:
+        if role == HUB or f is None or self.teardown:
             return
         now = f.now
         peers = f.wg.get("peers", [])
@@ -470,28 +503,14 @@ class Run:
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
         t0 = time.monotonic()
-        starts = {r: time.monotonic() for r in ROLES}
+        starts = {r: time.monotonic() for r in self.hosts}
         try:
-            self._both(self._facts)
-            # Both hosts reachable and servable first: a host that cannot be reached, refuses
-            # us or cannot be served (no public IPv4, unknown distribution) leaves the other
-            # one untouched too (no packages, no keys written).
-            if not self.teardown and all(self.reports[r].error is None for r in ROLES):
-                self._both(self._plan_prepare)
-            if not self.teardown and all(self.reports[r].error is None for r in ROLES):
-                self._both(self._prepare)
-            if all(self.reports[r].error is None for r in ROLES):
-                if not self.teardown:
-                    self._join()
-                self._both(self._plan_configure)
-                if all(self.reports[r].error is None for r in ROLES):
-                    self._both(self._configure)
-                changed = any(s.status == "changed" for r in ROLES
-                              for s in self.reports[r].steps)
-                if not self.dry_run and all(self.reports[r].error is None for r in ROLES):
-                    self._both(self._check if changed else self._liveness)
+            if self.teardown:
+                self._teardown()
+            else:
+                self._converge()
         finally:
-            for r in ROLES:
+            for r in self.hosts:
                 rep, remote = self.reports[r], self.remotes[r]
                 remote.close()
                 rep.round_trips, rep.connects = remote.round_trips, remote.connects
@@ -501,14 +520,60 @@ class Run:
                 self.ui.phase(r, "[red]failed" if rep.error else "done")
                 rep.timeline = self.phases.timeline.get(r, [])
         discovered = {}
-        if "vps" in self.ctx and self.ctx["vps"].vps_public_ip:
-            discovered = {"public_ip": self.ctx["vps"].vps_public_ip,
-                          "wan_interface": self.ctx["vps"].wan_interface or ""}
+        if HUB in self.ctx and self.ctx[HUB].vps_public_ip:
+            discovered = {"public_ip": self.ctx[HUB].vps_public_ip,
+                          "wan_interface": self.ctx[HUB].wan_interface or ""}
         return RunReport(self.reports, self.dry_run, discovered, time.monotonic() - t0)
 
-    def _join(self) -> None:
-        """The key exchange: each side's public key into the other's peer entry."""
-        vps, home = self.ctx["vps"], self.ctx["home"]
-        vps.peer_public_key = home.facts.public_key
-        home.peer_public_key = vps.facts.public_key
-        home.vps_public_ip, home.wan_interface = vps.vps_public_ip, vps.wan_interface
+    def _going(self) -> bool:
+        """The VPS and at least one home still live: something to serve, and a way to."""
+        return self._live(HUB) and any(self._live(h) for h in self.homes)
+
+    def _converge(self) -> None:
+        self._both(self._facts)
+        # The VPS reachable and servable first: a VPS that cannot be reached, refuses us or
+        # cannot be served (no public IPv4, unknown distribution) leaves every home untouched
+        # too (no packages, no keys written). A home that cannot leaves only itself.
+        if not self._going():
+            return
+        self._keys()  # what each end has now: the site records' checks compare them
+        self._both(self._plan_prepare)
+        if not self._going():
+            return
+        self._both(self._prepare)
+        if not self._going():
+            return
+        self._keys()
+        self._both(self._plan_configure)
+        if not self._going():
+            return
+        self._both(self._configure)
+        changed = any(s.status == "changed" for r in self.hosts for s in self.reports[r].steps)
+        if not self.dry_run:
+            self._both(self._check if changed else self._liveness)
+
+    def _teardown(self) -> None:
+        """Each host on its own: a host that cannot be reached stops only its teardown."""
+        self._both(self._facts)
+        self._both(self._plan_configure)
+        self._both(self._configure)
+        if not self.dry_run and any(s.status == "changed" for r in self.hosts
+                                    for s in self.reports[r].steps):
+            self._both(self._check)
+
+    def _keys(self) -> None:
+        """The key exchange, a star: each home's public key into the VPS's peers, the VPS's
+        key (and address) into each home. A home that failed keeps the peer the VPS has for
+        it (its part stops; the VPS does not drop it)."""
+        hub = self.ctx[HUB]
+        for name in self.homes:
+            ctx = self.ctx.get(name)
+            live = ctx is not None and self._live(name)
+            hub.peer_keys[name] = ctx.facts.public_key if live and ctx else self._kept(name)
+            if ctx is not None:
+                ctx.peer_public_key = hub.facts.public_key
+                ctx.vps_public_ip, ctx.wan_interface = hub.vps_public_ip, hub.wan_interface
+
+    def _kept(self, home: str) -> str | None:
+        hub = self.ctx[HUB]
+        return wglive.peer_at(hub.facts, hub.wg_conf, self.site.address(home))

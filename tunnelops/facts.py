@@ -15,6 +15,7 @@ from typing import ClassVar
 from tunnelops import distros
 from tunnelops.backends.originals import ORIG as ORIGINALS
 from tunnelops.backends.originals import RECORDS as CREATED
+from tunnelops.naming import HOST_FAMILY_TABLE, HOST_NFT_APPLIED, LEGACY, RECORDS, Names
 from tunnelops.probes import (
     AWALL_APPLIED,
     Account,
@@ -42,6 +43,7 @@ from tunnelops.probes import (
     Podman,
     Probe,
     Readings,
+    Records,
     Routes,
     Rules,
     Text,
@@ -50,7 +52,7 @@ from tunnelops.probes import (
     Uplink,
     WgDump,
 )
-from tunnelops.probes.firewall import NFT_APPLIED
+from tunnelops.probes.firewall import port_sets
 from tunnelops.probes.ip import defaults, link
 from tunnelops.render.nftables import Element
 
@@ -83,9 +85,15 @@ class HostFacts:
     main_routes: list = field(default_factory=list)  # ip -j route show table main
     uplink: dict = field(default_factory=dict)  # ip -j route get 198.51.100.255-ish target
     ip_forward: str = ""
-    nft_table: str | None = None  # `nft -st list table inet tunnelops` (no set elements)
+    nft_table: str | None = None  # `nft -st list table inet tunnelops-IF` (no set elements)
     nft_applied: str | None = None  # what tunnelops recorded after its last apply
     nft_sets: dict[str, list[Element]] = field(default_factory=dict)  # live service port sets
+    nft_legacy: str | None = None  # the table of an older tunnelops (`inet tunnelops`)
+    nft_host: str | None = None  # the VPS's own table, shared by its sites (terse)
+    nft_host_applied: str | None = None  # what its last load recorded
+    # its sets' elements: name -> [(value, comment)]
+    nft_host_sets: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    sites: dict[str, str] = field(default_factory=dict)  # site record path -> its JSON text
     firewalld: dict = field(default_factory=dict)  # running, default, runtime, permanent
     nm: dict = field(default_factory=dict)  # probes.NmProfile (home only)
     awall_enabled: tuple[str, ...] = ()
@@ -152,9 +160,11 @@ class FactProbes:
     uplink = Uplink()
     ip_forward = IpForward()
     listening = Listening()
-    nft_table = NftTable()
-    nft_applied = Text(NFT_APPLIED)
-    nft_sets = NftSets()
+    nft_legacy = NftTable(LEGACY.nft_family_table)
+    nft_host = NftTable(HOST_FAMILY_TABLE)
+    nft_host_applied = Text(HOST_NFT_APPLIED)
+    nft_host_sets = NftSets(HOST_FAMILY_TABLE)
+    sites = Records(RECORDS)
     fw_runtime = FirewalldZones("runtime")
     fw_permanent = FirewalldZones("permanent")
     originals = Tree(ORIGINALS)
@@ -180,10 +190,24 @@ class FactProbes:
     def table_routes(self) -> Routes:
         return Routes(str(int(self.route_table)))
 
+    # the site's own table (tunnelops.naming: named for its interface)
+    @property
+    def nft_table(self) -> NftTable:
+        return NftTable(Names(self.interface).nft_family_table)
+
+    @property
+    def nft_applied(self) -> Text:
+        return Text(Names(self.interface).nft_applied)
+
+    @property
+    def nft_sets(self) -> NftSets:
+        return NftSets(Names(self.interface).nft_family_table)
+
     SINGLES: ClassVar[tuple[str, ...]] = (
         "os", "uid", "clock", "pid1", "kernel_wg", "commands", "key", "pubkey", "wg", "addrs",
         "rules", "table_routes", "main_routes", "uplink", "ip_forward", "listening",
-        "nft_table", "nft_applied", "nft_sets", "fw_runtime", "fw_permanent", "originals",
+        "nft_table", "nft_applied", "nft_sets", "nft_legacy", "nft_host", "nft_host_applied",
+        "nft_host_sets", "sites", "fw_runtime", "fw_permanent", "originals",
         "created", "state_dirs", "awall", "awall_live", "awall_applied", "nm")
 
     def named(self) -> dict[str, Probe]:
@@ -249,7 +273,12 @@ def read(fp: FactProbes, r: Readings) -> HostFacts:
         wg=wg, addrs=addrs, rules=r[fp.rules], table_routes=r[fp.table_routes],
         main_default=defaults(main), main_routes=main, uplink=r[fp.uplink],
         ip_forward=r[fp.ip_forward], nft_table=r[fp.nft_table],
-        nft_applied=r[fp.nft_applied] or None, nft_sets=r[fp.nft_sets],
+        nft_applied=r[fp.nft_applied] or None, nft_sets=port_sets(r[fp.nft_sets]),
+        nft_legacy=r[fp.nft_legacy], nft_host=r[fp.nft_host],
+        nft_host_applied=r[fp.nft_host_applied] or None,
+        nft_host_sets={k: v for k, v in r[fp.nft_host_sets].items()
+                       if not k.startswith("ssh_")},
+        sites=r[fp.sites],
         firewalld=firewalld, nm=dict(r[fp.nm]) if fp.nm else {},
         awall_enabled=tuple(n for n, status in r[fp.awall].items() if status == "enabled"),
         awall_live=r[fp.awall_live], awall_applied=r[fp.awall_applied],

@@ -25,6 +25,7 @@ SHORT = {
     "site": "s",
     "trust_new_host": "t",
     "json": "j",
+    "all": "a",
     "follow": "f",
     "user": "u",
 }

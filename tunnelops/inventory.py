@@ -24,6 +24,7 @@ from typing import Any
 
 from tunnelops.locations import EXAMPLE_NAME
 from tunnelops.model import (
+    DEFAULT_HOME,
     HomeSpec,
     HostRef,
     ModelError,
@@ -42,6 +43,8 @@ SCHEMA: dict[str, dict[str, str]] = {
              "client_ip": "str"},
     "vps": {"host": "str", "public_ip": "str", "wan_interface": "str"},
     "home": {"host": "str", "lan_interface": "str"},
+    # several homes: [[homes]] tables instead of [home]
+    "homes": {"name": "str", "host": "str", "lan_interface": "str", "address": "str"},
     "tunnel": {
         "interface": "str",
         "subnet": "str",
@@ -63,12 +66,15 @@ SCHEMA: dict[str, dict[str, str]] = {
         "command": "str_list",
         "network": "str",
         "allow_system_user": "bool",
+        "home": "str",
     },
 }
+ARRAYS = ("homes", "services")  # arrays of tables: [[homes]], [[services]]
 REQUIRED: dict[str, tuple[str, ...]] = {
     "site": (),
     "vps": ("host",),
     "home": ("host",),
+    "homes": ("name", "host"),
     "tunnel": (),
     "services": ("name", "image", "user", "ports"),
 }
@@ -202,8 +208,8 @@ class _Reader:
     def model_error(self, err: ModelError, table: str, index: int | None = None,
                     raw_ports: Mapping[tuple[int, str], str] | None = None) -> InventoryError:
         where: Where = err.where
-        if len(where) >= 2 and where[0] == "services" and isinstance(where[1], int):
-            table, index, where = "services", where[1], where[2:]
+        if len(where) >= 2 and where[0] in ARRAYS and isinstance(where[1], int):
+            table, index, where = str(where[0]), where[1], where[2:]
         key = where[0] if where and isinstance(where[0], str) else None
         needle = where[1] if len(where) > 1 and isinstance(where[1], str) else None
         if needle is not None and raw_ports is not None and index is not None:
@@ -216,7 +222,7 @@ class _Reader:
         """Check one table's keys and value kinds; returns its plain values."""
         if value is None:
             value = data.get(name, {})
-        label = "[[services]]" if name == "services" else f"[{name}]"
+        label = f"[[{name}]]" if name in ARRAYS else f"[{name}]"
         if not isinstance(value, dict):
             raise self.fail(_Loc(name, index), f"{label} must be a table: write it as {label} "
                             "followed by key = value lines")
@@ -243,23 +249,31 @@ class _Reader:
                 and all(isinstance(v, dict) for v in value))
             if name not in SCHEMA and not is_table:
                 owner = next((t for t, keys in SCHEMA.items() if name in keys), "site")
-                table = "[[services]]" if owner == "services" else f"[{owner}]"
+                table = f"[[{owner}]]" if owner in ARRAYS else f"[{owner}]"
                 raise self.fail(_Loc("", key=name), f"unknown top-level key {name!r}: keys "
                                 f"belong in a table, e.g. under {table}")
             if name not in SCHEMA:
                 raise self.fail(_Loc(name), f"unknown table [{name}]: use [site], [vps], "
-                                "[home], [tunnel] and [[services]]")
-            if name != "services" and not isinstance(value, dict):
+                                "[home] (or [[homes]]), [tunnel] and [[services]]")
+            if name not in ARRAYS and not isinstance(value, dict):
                 raise self.fail(_Loc("", key=name), f"{name!r} must be a table: write it as "
                                 f"[{name}] followed by key = value lines")
-        for name in ("vps", "home"):
-            if name not in data:
-                raise self.fail(_Loc(name), f"[{name}] table is missing: add [{name}] with "
-                                'host = "..."')
+        if "vps" not in data:
+            raise self.fail(_Loc("vps"), '[vps] table is missing: add [vps] with host = "..."')
+        if "home" in data and "homes" in data:
+            raise self.fail(_Loc("homes"), "both [home] and [[homes]]: a site with one home "
+                            "has [home], one with several has a [[homes]] table each; keep "
+                            "one of them")
+        if "home" not in data and "homes" not in data:
+            raise self.fail(_Loc("home"), '[home] table is missing: add [home] with '
+                            'host = "..." (or a [[homes]] table per home)')
         site_t = self.table(data, "site")
         vps_t = self.table(data, "vps")
-        home_t = self.table(data, "home")
         tunnel_t = self.table(data, "tunnel")
+        if "homes" in data and "home_address" in tunnel_t:
+            raise self.fail(_Loc("tunnel", key="home_address"), "[tunnel] 'home_address' is "
+                            "for a site with one [home]: give each [[homes]] entry its own "
+                            'address = "..." instead')
 
         try:
             tunnel = Tunnel.from_values(**tunnel_t)
@@ -269,10 +283,7 @@ class _Reader:
             vps = VpsSpec(**vps_t)
         except ModelError as err:
             raise self.model_error(err, "vps") from None
-        try:
-            home = HomeSpec(**home_t)
-        except ModelError as err:
-            raise self.model_error(err, "home") from None
+        homes = self.homes(data)
 
         raw_services = data.get("services", [])
         if not isinstance(raw_services, list):
@@ -302,6 +313,7 @@ class _Reader:
                     command=tuple(svc_t.get("command", ())),
                     network=svc_t.get("network", "auto"),
                     allow_system_user=svc_t.get("allow_system_user", False),
+                    home=svc_t.get("home"),
                 ))
             except ModelError as err:
                 raise self.model_error(err, "services", index, raw_ports) from None
@@ -311,7 +323,7 @@ class _Reader:
             return Site(
                 name=name,
                 vps=vps,
-                home=home,
+                homes=homes,
                 tunnel=tunnel,
                 services=tuple(services),
                 ssh_config=site_t.get("ssh_config"),
@@ -325,6 +337,25 @@ class _Reader:
                                 f"{stem!r} is not a valid site name: add [site] "
                                 f'name = "home"') from None
             raise self.model_error(err, "site", raw_ports=raw_ports) from None
+
+
+    def homes(self, data: dict[str, Any]) -> tuple[HomeSpec, ...]:
+        if "home" in data:
+            try:
+                return (HomeSpec(**self.table(data, "home")),)
+            except ModelError as err:
+                raise self.model_error(err, "home") from None
+        raw = data["homes"]
+        if not isinstance(raw, list) or not raw:
+            raise self.fail(_Loc("", key="homes"), "'homes' must be an array of tables: "
+                            "write each home as a [[homes]] table")
+        homes = []
+        for index, item in enumerate(raw):
+            try:
+                homes.append(HomeSpec(**self.table(data, "homes", index, item)))
+            except ModelError as err:
+                raise self.model_error(err, "homes", index) from None
+        return tuple(homes)
 
 
 _KIND_NAMES = {
@@ -473,11 +504,13 @@ def _update_ports(table: Any, desired: list[str]) -> None:
     table["ports"] = desired
 
 
-def _update_service(table: Any, svc: Service) -> None:
+def _update_service(table: Any, svc: Service, write_home: bool = False) -> None:
     import tomlkit
 
     _update_table(table, {"name": svc.name, "image": svc.image, "user": svc.user,
                           "network": svc.network}, skip_when_absent={"network": "auto"})
+    if write_home or "home" in table:  # a one-home site's services need not say it
+        _update_table(table, {"home": svc.home})
     _update_ports(table, [str(p) for p in svc.ports])
     env = dict(svc.env)
     current_env = table.get("env")
@@ -506,29 +539,90 @@ def _update_service(table: Any, svc: Service) -> None:
         table["allow_system_user"] = svc.allow_system_user
 
 
-def _new_service_table(svc: Service) -> Any:
+def _new_service_table(svc: Service, write_home: bool = False) -> Any:
     import tomlkit
 
     table = tomlkit.table()
-    _update_service(table, svc)
+    _update_service(table, svc, write_home)
     return table
 
 
-def _update_services(doc: Any, services: tuple[Service, ...]) -> None:
+def _home_values(home: HomeSpec) -> dict[str, object]:
+    return {"name": home.name, "host": str(home.host), "lan_interface": home.lan_interface,
+            "address": None if home.address is None else str(home.address)}
+
+
+def _update_homes(doc: Any, site: Site) -> bool:
+    """[home] for a site with one home named "home" whose file says [home] (or is new),
+    else a [[homes]] table per home. True when the file has [[homes]]."""
+    import tomlkit
+    import tomlkit.items
+
+    one = site.homes[0]
+    if (len(site.homes) == 1 and one.name == DEFAULT_HOME and one.address is None
+            and "homes" not in doc):
+        if "home" not in doc:
+            doc.append("home", tomlkit.table())
+        _update_table(doc["home"], {"host": str(one.host), "lan_interface": one.lan_interface})
+        return False
+    if "home" in doc:
+        del doc["home"]
+    if "homes" not in doc or not isinstance(doc["homes"], tomlkit.items.AoT):
+        if "homes" in doc:
+            del doc["homes"]
+        aot = tomlkit.aot()
+        for home in site.homes:
+            table = tomlkit.table()
+            _update_table(table, _home_values(home))
+            aot.append(table)
+        _insert_after(doc, "homes", aot, "vps")
+        return True
+    aot = doc["homes"]
+    wanted = {h.name: h for h in site.homes}
+    for i in reversed(range(len(aot))):
+        if _unwrap(aot[i].get("name")) not in wanted:
+            del aot[i]
+    present = {_unwrap(t.get("name")): t for t in aot}
+    for home in site.homes:
+        if home.name in present:
+            _update_table(present[home.name], _home_values(home))
+        else:
+            table = tomlkit.table()
+            _update_table(table, _home_values(home))
+            aot.append(table)
+    return True
+
+
+def _insert_after(doc: Any, key: str, value: Any, after: str) -> None:
+    """doc[key] = value, placed right after the `after` table (else at the end)."""
+    keys = list(doc.keys())
+    if after not in keys:
+        doc.append(key, value)
+        return
+    rest = [(k, doc[k]) for k in keys[keys.index(after) + 1:]]
+    for k, _ in rest:
+        del doc[k]
+    doc.append(key, value)
+    for k, v in rest:
+        doc.append(k, v)
+
+
+def _update_services(doc: Any, services: tuple[Service, ...], *,
+                     write_home: bool = False) -> None:
     import tomlkit
 
     if "services" not in doc:
         if services:
             aot = tomlkit.aot()
             for svc in services:
-                aot.append(_new_service_table(svc))
+                aot.append(_new_service_table(svc, write_home))
             doc.append("services", aot)
         return
     aot = doc["services"]
     if not isinstance(aot, tomlkit.items.AoT):
         # Written as an inline array of tables: rewrite it as [[services]] tables.
         del doc["services"]
-        _update_services(doc, services)
+        _update_services(doc, services, write_home=write_home)
         return
     wanted = {svc.name: svc for svc in services}
     for i in reversed(range(len(aot))):
@@ -537,11 +631,11 @@ def _update_services(doc: Any, services: tuple[Service, ...]) -> None:
     present = {_unwrap(t.get("name")): t for t in aot}
     for svc in services:
         if svc.name in present:
-            _update_service(present[svc.name], svc)
+            _update_service(present[svc.name], svc, write_home)
         else:
             if len(aot):
                 aot[-1].add(tomlkit.nl())  # a blank line between [[services]] tables
-            aot.append(_new_service_table(svc))
+            aot.append(_new_service_table(svc, write_home))
 
 
 def dumps(site: Site, existing: str | None = None, stem: str | None = None) -> str:
@@ -580,15 +674,15 @@ def dumps(site: Site, existing: str | None = None, stem: str | None = None) -> s
         "public_ip": None if site.vps.public_ip is None else str(site.vps.public_ip),
         "wan_interface": site.vps.wan_interface,
     })
-    _update_table(table("home"), {
-        "host": str(site.home.host),
-        "lan_interface": site.home.lan_interface,
-    })
+    several = _update_homes(doc, site)
     values = _tunnel_values(site.tunnel)
     defaults = None if fresh else _tunnel_values(Tunnel())
+    if several:  # each [[homes]] entry says its own address
+        values["home_address"] = None
+        defaults = {k: v for k, v in (defaults or {}).items() if k != "home_address"} or None
     if fresh or "tunnel" in doc or site.tunnel != Tunnel():
         _update_table(table("tunnel"), values, defaults)
-    _update_services(doc, site.services)
+    _update_services(doc, site.services, write_home=several)
     return tomlkit.dumps(doc)
 
 
@@ -682,7 +776,14 @@ def _candidates(inventory_dir: Path) -> list[Path]:
     return sorted(p for p in inventory_dir.glob("*.toml") if p.name != EXAMPLE_NAME)
 
 
-def _hosts(path: Path) -> tuple[object, object]:
+def site_files(inventory_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every site file of the inventory (example.toml aside), by name."""
+    directory = Path(inventory_dir)
+    return _candidates(directory) if directory.is_dir() else []
+
+
+def _hosts(path: Path) -> tuple[object, list[object]]:
+    """(the VPS host, every home's host) as the file writes them."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -692,9 +793,10 @@ def _hosts(path: Path) -> tuple[object, object]:
     except tomllib.TOMLDecodeError:
         loads(text, str(path), path.stem)  # raises the located syntax error
         raise  # pragma: no cover - loads always raises for undecodable text
-    vps, home = data.get("vps"), data.get("home")
+    vps, home, homes = data.get("vps"), data.get("home"), data.get("homes")
+    tables = [home] if isinstance(home, dict) else homes if isinstance(homes, list) else []
     return (vps.get("host") if isinstance(vps, dict) else None,
-            home.get("host") if isinstance(home, dict) else None)
+            [t.get("host") for t in tables if isinstance(t, dict)])
 
 
 def find_site(inventory_dir: str | os.PathLike[str], vps: str | None = None,
@@ -713,8 +815,8 @@ def find_site(inventory_dir: str | os.PathLike[str], vps: str | None = None,
     if vps is not None or home is not None:
         matches = []
         for path in candidates:
-            vps_host, home_host = _hosts(path)
-            if (vps is None or vps_host == vps) and (home is None or home_host == home):
+            vps_host, home_hosts = _hosts(path)
+            if (vps is None or vps_host == vps) and (home is None or home in home_hosts):
                 matches.append(path)
         if len(matches) > 1:
             names = ", ".join(p.name for p in matches)
@@ -727,9 +829,11 @@ def find_site(inventory_dir: str | os.PathLike[str], vps: str | None = None,
     return candidates[0] if candidates else None
 
 
-def new_site(name: str, vps: str | HostRef, home: str | HostRef, **overrides: Any) -> Site:
+def new_site(name: str, vps: str | HostRef, home: str | HostRef | tuple[HomeSpec, ...],
+             **overrides: Any) -> Site:
     """A Site with the seed's defaults; overrides may name any Tunnel, VpsSpec, HomeSpec or
-    Site field (e.g. listen_port=51822, public_ip="203.0.113.7", services=(...))."""
+    Site field (e.g. listen_port=51822, public_ip="203.0.113.7", services=(...)). `home` is
+    the one home's host, or the homes themselves."""
     groups: dict[str, dict[str, Any]] = {"tunnel": {}, "vps": {}, "home": {}, "site": {}}
     fields = {
         "tunnel": {f.name for f in dataclasses.fields(Tunnel)},
@@ -746,7 +850,8 @@ def new_site(name: str, vps: str | HostRef, home: str | HostRef, **overrides: An
     return Site(
         name=name,
         vps=VpsSpec(host=vps, **groups["vps"]),  # type: ignore[arg-type]
-        home=HomeSpec(host=home, **groups["home"]),  # type: ignore[arg-type]
+        homes=home if isinstance(home, tuple) else
+        HomeSpec(host=home, **groups["home"]),  # type: ignore[arg-type]
         tunnel=Tunnel.from_values(**groups["tunnel"]),
         **groups["site"],
     )

@@ -100,6 +100,36 @@ def port_elements(elems: list[Json]) -> list[Element]:
     return sorted(out)
 
 
+def element_values(elems: list[Json]) -> list[tuple[str, str]]:
+    """Any set's elements as (value, comment): a port `12345`, a range `27015-27020`, a
+    name `wg0`, an address; values of other shapes (concatenations) are skipped."""
+    out = []
+    for e in elems:
+        comment = e["elem"].get("comment", "") if isinstance(e, dict) and "elem" in e else ""
+        v = _value(e)
+        if isinstance(v, (int, str)):
+            out.append((str(v), comment))
+        elif isinstance(v, dict) and "range" in v and len(v["range"]) == 2:
+            out.append((f"{v['range'][0]}-{v['range'][1]}", comment))
+        elif isinstance(v, dict) and "prefix" in v:
+            out.append((f"{v['prefix']['addr']}/{v['prefix']['len']}", comment))
+    return out
+
+
+def element_counters(elems: list[Json]) -> list[dict | None]:
+    """Each element's counter ({"packets", "bytes"}; None for one that has none), in the
+    order of element_values (the same elements it keeps)."""
+    out: list[dict | None] = []
+    for e in elems:
+        v = _value(e)
+        if not (isinstance(v, (int, str)) or (isinstance(v, dict) and (
+                ("range" in v and len(v["range"]) == 2) or "prefix" in v))):
+            continue
+        c = e["elem"].get("counter") if isinstance(e, dict) and "elem" in e else None
+        out.append(c if isinstance(c, dict) else None)
+    return out
+
+
 # ---------------------------------------------------------------- following a packet
 @dataclass(frozen=True)
 class Pkt:

@@ -75,12 +75,15 @@ def _terminal_password(prompt: str) -> str:
 def for_site(site: Site, *, trust_new: bool = False, transcript: Transcript | None = None,
              ask_password: Callable[[str], str] | None = None,
              dry_run: bool = False) -> dict[str, Remote]:
-    """The Remote of each host of a site; a dry run records no new host key."""
+    """The Remote of each host of a site, by its name in the run (the hub's "vps", each
+    home's own); a dry run records no new host key."""
+    from tunnelops.model import HUB
+
     return {role: Remote(str(host.host), ssh_config=site.ssh_config,
                          known_hosts=site.known_hosts, trust_new=trust_new,
                          transcript=transcript, ask_password=ask_password,
                          record_new_hosts=not dry_run)
-            for role, host in (("vps", site.vps), ("home", site.home))}
+            for role, host in ((HUB, site.vps), *((h.name, h) for h in site.homes))}
 
 
 def ssh_port(dest: str, ssh_config: str | None = None) -> int:

@@ -41,13 +41,13 @@ def sh(lab: Lab, role: str, script: str, *, user: str | None = None, check: bool
 
 def forget_ssh_rate(lab: Lab) -> None:
     """The VPS's SSH rate limiter forgets our address (as a minute's wait would)."""
-    sh(lab, "vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+    sh(lab, "vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
 
 
 def remotes(site: Site, transcript: Transcript | None = None) -> dict[str, Remote]:
     return {role: Remote(str(host), ssh_config=site.ssh_config, known_hosts=site.known_hosts,
                          transcript=transcript)
-            for role, host in (("vps", site.vps.host), ("home", site.home.host))}
+            for role, host in (("vps", site.vps.host), ("home", site.homes[0].host))}
 
 
 class SiteEnv:

@@ -210,7 +210,7 @@ def test_dry_run_on_a_fresh_lab_lists_every_change_and_changes_nothing(
         for s in host.steps:
             for change in s.changes:  # every change is listed...
                 assert f"~ {change}" in out, change
-    for path in ("/etc/wireguard/wg0.conf", "/etc/tunnelops/tunnelops.nft"):
+    for path in ("/etc/wireguard/wg0.conf", "/etc/tunnelops/wg0.nft"):
         assert f"+++ b{path}" in out  # ...with its diff
     assert "create container tunnelops-game" in out
 
@@ -253,7 +253,6 @@ def test_bad_hosts_fail_with_one_line_and_write_nothing(
     no_home_key.write_text("".join(line for line in fresh.known_hosts.read_text()
                                    .splitlines(keepends=True)
                                    if not line.startswith(f"{alias('home')},")))
-    inv_dir = tmp_path / "inventory"
     cases = [  # site name, replacements, failing host as named, words the line must have
         ("nohost", {"vps": f"{fresh.topo.name}-nosuch"}, f"{fresh.topo.name}-nosuch",
          ["cannot reach", "ssh_config"]),
@@ -272,6 +271,9 @@ def test_bad_hosts_fail_with_one_line_and_write_nothing(
         if name == "nopublic":  # a VPS with no default route, so no public IPv4 to find
             sh(fresh, "vps", f"ip route del default && ip route add {fresh.topo.router_wan}/32"
                              f" via {fresh.topo.inet_vps_side}")
+        # each in an inventory of its own: one beside another that shares its home but
+        # not its VPS would be refused first, as a second site on the home's wg0 (fleet)
+        inv_dir = tmp_path / name
         site_copy(fresh, inv_dir, name, **replace)
         res = inv("bootstrap", "--site", name, inventory_dir=inv_dir)
         both = res.stdout + res.stderr

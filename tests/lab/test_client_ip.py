@@ -58,7 +58,7 @@ def labg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def run(lab: Lab, command, *args, **kw) -> RunReport:
     # forget the VPS SSH limiter's memory of us: this module runs the tool more often than
     # the product's 3 connections per 20 s allow one address
-    sh(lab, "vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+    sh(lab, "vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
     return command(options(TOPO.name, lab.inventory_dir), *args, **kw)
 
 
@@ -92,35 +92,36 @@ def seen_from_laptop(lab: Lab, port: int) -> str:
 
 def postrouting(lab: Lab) -> list[str]:
     """The rules of the VPS's NAT postrouting chain, without their handles."""
-    text = sh(lab, "vps", "nft list chain inet tunnelops postrouting")
+    text = sh(lab, "vps", "nft list chain inet tunnelops-wg0 postrouting")
     return [line.strip() for line in text.splitlines()
             if "masquerade" in line or " snat " in line]
 
 
 def table_handle(lab: Lab) -> str:
-    return sh(lab, "vps", "nft -a list table inet tunnelops").splitlines()[0]
+    return sh(lab, "vps", "nft -a list table inet tunnelops-wg0").splitlines()[0]
 
 
 def client_rows(lab: Lab) -> dict[str, tuple[bool | None, str]]:
-    sh(lab, "vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+    sh(lab, "vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
     report = verify.run(inventory.load(lab.inventory))
     assert report.ok, [(c.id, c.measured, c.hint) for c in report.checks if c.ok is False]
     return {c.id: (c.ok, c.measured) for c in report.checks if c.id.startswith("client.")}
 
 
 MASQ = 'oifname "eth0" ip saddr 192.168.2.0/24 masquerade comment "home egress"'
-SNAT = [f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p} snat ip to {TUNNEL_VPS} '
-        'comment "services"' for p in ("tcp", "udp")]
+SNAT = [f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p}_home snat ip to {TUNNEL_VPS} '
+        'comment "services of home"' for p in ("tcp", "udp")]
 
 
 def assert_switched(lab: Lab, mode: str) -> None:
-    """One run: only the VPS's firewall changes, the container keeps running; the next run
+    """One run: only the VPS's firewall changes (and the site's record there, which says the
+    mode: a firewalld VPS's sites must agree on it), the container keeps running; the next run
     changes nothing."""
     before = container_identity(lab)
     set_mode(lab, mode)
     report = run(lab, commands.bootstrap, None, None)
     assert report.ok, describe(report)
-    assert changed_steps(report, "vps") == ["firewall"], describe(report)
+    assert changed_steps(report, "vps") == ["site", "firewall"], describe(report)
     assert changed_steps(report, "home") == [], describe(report)
     assert container_identity(lab) == before
     again = run(lab, commands.bootstrap, None, None)

@@ -30,7 +30,8 @@ import pytest
 from tests.conftest import slot
 from tunnelops.lab import Lab
 from tunnelops.lab.image import IMAGE
-from tunnelops.lab.instance import HOSTS, ROLES
+from tunnelops.lab.instance import HOSTS
+from tunnelops.lab.topology import ROLES
 
 pytestmark = pytest.mark.lab
 

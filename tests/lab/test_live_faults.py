@@ -201,8 +201,9 @@ def test_firewalld_change_that_locks_ssh_out_at_home_undoes_itself(
     assert new_ssh_to_home(env)
     real = firewalld_backend.plan
 
-    def with_lockout(ctx: Ctx, ports: list[PortSpec], step: str = "firewall") -> StepPlan:
-        p = real(ctx, ports, step)
+    def with_lockout(ctx: Ctx, ports: list[PortSpec], step: str = "firewall",
+                     legacy: bool = False) -> StepPlan:
+        p = real(ctx, ports, step, legacy=legacy)
         p.changes.append(CommandChange(
             "test: take ssh out of zone public",
             "firewall-cmd -q --permanent --zone=public --remove-service=ssh; "
@@ -213,7 +214,7 @@ def test_firewalld_change_that_locks_ssh_out_at_home_undoes_itself(
     monkeypatch.setattr(firewalld_backend, "plan", with_lockout)
     inventory.save(path, env.site.with_port_added("12347/udp"))  # a real firewall change
     try:
-        env.sh("vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+        env.sh("vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
         out = io.StringIO()
         opts = commands.Options(inventory_dir=env.lab.inventory_dir, site=TOPO.name,
                                 guard_seconds=GUARD_S, console=Console(file=out, width=200))

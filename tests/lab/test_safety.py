@@ -57,7 +57,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"
 GUARD_S = 8  # the dead man's switch of runs that test it (the product's default is 20)
 NFT_LIST = ["nft", "-st", "list", "table", "inet", "tunnelops"]
-RULES = "/etc/tunnelops/tunnelops.nft"
+RULES = "/etc/tunnelops/wg0.nft"
 PWNED = "/tmp/tunnelops-pwned"  # what a successful shell injection would create
 
 
@@ -713,7 +713,7 @@ def vps_firewall(lab: Lab) -> tuple[str, str]:
 
 def vps_diagnostics(lab: Lab) -> str:
     """For failure messages: what decides whether a new SSH connection gets in."""
-    return sh(lab, "vps", "date +%T.%N; nft list table inet tunnelops 2>&1; ss -tan; "
+    return sh(lab, "vps", "date +%T.%N; nft list table inet tunnelops-wg0 2>&1; ss -tan; "
                           "ls /run/tunnelops 2>&1; ps -eo pid,args | grep -v ' \\['")
 
 

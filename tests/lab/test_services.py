@@ -145,12 +145,12 @@ def test_remove_port_closes_it_everywhere(site: Bootstrapped) -> None:
     echoed_tcp(site, 12346)
 
     assert "12347" not in sh(lab, "vps", "nft -s list ruleset")
-    assert "12347" not in sh(lab, "vps", "cat /etc/tunnelops/tunnelops.nft")
+    assert "12347" not in sh(lab, "vps", "cat /etc/tunnelops/wg0.nft")
     for args in ("--list-ports", "--permanent --list-ports"):
         ports = sh(lab, "home", f"firewall-cmd {args}").split()
         assert ports and "12347/udp" not in ports, (args, ports)
     assert "12347" not in sh(lab, "home", "nft -s list ruleset")
-    assert "12347" not in sh(lab, "home", "cat /etc/tunnelops/firewalld-ports")
+    assert "12347" not in sh(lab, "home", "cat /etc/tunnelops/wg0.firewalld-ports")
     published = podman(lab, "port", CONTAINER)
     assert "12345/udp" in published and "12347" not in published, published
     assert NEW_PORT not in lab.inventory.read_text()

@@ -162,9 +162,9 @@ def test_policy_rule_from_home_address_deleted(healthy: Env) -> None:
 
 def test_dnat_rule_deleted_on_vps(healthy: Env) -> None:
     env = healthy
-    env.sh("vps", "h=$(nft -a list chain inet tunnelops prerouting | sed -n "
-                  "'s/.*udp dport @svc_udp dnat.*# handle \\([0-9]*\\)$/\\1/p'); "
-                  "nft delete rule inet tunnelops prerouting handle \"$h\"")
+    env.sh("vps", "h=$(nft -a list chain inet tunnelops-wg0 prerouting | sed -n "
+                  "'s/.*udp dport @svc_udp_home dnat.*# handle \\([0-9]*\\)$/\\1/p'); "
+                  "nft delete rule inet tunnelops-wg0 prerouting handle \"$h\"")
     report = env.verify()
     assert_broken(report, "vps.port.12345/udp", "re-run `inv bootstrap`")
     assert "DNAT ✗" in report.check("vps.port.12345/udp").measured

@@ -200,6 +200,16 @@ class Checker:
         between files)."""
         zones: set[str] = set()
         services: set[str] = set(BUILTIN_SERVICES)
+        # awall merges every policy's named objects into one namespace, where a later
+        # definition silently replaces an earlier one: two sites' "vpn" would be one
+        defined: dict[tuple[str, str], tuple[str, Any]] = {}
+        for name, p in policies.items():
+            for kind in ("zone", "service"):
+                for key, value in (p.get(kind) or {}).items():
+                    first = defined.setdefault((kind, key), (name, value))
+                    if first[1] != value:
+                        self.errors.append(f"{kind} {key!r} defined differently in "
+                                           f"{first[0]} and {name}: one replaces the other")
         for name, p in policies.items():
             self.unknown(name, p, TOP_LEVEL)
             if not isinstance(p.get("description", ""), str):
@@ -286,7 +296,9 @@ def test_every_generated_awall_file_passes_awalls_schema(site) -> None:
     fw = next(p for p in vps.configure(ctx) if p.step == "firewall")
     written = {c.path.rsplit("/", 1)[1].removesuffix(".json"): json.loads(c.content)
                for c in fw.changes if isinstance(c, FileChange)}
-    assert set(written) == {"base", "ssh", "wireguard", *(s.name for s in site.services)}
+    assert set(written) == {"tunnelops-wg0-base", "tunnelops-wg0-ssh",
+                            "tunnelops-wg0-wireguard",
+                            *(f"tunnelops-wg0-service-{s.name}" for s in site.services)}
     assert check(written) == []
     # named services only, under every rule
     for policy in written.values():
@@ -298,5 +310,35 @@ def test_ssh_on_another_port_defines_its_service() -> None:
     site = SITES["ssh on 2222, two services"]
     ctx = Ctx(site, "vps", recorded("alpine-vps-fresh"))
     ssh = json.loads(awall_backend.files(ctx, "eth0", site.services)[
-        "/etc/awall/optional/ssh.json"])
+        "/etc/awall/optional/tunnelops-wg0-ssh.json"])
     assert ssh["service"] == {"tunnelops-ssh": {"proto": "tcp", "port": 2222}}
+
+
+def policies(site) -> dict[str, dict]:
+    ctx = Ctx(site, "vps", recorded("alpine-vps-fresh"))
+    return {n: json.loads(t) for n, t in awall_backend.policies(ctx, "eth0",
+                                                                site.services).items()}
+
+
+def test_three_homes_each_service_to_its_own() -> None:
+    written = policies(generate.FLEET)
+    assert check(written) == []
+    assert {n: p["dnat"][0]["to-addr"] for n, p in written.items() if "dnat" in p} == {
+        "tunnelops-wg0-service-game": "192.168.2.2",
+        "tunnelops-wg0-service-mumble": "192.168.2.3",
+        "tunnelops-wg0-service-srcds": "192.168.2.20"}
+
+
+def test_two_sites_on_one_vps_are_checked_together() -> None:
+    """Two sites' policies loaded by one awall: no name of one replaces the other's (the
+    checker sees what awall would merge). The SSH service is the VPS's, the same in both."""
+    other = new_site("friend", "vps.example.net", "friend.example.net", services=(
+        Service("voice", "docker.io/example/voice:1", (PortSpec.parse("64738/udp"),), "voice"),),
+        interface="wg1", listen_port=51822, subnet="192.168.3.0/24")
+    both = policies(SITE) | policies(other)
+    assert len(both) == 8 and check(both) == []
+    assert both["tunnelops-wg1-wireguard"]["service"] == {
+        "tunnelops-wg1-wireguard": {"proto": "udp", "port": 51822}}
+    # what the older, fixed names did: one "vpn" zone for both, the second replacing the first
+    old = {"a": {"zone": {"vpn": {"iface": "wg0"}}}, "b": {"zone": {"vpn": {"iface": "wg1"}}}}
+    assert check(old) == ["zone 'vpn' defined differently in a and b: one replaces the other"]

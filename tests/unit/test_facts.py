@@ -24,7 +24,8 @@ def test_recorded_facts_parse() -> None:
     assert (a.family, a.os_version, a.pid1, a.openrc, a.systemd) == (
         "alpine", "3.20.3", "init", True, False)
     assert a.kernel_wireguard and a.has("ifup") and a.has("awall") and not a.has("nft")
-    assert a.awall_enabled == ("game", "ssh", "wireguard")
+    assert a.awall_enabled == ("tunnelops-wg0-base", "tunnelops-wg0-service-game",
+                               "tunnelops-wg0-ssh", "tunnelops-wg0-wireguard")
     assert a.wg["public_key"] == vps_pub and a.wg["listen_port"] == 51821
     assert a.wg["peers"] == [{
         "public_key": home_pub, "endpoint": "198.51.100.20:41641",
@@ -69,11 +70,18 @@ def test_recorded_facts_parse() -> None:
 
     d = recorded("debian-vps-converged")
     assert (d.family, d.kernel_wireguard, d.has("wireguard-go")) == ("debian", False, True)
-    assert d.nft_table == d.nft_applied and "udp dport @svc_udp dnat" in d.nft_table
+    assert d.nft_table == d.nft_applied and "udp dport @svc_udp_home dnat" in d.nft_table
     assert "27015" not in d.nft_table  # the terse listing has no set elements: they are here
-    assert d.nft_sets == {"svc_tcp": [Element(12346, 12346, "game")],
-                          "svc_udp": [Element(12345, 12345, "game"),
-                                      Element(27015, 27020, "game")]}
+    assert d.nft_sets == {"svc_tcp_home": [Element(12346, 12346, "game")],
+                          "svc_udp_home": [Element(12345, 12345, "game"),
+                                           Element(27015, 27020, "game")]}
+    # the VPS's own table, its sites' elements; the site records
+    assert d.nft_host == d.nft_host_applied and "udp dport @wireguard accept" in d.nft_host
+    assert d.nft_host_sets == {"tunnels": [("wg0", "home")], "wireguard": [("51821", "home")]}
+    assert d.nft_legacy is None and list(d.sites) == ["/var/lib/tunnelops/sites/wg0.json"]
+    old = recorded("legacy-debian-vps-converged")  # an older tunnelops' table, by its name
+    assert old.nft_table is None and "udp dport @svc_udp dnat" in (old.nft_legacy or "")
+    assert old.sites == {} and old.nft_host is None
 
 
 def test_a_host_that_printed_nothing_usable_is_refused() -> None:

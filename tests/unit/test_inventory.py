@@ -18,7 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.toml"
 SEED_SITE = Site(
     name="home",
     vps=VpsSpec(HostRef("myvps"), IPv4Address("203.0.113.7"), "eth0"),
-    home=HomeSpec(HostRef("homeserver")),
+    homes=HomeSpec(HostRef("homeserver")),
     tunnel=Tunnel(),
     services=(
         Service(
@@ -122,7 +122,7 @@ def test_bad_file_stem_without_site_name() -> None:
         # unknown key in the second [[services]]
         ('user = "www"', 'user = "www"\nport = 1',
          "inventory/lab.toml:27: [services] unknown key 'port': use one of name, image, user, "
-         "ports, env, volumes, command, network, allow_system_user"),
+         "ports, env, volumes, command, network, allow_system_user, home"),
         # duplicate service name: the second one's name line
         ('name = "web"', 'name = "game"',
          "inventory/lab.toml:24: [services] 'name': service name 'game' is used twice: give "
@@ -157,8 +157,8 @@ def test_bad_file_stem_without_site_name() -> None:
          "inventory/lab.toml:23: [[services]] is missing 'image': add image = \"text\""),
         # unknown table
         ("[tunnel]", "[tunel]",
-         "inventory/lab.toml:11: unknown table [tunel]: use [site], [vps], [home], [tunnel] "
-         "and [[services]]"),
+         "inventory/lab.toml:11: unknown table [tunel]: use [site], [vps], [home] (or "
+         "[[homes]]), [tunnel] and [[services]]"),
         # env with a non-string value
         ('env = { TZ = "UTC" }', "env = { TZ = 1 }",
          "inventory/lab.toml:28: [services] 'env': expected a table of strings, got a table: "
@@ -185,7 +185,7 @@ def test_error_lines(old: str, new: str, message: str) -> None:
 def test_missing_table() -> None:
     text = BASE.replace('[home]\nhost = "home"\n', "")
     assert error(text) == ("inventory/lab.toml:1: [home] table is missing: add [home] with "
-                           "host = \"...\"")
+                           "host = \"...\" (or a [[homes]] table per home)")
 
 
 def test_unknown_top_level_key() -> None:

@@ -32,7 +32,7 @@ def service(name: str, *ports: str, **kw: object) -> Service:
 
 def site(*services: Service, **kw: object) -> Site:
     args: dict[str, object] = {"name": "home", "vps": VpsSpec(HostRef("myvps")),
-                               "home": HomeSpec(HostRef("homeserver")), "services": services}
+                               "homes": HomeSpec(HostRef("homeserver")), "services": services}
     args.update(kw)
     return Site(**args)  # type: ignore[arg-type]
 
@@ -329,7 +329,7 @@ def test_site_cross_service_errors() -> None:
 
 
 def test_site_ssh_port_follows_the_vps_host() -> None:
-    s = Site(name="home", vps=VpsSpec(HostRef("vps:2222")), home=HomeSpec(HostRef("h")),
+    s = Site(name="home", vps=VpsSpec(HostRef("vps:2222")), homes=HomeSpec(HostRef("h")),
              services=(service("game", "22/tcp"),))
     assert s.services[0].ports == (port("22/tcp"),)
     with pytest.raises(ModelError, match="VPS SSH port 2222/tcp"):

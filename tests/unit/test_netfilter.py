@@ -52,6 +52,7 @@ def test_chains_and_sets_as_read() -> None:
     assert {c.name: (c.type, c.hook, c.policy) for c in rs.chains} == {
         "input": ("filter", "input", "drop"), "forward": ("filter", "forward", "drop"),
         "prerouting": ("nat", "prerouting", "accept"),
+        "count": ("filter", "forward", "accept"),
         "postrouting": ("nat", "postrouting", "accept")}
     sets = ruleset("named-sets").sets
     assert netfilter.port_elements(sets[("inet", "a")]["ports"]) == [

@@ -10,6 +10,7 @@ firewalld are checked.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 
 import pytest
@@ -29,14 +30,14 @@ from tests.unit.facts.generate import (
 from tunnelops import distros
 from tunnelops.backends import awall as awall_backend
 from tunnelops.backends import ifupdown as ifupdown_backend
-from tunnelops.backends import nftables as nft_backend
 from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, StepPlan
+from tunnelops.claims import hub_claim
 from tunnelops.facts import FileFact, HostFacts
 from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Site
 from tunnelops.probes import sections
 from tunnelops.render import awall as awall_render
-from tunnelops.render import ifupdown, nftables, podman
+from tunnelops.render import ifupdown, nftables, nfthost, podman
 from tunnelops.render.sysctl import forwarding_conf
 from tunnelops.render.wireguard import (
     home_import_conf,
@@ -45,7 +46,7 @@ from tunnelops.render.wireguard import (
     vps_wg_quick,
 )
 from tunnelops.steps import home, teardown, vps
-from tunnelops.steps.context import Ctx
+from tunnelops.steps.context import NFT_BOOT_UNIT, Ctx
 
 T = SITE.tunnel
 KEY = "/etc/wireguard/wg0.key"
@@ -98,8 +99,12 @@ def test_recorded_facts_are_what_the_generator_writes(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # nft's own listing needs a network namespace: reuse the recorded one
     raw = sections(generate.load(name))
-    listed = (raw.get("nft_table", "") + "\n", raw.get("nft_sets", "") + "\n")
-    monkeypatch.setattr(hosts, "nft_list", lambda ruleset: listed)
+
+    def listed(ruleset: str, table: str = "inet tunnelops-wg0") -> tuple[str, str]:
+        return (raw.get(f"nft_table {table}", "") + "\n",
+                raw.get(f"nft_sets {table}", "") + "\n")
+
+    monkeypatch.setattr(hosts, "nft_list", listed)
     assert generate.output(generate.HOSTS[name]()) == generate.load(name)
 
 
@@ -121,12 +126,15 @@ def test_alpine_fresh_vps_writes_what_the_renderers_make() -> None:
     assert change(plans, "forwarding", "create /etc/sysctl.d/90-tunnelops.conf").content == \
         forwarding_conf()
     fw = step(plans, "firewall")
-    game = change(plans, "firewall", "create /etc/awall/optional/game.json").content
+    game = change(plans, "firewall",
+                  "create /etc/awall/optional/tunnelops-wg0-service-game.json").content
     assert game == awall_render.dumps(awall_render.service_policy(SITE.services[0], T))
-    assert json.loads(game)["service"] == {"tunnelops-game": [
+    assert json.loads(game)["service"] == {"tunnelops-wg0-game": [
         {"proto": "udp", "port": 12345}, {"proto": "tcp", "port": 12346}]}
-    base = json.loads(change(plans, "firewall", "create /etc/awall/base.json").content)
-    assert base["zone"] == {"inet": {"iface": "eth0"}, "vpn": {"iface": "wg0"}}
+    base = json.loads(change(plans, "firewall",
+                             "create /etc/awall/optional/tunnelops-wg0-base.json").content)
+    assert base["zone"] == {"tunnelops-wg0-inet": {"iface": "eth0"},
+                            "tunnelops-wg0-vpn": {"iface": "wg0"}}
     assert fw.guard is not None and fw.guard.seconds == ctx.guard_seconds
     # the kernel firewall is primed before the snapshot, so the rollback restores tables
     assert fw.guard.snapshot.startswith(awall_backend.PRIME + "; ")
@@ -137,8 +145,8 @@ def test_alpine_fresh_vps_writes_what_the_renderers_make() -> None:
 def test_alpine_port_range_in_the_service_policy() -> None:
     site = dataclasses.replace(SITE, services=(GAME_RANGE,))
     plans = vps.configure(vps_ctx(recorded("alpine-vps-converged"), site))
-    game = change(plans, "firewall", "update /etc/awall/optional/game.json")
-    assert json.loads(game.content)["service"]["tunnelops-game"][2] == {
+    game = change(plans, "firewall", "update /etc/awall/optional/tunnelops-wg0-service-game.json")
+    assert json.loads(game.content)["service"]["tunnelops-wg0-game"][2] == {
         "proto": "udp", "port": "27015-27020"}
     assert '+                "port": "27015-27020"\n' in game.diff()
 
@@ -245,31 +253,60 @@ def test_debian_fresh_vps_writes_what_the_renderers_make() -> None:
                                        None, mode=0o600, key_path=KEY)
     fw = step(plans, "firewall")
     ruleset = nftables.vps_ruleset("eth0", T, RANGE_SITE.services)
-    assert fw.changes[0] == FileChange("/etc/tunnelops/tunnelops.nft", ruleset)
-    assert 'iifname "eth0" udp dport @svc_udp dnat ip to 192.168.2.2' in ruleset
-    assert ('add element inet tunnelops svc_udp { 12345 comment "game", '
+    assert fw.changes[0] == FileChange("/etc/tunnelops/wg0.nft", ruleset)
+    assert 'iifname "eth0" udp dport @svc_udp_home dnat ip to 192.168.2.2' in ruleset
+    assert ('add element inet tunnelops-wg0 svc_udp_home { 12345 comment "game", '
             '27015-27020 comment "game" }\n') in ruleset
-    conf = fw.changes[2]
+    # the filter is the VPS's own table, its sites' interfaces and ports its elements
+    assert fw.changes[1] == FileChange("/etc/tunnelops/host.nft", nfthost.host_ruleset(
+        "eth0", 22, [nfthost.HubSite("wg0", 51821, "home")]))
+    assert 'add element inet tunnelops-host wireguard { 51821 comment "home" }\n' in \
+        fw.changes[1].content
+    assert "policy drop" not in ruleset and "policy drop" in fw.changes[1].content
+    conf = fw.changes[3]
     assert (conf.path, conf.old, conf.mode, conf.backup) == (
         "/etc/nftables.conf", DEBIAN_NFTABLES_CONF, 0o755, True)
     assert conf.content == DEBIAN_NFTABLES_CONF + (
-        "# tunnelops: its own table, loaded after everything else\n"
-        'include "/etc/tunnelops/tunnelops.nft"\n')
+        "# tunnelops: the VPS's own table, shared by its sites: before theirs\n"
+        'include "/etc/tunnelops/host.nft"\n'
+        "# tunnelops: the table of wg0, loaded after everything else\n"
+        'include "/etc/tunnelops/wg0.nft"\n')
+    # the guard puts both tables back
+    assert fw.guard is not None
+    assert "nft delete table inet tunnelops-host" in fw.guard.restore
+    assert "nft delete table inet tunnelops-wg0" in fw.guard.restore
 
 
 def test_debian_vps_drift_is_repaired() -> None:
     f = recorded("debian-vps-converged")
-    assert f.nft_table is not None
-    f.nft_table = f.nft_table.replace('\t\tudp dport 51821 accept comment "wireguard"\n', "")
+    assert f.nft_table is not None and f.nft_host is not None
+    rule = '\t\tudp dport @wireguard accept comment "wireguard"\n'
+    assert rule in f.nft_host
+    f.nft_host = f.nft_host.replace(rule, "")
     f.wg["peers"] = []  # `wg set wg0 peer ... remove` by hand
     plans = vps.configure(vps_ctx(f, RANGE_SITE))
-    assert summary(plans)[1:] == [
+    assert summary(plans)[2:] == [
         ("wireguard", ["sync wg0 peers with its config (peer ZCgYP8TZ… is missing)"]),
-        ("firewall", ["load table inet tunnelops (the live table drifted)"])]
-    assert step(plans, "firewall").guard is not None
+        ("firewall", ["load table inet tunnelops-host (the live table drifted)"])]
+    fw = step(plans, "firewall")
+    assert fw.guard is not None and "tunnelops-wg0" not in fw.guard.restore
+    # the site's table alone
+    f = recorded("debian-vps-converged")
+    f.nft_table = f.nft_table.replace("dnat ip to 192.168.2.2", "dnat ip to 192.168.2.9")
+    fw = step(vps.configure(vps_ctx(f, RANGE_SITE)), "firewall")
+    assert [c.summary for c in fw.changes] == [
+        "load table inet tunnelops-wg0 (the live table drifted)"]
+    # an element of the host's sets removed by hand comes back as that element
+    f = recorded("debian-vps-converged")
+    f.nft_host_sets = {"tunnels": [("wg0", "home")], "wireguard": []}
+    fw = step(vps.configure(vps_ctx(f, RANGE_SITE)), "firewall")
+    assert [(c.summary, c.shell()) for c in fw.changes] == [(
+        "add 51821 (home) to set wireguard of inet tunnelops-host",
+        "nft 'add element inet tunnelops-host wireguard { 51821 comment \"home\" }'")]
+    assert fw.guard is None
 
 
-NFT_FILE = "/etc/tunnelops/tunnelops.nft"
+NFT_FILE = "/etc/tunnelops/wg0.nft"
 
 
 def test_debian_vps_add_port_rewrites_the_file_for_the_next_boot_only() -> None:
@@ -282,12 +319,30 @@ def test_debian_vps_add_port_rewrites_the_file_for_the_next_boot_only() -> None:
 
 
 def test_debian_vps_reload_snapshot_keeps_the_service_ports() -> None:
-    site = dataclasses.replace(RANGE_SITE, tunnel=dataclasses.replace(RANGE_SITE.tunnel,
-                                                                      listen_port=51999))
+    site = dataclasses.replace(RANGE_SITE, tunnel=dataclasses.replace(
+        RANGE_SITE.tunnel, subnet=ipaddress.ip_network("192.168.7.0/24"),
+        vps_address=ipaddress.ip_address("192.168.7.1"),
+        home_address=ipaddress.ip_address("192.168.7.2")))
     fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
-    assert fw.changes[1].script.startswith(f"nft -f {NFT_FILE}\n")
+    assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
+                                               "load table inet tunnelops-wg0"]
+    assert fw.changes[1].script.startswith(f"{{ cat {NFT_FILE}; }} | nft -f -\n")
     # the rollback snapshot keeps the service ports, which the terse listing leaves out
-    assert fw.guard is not None and "nft -s list set inet tunnelops svc_udp" in fw.guard.snapshot
+    assert fw.guard is not None and "tunnelops-host" not in fw.guard.snapshot
+    assert "nft -s list set inet tunnelops-wg0 svc_udp_home" in fw.guard.snapshot
+
+
+def test_debian_vps_new_ssh_port_reloads_the_host_table_under_the_guard() -> None:
+    site = dataclasses.replace(RANGE_SITE, vps=dataclasses.replace(RANGE_SITE.vps, port=2222))
+    fw = step(vps.configure(vps_ctx(recorded("debian-vps-converged"), site)), "firewall")
+    assert [c.summary for c in fw.changes] == ["update /etc/tunnelops/host.nft",
+                                               "load table inet tunnelops-host"]
+    assert 'tcp dport 2222 accept comment "ssh"' in fw.changes[0].content
+    assert fw.changes[1].script.startswith("{ cat /etc/tunnelops/host.nft; } | nft -f -\n")
+    assert fw.guard is not None and "tunnelops-wg0" not in fw.guard.snapshot
+    # the snapshot keeps the sites' elements (the SSH limiter's dynamic sets are left out)
+    assert "nft -s list set inet tunnelops-host tunnels" in fw.guard.snapshot
+    assert "ssh_new4" not in fw.guard.snapshot
 
 
 # --------------------------------------------------------------------------- Fedora VPS
@@ -336,7 +391,7 @@ def test_fedora_vps_remove_port_stops_forwarding_it() -> None:
     site = SITE.with_port_removed("12346/tcp")
     fw = step(vps.configure(vps_ctx(recorded("fedora-vps-converged"), site)), "firewall")
     assert [(c.summary, c.shell()) for c in fw.changes[1:]] == [
-        (f"stop forwarding 12346/tcp ({kind})",
+        (f"stop forwarding 12346/tcp to 192.168.2.2 ({kind})",
          f"firewall-cmd -q {flag}--zone=public --remove-forward-port={FORWARDS[1]}")
         for kind, flag in (("permanent", "--permanent "), ("runtime", ""))]
     site = SITE.with_port_added("12347/udp")
@@ -358,12 +413,12 @@ def test_switch_client_ip_on_nftables() -> None:
         site = dataclasses.replace(RANGE_SITE, client_ip=mode)
         fw = step(vps.configure(vps_ctx(recorded(facts_name), site)), "firewall")
         assert [c.summary for c in fw.changes] == [f"update {NFT_FILE}",
-                                                   "load table inet tunnelops"]
+                                                   "load table inet tunnelops-wg0"]
         ruleset = fw.changes[0].content
         assert ruleset == nftables.vps_ruleset("eth0", T, site.services, snat=mode == "snat")
         snat = [line.strip() for line in ruleset.splitlines() if " snat " in line]
-        assert snat == ([f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p} snat ip to '
-                         '192.168.2.1 comment "services"' for p in ("tcp", "udp")]
+        assert snat == ([f'oifname "wg0" ip daddr 192.168.2.2 {p} dport @svc_{p}_home snat ip '
+                         'to 192.168.2.1 comment "services of home"' for p in ("tcp", "udp")]
                         if mode == "snat" else [])
         assert 'oifname "eth0" ip saddr 192.168.2.0/24 masquerade' in ruleset  # home egress
         assert "dnat ip to 192.168.2.2" in ruleset
@@ -379,24 +434,28 @@ def test_switch_client_ip_on_awall() -> None:
     the WAN masquerade of home's egress), then `awall activate`, which regenerates every
     rule from the policies: no stale rule can stay."""
     f = recorded("alpine-vps-converged")
-    game = "/etc/awall/optional/game.json"
+    game = "/etc/awall/optional/tunnelops-wg0-service-game.json"
     assert "snat" not in json.loads(f.files[game].content)
     snat_site = dataclasses.replace(SITE, client_ip="snat")
     plans = vps.configure(vps_ctx(f, snat_site))
-    assert summary(plans)[2] == ("firewall", [f"update {game}", "awall activate"])
+    assert summary(plans)[3] == ("firewall", [f"update {game}", "awall activate"])
     policy = json.loads(change(plans, "firewall", f"update {game}").content)
-    assert policy["snat"] == [{"out": "vpn", "service": "tunnelops-game",
+    assert policy["snat"] == [{"out": "tunnelops-wg0-vpn", "service": "tunnelops-wg0-game",
                                "to-addr": "192.168.2.1"}]
     assert policy == awall_render.service_policy(SITE.services[0], T, snat=True)
     # converged in snat mode, then back
     f.files[game] = dataclasses.replace(f.files[game], content=awall_render.dumps(policy))
+    record = "/var/lib/tunnelops/sites/wg0.json"  # the record says the mode too
+    f.files[record] = dataclasses.replace(
+        f.files[record], content=hub_claim(snat_site, (HOME_PUB,), "eth0").to_json())
     assert_converged(vps.configure(vps_ctx(f, snat_site)))
     plans = vps.configure(vps_ctx(f, SITE))
-    assert summary(plans)[2] == ("firewall", [f"update {game}", "awall activate"])
+    assert summary(plans)[3] == ("firewall", [f"update {game}", "awall activate"])
     back = json.loads(change(plans, "firewall", f"update {game}").content)
     assert "snat" not in back and back["dnat"] == [
-        {"in": "inet", "service": "tunnelops-game", "to-addr": "192.168.2.2"}]
-    assert json.loads(f.files["/etc/awall/base.json"].content)["snat"] == [{"out": "inet"}]
+        {"in": "tunnelops-wg0-inet", "service": "tunnelops-wg0-game", "to-addr": "192.168.2.2"}]
+    base = "/etc/awall/optional/tunnelops-wg0-base.json"
+    assert json.loads(f.files[base].content)["snat"] == [{"out": "tunnelops-wg0-inet"}]
 
 
 @pytest.mark.parametrize(("facts_name", "mode", "verb"), [
@@ -436,8 +495,9 @@ def test_private_keys_only_travel_as_the_placeholder() -> None:
 
 def test_a_table_loaded_at_boot_by_a_unit_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """A distribution whose nftables config is a firewall of its own (nft_boot = "unit"):
-    that file is left alone, a unit of ours loads the table at boot; teardown disables it
-    and removes its file."""
+    that file is left alone, a unit of ours loads our tables at boot (the VPS's own and
+    each site's: every file of ours); teardown of the last site disables it and removes its
+    file."""
     debian = distros.by_family("debian")
     assert debian is not None
     monkeypatch.setattr(distros, "DISTROS", tuple(
@@ -445,17 +505,20 @@ def test_a_table_loaded_at_boot_by_a_unit_of_its_own(monkeypatch: pytest.MonkeyP
     plans = vps_plans(vps_ctx(recorded("debian-vps-fresh"), RANGE_SITE))
     fw = step(plans, "firewall")
     assert [c.summary for c in fw.changes] == [
-        "create /etc/tunnelops/tunnelops.nft", "load table inet tunnelops",
+        "create /etc/tunnelops/wg0.nft", "create /etc/tunnelops/host.nft",
+        "load table inet tunnelops-host and table inet tunnelops-wg0",
         "create /etc/systemd/system/tunnelops-nftables.service"]
-    assert fw.changes[2].content == nftables.boot_unit("/etc/tunnelops/tunnelops.nft")
-    assert "ExecStart=nft -f /etc/tunnelops/tunnelops.nft" in fw.changes[2].content
+    unit = fw.changes[3].content
+    assert unit == nftables.boot_unit("/etc/tunnelops/*.nft")
+    assert ("ExecStart=/bin/sh -c 'for f in /etc/tunnelops/*.nft; do nft -f \"$$f\" || "
+            "exit 1; done'") in unit
     assert fw.post == ["systemctl daemon-reload", enable_shell("tunnelops-nftables.service")]
     f = recorded("debian-vps-converged")
-    f.files[nft_backend.BOOT_UNIT] = FileFact(nft_backend.BOOT_UNIT, "644", "root",
-                                              fw.changes[2].content)
-    f.files.pop("/etc/nftables.conf")  # nothing of ours in it: the unit loads the table
+    f.files[NFT_BOOT_UNIT] = FileFact(NFT_BOOT_UNIT, "644", "root", unit)
+    f.files.pop("/etc/nftables.conf")  # nothing of ours in it: the unit loads the tables
     assert_converged(vps.configure(vps_ctx(f, RANGE_SITE)))
     torn = teardown.plan(Ctx(RANGE_SITE, "vps", f))
-    assert [c.summary for c in torn[1].changes] == ["delete table inet tunnelops",
+    assert [c.summary for c in torn[1].changes] == ["delete table inet tunnelops-wg0",
+                                                    "delete table inet tunnelops-host",
                                                     "disable tunnelops-nftables.service"]
-    assert f"remove {nft_backend.BOOT_UNIT}" in [c.summary for c in torn[2].changes]
+    assert f"remove {NFT_BOOT_UNIT}" in [c.summary for c in torn[2].changes]

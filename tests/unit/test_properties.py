@@ -254,7 +254,7 @@ def sites(draw: st.DrawFn) -> Site:
                                     max_size=5), max_size=2)))))
     tunnel = Tunnel(mtu=draw(st.one_of(st.none(), st.integers(576, 9000))),
                     keepalive=draw(st.integers(0, 65535)))
-    return Site(name="lab", vps=VpsSpec(HostRef("root@vps")), home=HomeSpec(HostRef("h")),
+    return Site(name="lab", vps=VpsSpec(HostRef("root@vps")), homes=HomeSpec(HostRef("h")),
                 tunnel=tunnel, services=tuple(services))
 
 

@@ -30,8 +30,14 @@ def ctx(f: HostFacts, **tunnel: object) -> Ctx:
 
 @pytest.mark.parametrize("name", sorted(generate.HOSTS))
 def test_recorded_hosts_pass(name: str) -> None:
-    """The control: fresh and converged hosts (tunnelops's own wg0 included) are fine."""
-    safety.check(ctx(recorded(name)))
+    """The control: fresh and converged hosts (tunnelops's own wg0 included) are fine, for
+    the site whose facts they are (its peers' keys as they are)."""
+    host = generate.HOSTS[name]()
+    if host.role == "vps":
+        keys = generate.FLEET_KEYS if host.site is generate.FLEET else {"home": generate.HOME_PUB}
+        safety.check(Ctx(host.site, "vps", recorded(name), peer_keys=keys))
+    else:
+        safety.check(Ctx(host.site, "home", recorded(name), peer_public_key=generate.VPS_PUB))
 
 
 def test_an_existing_interface_that_is_not_ours_is_refused() -> None:

@@ -46,6 +46,7 @@ def test_run_args_seed() -> None:
         "--name", "tunnelops-game",
         "--label", "tunnelops.spec=0123456789abcdef",
         "--label", "tunnelops.service=game",
+        "--label", "tunnelops.tunnel=wg0",
         "--network", "slirp4netns:outbound_addr=wg0,port_handler=slirp4netns",
         "-p", "192.168.2.2:12345:12345/udp",
         "-p", "192.168.2.2:12346:12346/tcp",
@@ -62,6 +63,7 @@ def test_run_args_command_and_pasta() -> None:
         "--name", "tunnelops-web",
         "--label", "tunnelops.spec=ffff",
         "--label", "tunnelops.service=web",
+        "--label", "tunnelops.tunnel=wgt",
         "--network", "pasta:--outbound,10.9.8.6",
         "-p", "10.9.8.6:8080:8080/tcp",
         "-p", "10.9.8.6:27015-27020:27015-27020/udp",
@@ -110,6 +112,7 @@ def test_quadlet_unit_seed() -> None:
         "Volume=/srv/game:/data:Z\n"
         "Label=tunnelops.spec=0123456789abcdef\n"
         "Label=tunnelops.service=game\n"
+        "Label=tunnelops.tunnel=wg0\n"
         "\n"
         "[Service]\n"
         "ExecStartPre=/bin/sh -c 'until ip -4 -o addr show dev wg0 2>/dev/null "
@@ -141,6 +144,7 @@ def test_quadlet_unit_quotes_words() -> None:
         "Environment=TZ=UTC\n"
         "Label=tunnelops.spec=ffff\n"
         "Label=tunnelops.service=web\n"
+        "Label=tunnelops.tunnel=wgt\n"
         'Exec=nginx -g "daemon off;"\n'
         "\n"
         "[Service]\n"

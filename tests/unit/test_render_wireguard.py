@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -11,6 +12,7 @@ from tunnelops.render import wireguard
 
 VPS_PUB = base64.b64encode(bytes(range(32))).decode()
 HOME_PUB = base64.b64encode(bytes(range(32, 64))).decode()
+VOICE_PUB = base64.b64encode(bytes(range(64, 96))).decode()
 CUSTOM = Tunnel(interface="wgt", subnet="10.9.8.0/29", vps_address="10.9.8.5",  # type: ignore[arg-type]
                 home_address="10.9.8.6", listen_port=51999, keepalive=15,  # type: ignore[arg-type]
                 route_table=7000, rule_priority=2000, mtu=1380)
@@ -25,9 +27,36 @@ def test_vps_wg_quick_seed() -> None:
         "PrivateKey = @TUNNELOPS_PRIVATE_KEY@\n"
         "\n"
         "[Peer]\n"
+        "# home home\n"
         f"PublicKey = {HOME_PUB}\n"
         "AllowedIPs = 192.168.2.2/32\n"
     )
+
+
+def test_vps_wg_quick_has_a_peer_per_home() -> None:
+    """The star's centre: each home's key with its own address; a home whose key is not
+    known yet (a dry run before it made one) has no section yet."""
+    peers = [wireguard.Peer("home", HOME_PUB, IPv4Address("192.168.2.2")),
+             wireguard.Peer("voice", VOICE_PUB, IPv4Address("192.168.2.3"))]
+    assert wireguard.vps_wg_quick(Tunnel(), peers) == (
+        "# Managed by tunnelops: local edits are overwritten.\n"
+        "[Interface]\n"
+        "Address = 192.168.2.1/24\n"
+        "ListenPort = 51821\n"
+        "PrivateKey = @TUNNELOPS_PRIVATE_KEY@\n"
+        "\n"
+        "[Peer]\n"
+        "# home home\n"
+        f"PublicKey = {HOME_PUB}\n"
+        "AllowedIPs = 192.168.2.2/32\n"
+        "\n"
+        "[Peer]\n"
+        "# home voice\n"
+        f"PublicKey = {VOICE_PUB}\n"
+        "AllowedIPs = 192.168.2.3/32\n"
+    )
+    assert wireguard.parse_wg_conf(wireguard.vps_setconf(Tunnel(), peers))["Peer 2"] == [
+        ("PublicKey", VOICE_PUB), ("AllowedIPs", "192.168.2.3/32")]
 
 
 def test_vps_wg_quick_custom_without_peer() -> None:
@@ -50,6 +79,7 @@ def test_vps_setconf() -> None:
         "ListenPort = 51999\n"
         "\n"
         "[Peer]\n"
+        "# home home\n"
         f"PublicKey = {HOME_PUB}\n"
         "AllowedIPs = 10.9.8.6/32\n"
     )

@@ -407,7 +407,7 @@ def test_any_host_given_to_bootstrap_is_a_safe_ssh_destination_or_one_line(
         return
     finally:
         assert list(_INV_DIR.iterdir()) == []
-    ref = site.vps.host if as_vps else site.home.host
+    ref = site.vps.host if as_vps else site.homes[0].host
     assert str(ref) == text
     assert not set(text) & set(METACHARS) and not any(c.isspace() for c in text)
     assert not text.startswith("-") and not ref.alias.startswith("-")
@@ -438,7 +438,7 @@ BASE_LINES = [
 TARGETS = {
     "site.name": (3, 'name = {}', lambda s: s.name),
     "vps.host": (6, "host = {}", lambda s: str(s.vps.host)),
-    "home.host": (9, "host = {}", lambda s: str(s.home.host)),
+    "home.host": (9, "host = {}", lambda s: str(s.homes[0].host)),
     "service.name": (12, "name = {}", lambda s: s.services[0].name),
     "service.image": (13, "image = {}", lambda s: s.services[0].image),
     "service.user": (14, "user = {}", lambda s: s.services[0].user),

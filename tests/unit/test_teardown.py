@@ -61,17 +61,17 @@ def test_purge_keys_removes_the_key_files_never_the_directory_tree() -> None:
 
 def test_only_files_tunnelops_made_are_removed() -> None:
     f = recorded("alpine-vps-converged")
+    base = "/etc/awall/optional/tunnelops-wg0-base.json"
     ours = [c.path for p in plan(f, "vps") for c in p.changes if isinstance(c, RemoveFile)]
-    assert "/etc/awall/base.json" in ours and "/etc/wireguard/wg0.conf" in ours
+    assert base in ours and "/etc/wireguard/wg0.conf" in ours
     # the user's own file at a path tunnelops might have used: kept
-    f.files["/etc/awall/base.json"] = FileFact("/etc/awall/base.json", "644", "root",
-                                              '{"description": "my own base policy"}\n')
+    f.files[base] = FileFact(base, "644", "root", '{"description": "my own base policy"}\n')
     ours = [c.path for p in plan(f, "vps") for c in p.changes if isinstance(c, RemoveFile)]
-    assert "/etc/awall/base.json" not in ours
+    assert base not in ours
     # ... unless tunnelops recorded creating it
-    f.created.append("file /etc/awall/base.json")
+    f.created.append(f"file {base}")
     ours = [c.path for p in plan(f, "vps") for c in p.changes if isinstance(c, RemoveFile)]
-    assert "/etc/awall/base.json" in ours
+    assert base in ours
 
 
 def test_an_interface_that_is_not_ours_is_never_taken_down() -> None:

@@ -53,7 +53,7 @@ def forget_ssh_rate(vms: VmSession) -> None:
     """The VPS's firewall allows 3 new SSH connections per 20 s per address (the seed's
     conn-limit); these tests open more. Clear its memory of us through the lab's existing
     (multiplexed) connection, as the namespace lab's tests do."""
-    vms.lab.sh("vps", "nft flush set inet tunnelops ssh_new4 2>/dev/null || true")
+    vms.lab.sh("vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
 
 
 def run(vms: VmSession, what: str = "bootstrap", *, purge_keys: bool = False) -> Outcome:

@@ -1,6 +1,9 @@
-"""awall on an Alpine VPS, in the seed's structure: base.json, optional/ssh.json,
-optional/wireguard.json and one optional/<service>.json per service; enabled, activated
-under our dead man's switch, and restored at boot by the iptables and ipset services.
+"""awall on an Alpine VPS, in the seed's structure, named for the site (tunnelops.naming):
+optional/tunnelops-wg0-base.json, -ssh.json, -wireguard.json and one -service-NAME.json per
+service; enabled, activated under our dead man's switch, and restored at boot by the iptables
+and ipset services. The older tunnelops' fixed names (base.json, optional/ssh.json,
+wireguard.json, NAME.json) are disabled and removed in the same activation when the site was
+the host's one site (`legacy`).
 
 Activation is `awall activate --force`: awall's own confirm-or-rollback waits for Return on
 the terminal of the session that activated, which proves nothing about NEW connections and
@@ -20,6 +23,7 @@ import shlex
 from tunnelops.changes import CommandChange, FileChange, Guard, RemoveFile, StepPlan
 from tunnelops.facts import HostFacts
 from tunnelops.model import Service
+from tunnelops.naming import LEGACY
 from tunnelops.probes import AWALL_APPLIED, AWALL_LIVE
 from tunnelops.render import awall as render
 from tunnelops.steps.context import Ctx
@@ -31,7 +35,6 @@ ROLLBACK = "/var/lib/tunnelops/awall.rollback"
 PRIME = ("for t in iptables ip6tables; do $t-save 2>/dev/null | grep -q '^\\*' || "
          "{ $t -t filter -N tunnelops-init && $t -t filter -X tunnelops-init; } "
          ">/dev/null 2>&1 || :; done")
-FIXED = ("ssh", "wireguard")
 APPLIED, LIVE = AWALL_APPLIED, AWALL_LIVE
 BOOT_DIRS = ("/etc/iptables", "/etc/ipset.d")  # what `awall activate` saves for the next boot
 
@@ -64,40 +67,61 @@ def _record() -> str:
     return f"mkdir -p /var/lib/tunnelops; {LIVE} > {APPLIED}"
 
 
-def files(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> dict[str, str]:
-    t = ctx.tunnel
+def policies(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> dict[str, str]:
+    """The site's policies: name -> the text of its file."""
+    t, n, site = ctx.tunnel, ctx.names, ctx.site
     out = {
-        "/etc/awall/base.json": render.dumps(render.base_policy(wan, t)),
-        "/etc/awall/optional/ssh.json": render.dumps(render.ssh_policy(
-            ctx.site.vps.ssh_port)),
-        "/etc/awall/optional/wireguard.json": render.dumps(render.wireguard_policy(t)),
+        n.awall_base: render.dumps(render.base_policy(wan, t, site.name)),
+        n.awall_ssh: render.dumps(render.ssh_policy(t, site.vps.ssh_port)),
+        n.awall_wireguard: render.dumps(render.wireguard_policy(t)),
     }
     for svc in services:
-        out[f"/etc/awall/optional/{svc.name}.json"] = render.dumps(
-            render.service_policy(svc, t, snat=ctx.site.snat))
+        out[n.awall_service(svc.name)] = render.dumps(render.service_policy(
+            svc, t, snat=site.snat, address=site.address(svc.home or site.homes[0].name)))
     return out
 
 
-def plan(ctx: Ctx, wan: str, services: tuple[Service, ...],
-         removed: tuple[str, ...] = ()) -> StepPlan:
-    p = StepPlan("firewall")
+def files(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> dict[str, str]:
+    return {ctx.names.awall_file(name): text
+            for name, text in policies(ctx, wan, services).items()}
+
+
+def legacy_policies(ctx: Ctx) -> list[str]:
+    """The older tunnelops' optional policies present on the host: enabled, or a file."""
     f = ctx.facts
-    for path, text in files(ctx, wan, services).items():
-        old = f.file(path)
+    names = [*LEGACY.awall_fixed, *(s.name for s in ctx.site.services)]
+    return [n for n in names if n in f.awall_enabled or f.file(LEGACY.awall_file(n))]
+
+
+def plan(ctx: Ctx, wan: str, services: tuple[Service, ...],
+         removed: tuple[str, ...] = (), *, legacy: bool = False) -> StepPlan:
+    """LEGACY: the older tunnelops' policies on the host are this site's: they go in the
+    activation that brings the site's own."""
+    p = StepPlan("firewall")
+    f, n = ctx.facts, ctx.names
+    want = policies(ctx, wan, services)
+    for name, text in want.items():
+        old = f.file(n.awall_file(name))
         if old is None or old.content != text:
-            p.changes.append(FileChange(path, text, old.content if old else None))
-    want = [*FIXED, *(s.name for s in services)]
-    to_enable = [n for n in want if n not in f.awall_enabled]
+            p.changes.append(FileChange(n.awall_file(name), text, old.content if old else None))
+    to_enable = [x for x in want if x not in f.awall_enabled]
     if to_enable:
         p.changes.append(CommandChange(f"awall enable {' '.join(to_enable)}",
                                        "awall enable " + " ".join(map(shlex.quote, to_enable))))
-    for name in removed:
+    # a service gone from the inventory: its policy is still enabled (found by its name)
+    stale = [x for x in f.awall_enabled if x.startswith(n.awall_service("")) and x not in want]
+    gone = [*(n.awall_service(x) for x in removed), *stale,
+            *(legacy_policies(ctx) if legacy else [])]
+    for name in gone:
         if name in f.awall_enabled:
             p.changes.append(CommandChange(f"awall disable {name}",
                                            f"awall disable {shlex.quote(name)}"))
-        old = f.file(f"/etc/awall/optional/{name}.json")
-        if old is not None:
+    for name in gone:
+        path = n.awall_file(name) if name.startswith("tunnelops-") else LEGACY.awall_file(name)
+        if (old := f.file(path)) is not None:
             p.changes.append(RemoveFile(old.path, old.content))
+    if legacy and (old := f.file(LEGACY.awall_base)) is not None:
+        p.changes.append(RemoveFile(old.path, old.content))
     if not p.changes and live_drifted(f):
         p.changes.append(CommandChange("awall activate (the live rules drifted)",
                                        f"awall activate --force\n{_record()}"))

@@ -1,19 +1,23 @@
 """firewalld on a Fedora/RHEL VPS: the WAN zone allows SSH and WireGuard, masquerades the
-tunnel's egress and forwards the service ports to home; wg0 sits in the trusted zone. With
-client_ip = "snat" the trusted zone masquerades what is forwarded into the tunnel (the seed's
-SNAT to the VPS tunnel address); with "preserve" it must not (a zone's masquerade applies to
-everything leaving through its interfaces), and players' addresses reach home unchanged.
+tunnel's egress and forwards each service's ports to its home; wg0 sits in the trusted
+zone. With client_ip = "snat" the trusted zone masquerades what is forwarded into the tunnel
+(the seed's SNAT to the VPS tunnel address); with "preserve" it must not (a zone's
+masquerade applies to everything leaving through its interfaces), and players' addresses
+reach home unchanged.
 
-A forward-port to home's tunnel address that the inventory no longer has is removed (the
-address is tunnelops's: nothing else forwards to it)."""
+A forward-port to a home's tunnel address that the inventory no longer has there is removed
+(the addresses of the site's subnet are its own: nothing else forwards to them). The trusted
+zone is the host's, so sites side by side on one firewalld VPS must agree on client_ip
+(refused otherwise: steps.sites)."""
 
 from __future__ import annotations
 
 import shlex
+from ipaddress import IPv4Address
 
 from tunnelops.backends.firewalld import ROLLBACK, zone_backup, zone_of
 from tunnelops.changes import CommandChange, Guard, StepPlan
-from tunnelops.model import Service
+from tunnelops.model import PortSpec, Service, Tunnel
 from tunnelops.steps.context import Ctx
 
 
@@ -45,23 +49,24 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
                 p.changes.append(CommandChange(f"{verb} in zone {zz} ({kind})",
                                                f"firewall-cmd -q {flag}--zone={q(zz)} "
                                                f"--{opt}-masquerade"))
-        have = wz.get("forward-ports", [])
-        wanted = {}
+        have = {_key(fp): fp for fp in wz.get("forward-ports", [])}
+        wanted: dict[tuple[str, str, str], tuple[PortSpec, str]] = {}
         for svc in services:
+            addr = str(ctx.site.address(svc.home or ctx.site.homes[0].name))
             for spec in svc.ports:
-                head = f"port={spec.nft}:proto={spec.proto}:"
-                wanted[head] = svc.name
-                if not any(fp.startswith(head) for fp in have):
-                    fp = f"{head}toaddr={t.home_address}"
-                    p.changes.append(CommandChange(
-                        f"forward {spec} to {t.home_address} ({svc.name}, {kind})",
-                        f"firewall-cmd -q {flag}--zone={q(zone)} --add-forward-port={q(fp)}"))
-        for fp in have:
-            head = fp[:fp.find(":", fp.find("proto=")) + 1]
-            if fp.endswith(f":toaddr={t.home_address}") and head not in wanted:
+                wanted[(spec.nft, spec.proto, addr)] = (spec, svc.name)
+        # first what is no longer wanted there (a port moving to another home included)
+        for key, fp in have.items():
+            if key not in wanted and _ours(key[2], t):
                 p.changes.append(CommandChange(
-                    f"stop forwarding {_shown(fp)} ({kind})",
+                    f"stop forwarding {_shown(fp)} to {key[2]} ({kind})",
                     f"firewall-cmd -q {flag}--zone={q(zone)} --remove-forward-port={q(fp)}"))
+        for key, (spec, name) in wanted.items():
+            if key not in have:
+                fp = f"port={key[0]}:proto={key[1]}:toaddr={key[2]}"
+                p.changes.append(CommandChange(
+                    f"forward {spec} to {key[2]} ({name}, {kind})",
+                    f"firewall-cmd -q {flag}--zone={q(zone)} --add-forward-port={q(fp)}"))
     if p.changes:
         p.changes.insert(0, CommandChange("save the original zones for teardown",
                                           zone_backup(zone, "trusted")))
@@ -71,6 +76,23 @@ def plan(ctx: Ctx, wan: str, services: tuple[Service, ...]) -> StepPlan:
                                 "firewall-cmd -q --reload", seconds=ctx.guard_seconds)
     p.notes.append(f"firewalld (WAN zone {zone}); SSH allowed by the zone, not rate-limited")
     return p
+
+
+def _fields(forward_port: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in forward_port.split(":") if "=" in kv)
+
+
+def _key(forward_port: str) -> tuple[str, str, str]:
+    """(port, proto, toaddr) of `port=12345:proto=udp:toport=:toaddr=192.168.2.2`."""
+    v = _fields(forward_port)
+    return v.get("port", ""), v.get("proto", ""), v.get("toaddr", "")
+
+
+def _ours(address: str, t: Tunnel) -> bool:
+    try:
+        return IPv4Address(address) in t.subnet
+    except ValueError:
+        return False
 
 
 def _shown(forward_port: str) -> str:

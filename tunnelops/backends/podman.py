@@ -24,7 +24,8 @@ from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.model import Service
 from tunnelops.render import podman as render
 from tunnelops.render.podman import as_user
-from tunnelops.steps.context import Ctx, PlanError
+from tunnelops.steps import sites
+from tunnelops.steps.context import NETWORK_ONLINE, Ctx, PlanError
 
 
 def _version(info: dict) -> tuple[int, ...]:
@@ -75,7 +76,7 @@ def generated_dropin_path(home: str, svc: Service) -> str:
             "90-tunnelops-tunnel.conf")
 
 
-NETWORK_ONLINE_DROPIN = "/etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf"
+NETWORK_ONLINE_DROPIN = NETWORK_ONLINE  # the host's: shared by its sites
 NETWORK_ONLINE_WANTS = (
     "# Managed by tunnelops: local edits are overwritten.\n"
     "# Rootless Quadlet units wait for the system's network-online.target (Podman's\n"
@@ -89,7 +90,7 @@ def plan_network_online(ctx: Ctx) -> StepPlan:
     """The system's network-online.target wanted at boot (and reached now), so a rootless
     service's start waits for the network for as long as it takes to come up, not 90 s."""
     p = StepPlan("network-online")
-    if not ctx.facts.systemd or not ctx.site.services:
+    if not ctx.facts.systemd or not ctx.services:
         return p
     old = ctx.facts.file(NETWORK_ONLINE_DROPIN)
     if old is None or old.content != NETWORK_ONLINE_WANTS:
@@ -114,7 +115,7 @@ def plan_users(ctx: Ctx) -> StepPlan:
     """The service users, made before anything is configured on either host (prepare): a
     user that cannot be made fails the run while nothing forwards to it yet."""
     p, f = StepPlan("service-users"), ctx.facts
-    for user in sorted({s.user for s in ctx.site.services}):
+    for user in sorted({s.user for s in ctx.services}):
         info, u = f.users.get(user, {}), shlex.quote(user)
         if not info.get("uid"):
             p.changes.append(CommandChange(
@@ -142,7 +143,7 @@ def plan_images(ctx: Ctx) -> StepPlan:
     or misspelt image fails before the VPS forwards anything to it."""
     p = StepPlan("images")
     pulled: set[tuple[str, str]] = set()
-    for svc in ctx.site.services:
+    for svc in ctx.services:
         have = ctx.facts.users.get(svc.user, {}).get("images", [])
         if svc.image in have or (svc.user, svc.image) in pulled:
             continue
@@ -324,14 +325,28 @@ def _what_changes(svc: Service, current: dict) -> str:
     return "its ports change" if want != have else "its specification changed"
 
 
+def ours(ctx: Ctx, user: str, container: dict) -> bool:
+    """Is this tunnelops container the site's? Its tunnel label says so; one made before
+    the label (an older tunnelops: one site per host) is, unless another site's record on
+    the host claims it."""
+    labels = container.get("Labels") or {}
+    if render.SERVICE_LABEL not in labels:
+        return False
+    if render.TUNNEL_LABEL in labels:
+        return labels[render.TUNNEL_LABEL] == ctx.iface
+    cname = (container.get("Names") or [""])[0]
+    return not any(f"{user}/{cname}" in c.containers for c in sites.others(ctx))
+
+
 def plan_removed(ctx: Ctx) -> StepPlan:
-    """Containers tunnelops made for services no longer in the inventory."""
+    """The site's containers at this home for services it no longer has here (another
+    site's are never touched)."""
     p = StepPlan("services-removed")
-    wanted = {s.name for s in ctx.site.services}
+    wanted = {s.name for s in ctx.services}
     for user, info in ctx.facts.users.items():
         for c in info.get("containers", []):
             name = c.get("Labels", {}).get(render.SERVICE_LABEL)
-            if name and name not in wanted:
+            if name and name not in wanted and ours(ctx, user, c):
                 cname = (c.get("Names") or [f"tunnelops-{name}"])[0]
                 p.changes.append(CommandChange(
                     f"remove container {cname} (service {name} is gone)",

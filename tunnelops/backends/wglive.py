@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import shlex
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from tunnelops.changes import CommandChange
 from tunnelops.facts import HostFacts
@@ -44,6 +45,18 @@ def wanted_peers(conf: str) -> list[WantedPeer]:
         out.append(WantedPeer(kv["PublicKey"], ips, kv.get("Endpoint"),
                               None if ka is None else (0 if ka == "off" else int(ka))))
     return out
+
+
+def peer_at(f: HostFacts, conf_path: str, address: IPv4Address | str) -> str | None:
+    """The public key of the peer whose AllowedIPs are ADDRESS/32: in the config file, else
+    on the live interface (the VPS's peer for a home that cannot be asked for its key)."""
+    want = f"{address}/32"
+    conf = f.file(conf_path)
+    for p in wanted_peers(conf.content if conf else ""):
+        if want in p.allowed_ips:
+            return p.public_key
+    return next((p["public_key"] for p in f.wg.get("peers", [])
+                 if want in p.get("allowed_ips", [])), None)
 
 
 def listen_port(conf: str) -> int | None:

@@ -79,7 +79,7 @@ def live_fixes(ctx: Ctx, content: str, file_changed: bool,
             f"s=$(mktemp /run/tunnelops-strip.XXXXXX); wg-quick strip {i} > \"$s\" && "
             f"wg syncconf {i} \"$s\"; rc=$?; rm -f \"$s\"; [ $rc = 0 ]"))
     t = ctx.tunnel
-    address = t.vps_address if ctx.role == "vps" else t.home_address
+    address = t.vps_address if ctx.home is None else t.home_address
     out += wglive.address_fixes(f, ctx.iface, f"{address}/{t.prefixlen}")
     want = wglive.wanted_mtu(t, "wg-quick", wglive.uplink_mtu(f.uplink, f.addrs))
     if (why := wglive.mtu_drift(f, ctx.iface, want)) and want is not None:
@@ -97,7 +97,7 @@ def _half_up(ctx: Ctx) -> str | None:
         return "it is down"
     if f.wg.get("public_key") in ("", "(none)"):
         return "it has no private key"
-    address = str(t.vps_address if ctx.role == "vps" else t.home_address)
+    address = str(t.vps_address if ctx.home is None else t.home_address)
     if not any(a.get("local") == address for i in f.addrs if i.get("ifname") == ctx.iface
                for a in i.get("addr_info", [])):
         return f"it lacks its address {address}"

@@ -16,6 +16,7 @@ lock keeps two `up`/`down` of one name from interleaving.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import json
@@ -33,14 +34,8 @@ from pathlib import Path
 
 from tunnelops import prog
 from tunnelops.lab import image
-from tunnelops.lab.topology import (
-    HOSTS,
-    PODMAN_USER,
-    ROLES,
-    SUDO_USER,
-    WHOAMI_PORT,
-    Topology,
-)
+from tunnelops.lab.topology import HOSTS as HOSTS  # re-exported: tests import it from here
+from tunnelops.lab.topology import PODMAN_USER, SUDO_USER, WHOAMI_PORT, Topology
 from tunnelops.locations import state_dir
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +43,10 @@ PROJECT = HERE.parent.parent
 CHECKOUT = (PROJECT / "pyproject.toml").exists()  # else an installed tunnelops
 DAEMONS = ("sshd", "dbus-daemon", "NetworkManager", "firewalld", "wireguard-go", "conmon")
 INVENTORY_HEADER = "# The lab site: written by"
+# each home's one service in a lab of several homes: distinct ports the echo image answers on
+LAB_SERVICES = (("game", ("12345/udp", "12346/tcp")), ("voice", ("12347/udp", "12348/tcp")),
+                ("chat", ("12349/udp", "27015/tcp")), ("web", ("27016/udp", "27017/tcp")),
+                ("srcds", ("27018/udp", "27019/tcp")))
 LOCK_WAIT_S = 60
 
 
@@ -194,6 +193,23 @@ class Lab:
         self.root = (root or default_root()).absolute()  # compared with other checkouts
         self.state = self.root / self.topo.name
         self.inventory_dir = inventory_dir or PROJECT / "inventory"
+        # an instance brought up with more homes than asked for now (lab.down, lab.status):
+        # the homes it has
+        homes = int((_read_json(self.state / "up.json") or {}).get("homes") or 1)
+        if homes > self.topo.homes:
+            self.topo = dataclasses.replace(self.topo, homes=homes)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return self.topo.hosts
+
+    def _roles(self) -> set[str]:
+        """Every role of this instance, and of any home left by an `up` with more homes."""
+        listed = _run(["ip", "-j", "netns", "list"], check=False).stdout or b"[]"
+        prefix = f"{self.topo.name}-home"
+        extra = {n["name"].removeprefix(f"{self.topo.name}-") for n in json.loads(listed or b"[]")
+                 if n["name"].startswith(prefix) and n["name"][len(prefix):].isdigit()}
+        return {*self.topo.roles, *extra}
 
     # ---------------------------------------------------------------- paths
     @property
@@ -240,7 +256,7 @@ class Lab:
              timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         """Run argv inside a lab host (all its namespaces) or a bare namespace (inet, router),
         without SSH. `user` runs it as that user with a login-like environment."""
-        if role in HOSTS:
+        if role in self.hosts:
             pid = self.holder_pid(role)
             if pid is None:
                 raise LabError(f"lab host {self.topo.alias(role)} is not running: run "
@@ -286,12 +302,12 @@ class Lab:
         # The lab's own processes count too (whoami, the latency relay): if one died, the lab
         # is broken and `up` must rebuild it rather than report "already up".
         return (self.state / "up.json").exists() and all(
-            self.holder_pid(r) for r in HOSTS) and all(
-            self._netns_path(r).exists() for r in ROLES) and all(
+            self.holder_pid(r) for r in self.hosts) and all(
+            self._netns_path(r).exists() for r in self.topo.roles) and all(
             _pidfile_alive(f) for f in self.state.glob("*.pid"))
 
     def leftovers(self) -> bool:
-        names = {self.topo.netns(r) for r in ROLES}
+        names = {self.topo.netns(r) for r in self._roles()}
         listed = _run(["ip", "-j", "netns", "list"], check=False).stdout or b"[]"
         present = {n["name"] for n in json.loads(listed or b"[]")}
         link = Path(f"/sys/class/net/{self.topo.laptop_link}").exists()
@@ -321,7 +337,7 @@ class Lab:
 
     def running_pids(self) -> list[int]:
         """Processes living in this instance's network namespaces (whoever made them)."""
-        inodes = {ino for r in ROLES
+        inodes = {ino for r in self._roles()
                   if (ino := _ns_inode_path(self._netns_path(r))) is not None}
         return [p for p in _pids() if _ns_inode(p, "net") in inodes and _alive(p)] \
             if inodes else []
@@ -415,12 +431,12 @@ class Lab:
         tar = image.build_tar(self.root / "cache")
         self._network(rtt_ms)
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(self._start_host, HOSTS))
+            list(pool.map(self._start_host, self.hosts))
         t_hosts = time.monotonic()
         with ThreadPoolExecutor(4) as pool:
             jobs = [
-                pool.submit(self._services_home),
-                pool.submit(self._import_image, tar),
+                *(pool.submit(self._services_home, h) for h in self.topo.home_roles),
+                *(pool.submit(self._import_image, tar, h) for h in self.topo.home_roles),
                 pool.submit(self._spawn_in_netns, "inet",
                             [sys.executable, "-m", "tunnelops.lab.whoami", str(WHOAMI_PORT)],
                             "whoami"),
@@ -430,12 +446,13 @@ class Lab:
             for j in jobs:
                 j.result()
         times = {"hosts": t_hosts - t0, "total": time.monotonic() - t0}
-        (self.state / "up.json").write_text(json.dumps({"rtt_ms": rtt_ms, **times}))
+        (self.state / "up.json").write_text(json.dumps({"rtt_ms": rtt_ms,
+                                                        "homes": self.topo.homes, **times}))
         return times
 
     def _network(self, rtt_ms: int) -> None:
         t, ns = self.topo, self.topo.netns
-        for r in ROLES:
+        for r in t.roles:
             _run(["ip", "netns", "add", ns(r)])
             _run(["ip", "-n", ns(r), "link", "set", "lo", "up"])
         ip = ["ip", "-n"]
@@ -450,10 +467,11 @@ class Lab:
             ["ip", "addr", "add", f"{t.laptop_lan}/24", "dev", t.laptop_link],
             ["ip", "link", "set", t.laptop_link, "up"],
             ["ip", "route", "add", f"{t.vps_public}/32", "via", t.router_lan, "dev", t.laptop_link],
-            [*ip, ns("home"), "link", "add", "eth0", "type", "veth", "peer", "name", "lan-home",
-             "netns", ns("router")],
-            [*ip, ns("router"), "link", "set", "lan-home", "master", "br-lan", "up"],
-            *self._host_uplink("home", t.home_lan, t.router_lan),
+            *(c for h in t.home_roles for c in (
+                [*ip, ns(h), "link", "add", "eth0", "type", "veth", "peer", "name", f"lan-{h}",
+                 "netns", ns("router")],
+                [*ip, ns("router"), "link", "set", f"lan-{h}", "master", "br-lan", "up"],
+                *self._host_uplink(h, t.lan_address(h), t.router_lan))),
             # the router's uplink to the internet, with NAT
             [*ip, ns("router"), "link", "add", "wan", "type", "veth", "peer", "name", "i-home",
              "netns", ns("inet")],
@@ -501,7 +519,7 @@ class Lab:
                 "--ipc", "--pid", "--fork", "--mount-proc", "--propagation", "private",
                 "/bin/bash", str(HERE / "hostinit.sh"), self.topo.alias(role), str(d),
                 f"{self.key}.pub", SUDO_USER, str(root_netns_inode()),
-                PODMAN_USER if role == "home" else ""]
+                PODMAN_USER if role in self.topo.home_roles else ""]
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
@@ -511,16 +529,17 @@ class Lab:
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         (d / "holder.pid").write_text(children[0])
 
-    def _services_home(self) -> None:
+    def _services_home(self, home: str = "home") -> None:
         # The script travels on stdin: the project may live under /tmp, which a host's
         # private /tmp hides.
-        out = self.exec("home", ["/bin/bash", "-s", str(root_netns_inode())],
+        out = self.exec(home, ["/bin/bash", "-s", str(root_netns_inode())],
                         input=(HERE / "services.sh").read_bytes(), timeout=30)
         if b"running" not in out.stdout:
-            raise LabError(f"NetworkManager/firewalld did not start in lab-home: {out.stdout!r}")
+            raise LabError(f"NetworkManager/firewalld did not start in {self.topo.alias(home)}:"
+                           f" {out.stdout!r}")
 
-    def _import_image(self, tar: Path) -> None:
-        self.exec("home", ["podman", "import", "-q", *image.import_changes(), "-", image.IMAGE],
+    def _import_image(self, tar: Path, home: str = "home") -> None:
+        self.exec(home, ["podman", "import", "-q", *image.import_changes(), "-", image.IMAGE],
                   user=PODMAN_USER, input=tar.read_bytes(), timeout=60)
 
     def host_public_key(self, role: str) -> str:
@@ -531,7 +550,7 @@ class Lab:
         t = self.topo
         lines, cfg = [], [f"# tunnelops lab '{t.name}': written by {prog.cmd('lab.up')}, "
                           f"removed by {prog.cmd('lab.down')}.\n"]
-        for role in HOSTS:
+        for role in self.hosts:
             alias, addr = t.alias(role), t.address(role)
             lines.append(f"{alias},{addr} {self.host_public_key(role)}\n")
             cfg.append(
@@ -546,7 +565,7 @@ class Lab:
 
     def _inventory_text(self) -> str:
         t = self.topo
-        return f"""{INVENTORY_HEADER} {prog.cmd("lab.up")}, removed by {prog.cmd("lab.down")}.
+        head = f"""{INVENTORY_HEADER} {prog.cmd("lab.up")}, removed by {prog.cmd("lab.down")}.
 [site]
 name = "{t.name}"
 ssh_config = "{self.ssh_config}"
@@ -555,19 +574,32 @@ whoami_url = "{t.whoami_url}"
 
 [vps]
 host = "{t.alias("vps")}"
-
+"""
+        echo = "# The lab's echo image answers on 12345-12349 and 27015-27020, TCP and UDP."
+        if t.homes == 1:
+            return head + f"""
 [home]
 host = "{t.alias("home")}"
 
 [tunnel]
 
-# The lab's echo image answers on 12345-12349 and 27015-27020, TCP and UDP.
+{echo}
 [[services]]
 name = "game"
 image = "{image.IMAGE}"
 user = "{PODMAN_USER}"
 ports = ["12345/udp", "12346/tcp"]
 """
+        homes = "".join(f'\n[[homes]]\nname = "{h}"\nhost = "{t.alias(h)}"\n'
+                        for h in t.home_roles)
+        return head + homes + f"\n[tunnel]\n\n{echo}\n" + "\n".join(
+            f"""[[services]]
+name = "{name}"
+home = "{h}"
+image = "{image.IMAGE}"
+user = "{PODMAN_USER}"
+ports = [{", ".join(f'"{p}"' for p in ports)}]
+""" for h, (name, ports) in zip(t.home_roles, LAB_SERVICES, strict=False))
 
     def _wait_ssh(self, timeout: float = 15) -> None:
         def banner(addr: str) -> bool:
@@ -576,7 +608,7 @@ ports = ["12345/udp", "12346/tcp"]
                     return s.recv(4).startswith(b"SSH-")
             except OSError:
                 return False
-        for addr in (self.topo.address(r) for r in HOSTS):
+        for addr in (self.topo.address(r) for r in self.hosts):
             self._wait_for(lambda a=addr: banner(a), f"sshd at {addr} does not answer",
                            timeout=timeout)
 
@@ -589,9 +621,11 @@ ports = ["12345/udp", "12346/tcp"]
             self._down()
 
     def _down(self) -> None:
-        inodes = {ino for r in ROLES
+        roles = self._roles()
+        inodes = {ino for r in roles
                   if (ino := _ns_inode_path(self._netns_path(r))) is not None}
-        for role in HOSTS:  # SIGKILL to a PID namespace's init kills everything in it
+        for role in sorted(r for r in roles if r == "vps" or r.startswith("home")):
+            # SIGKILL to a PID namespace's init kills everything in it
             pid = self.holder_pid(role)
             if pid:
                 os.kill(pid, signal.SIGKILL)
@@ -604,7 +638,7 @@ ports = ["12345/udp", "12346/tcp"]
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
             time.sleep(0.05)
-        for r in ROLES:
+        for r in roles:
             if self._netns_path(r).exists():
                 _run(["ip", "netns", "del", self.topo.netns(r)], check=False)
         if Path(f"/sys/class/net/{self.topo.laptop_link}").exists():
@@ -623,10 +657,10 @@ ports = ["12345/udp", "12346/tcp"]
     def status(self) -> list[HostStatus]:
         rows = []
         procs = [(p, _ns_inode(p, "pid"), _comm(p)) for p in _pids()]
-        for role in ROLES:
+        for role in self.topo.roles:
             row = HostStatus(role, self.topo.netns(role), self.topo.address(role),
                              self._netns_path(role).exists())
-            if role in HOSTS and (pid := self.holder_pid(role)):
+            if role in self.hosts and (pid := self.holder_pid(role)):
                 pidns = _ns_inode(pid, "pid")
                 row.daemons = sorted({c for _, n, c in procs if n == pidns and c in DAEMONS})
             elif role == "inet" and (self.state / "whoami.pid").exists():
@@ -634,9 +668,10 @@ ports = ["12345/udp", "12346/tcp"]
                                                        .read_text())) else []
             rows.append(row)
         with ThreadPoolExecutor(2) as pool:
-            answers = dict(zip(HOSTS, pool.map(self._ssh_answers, HOSTS), strict=True))
+            answers = dict(zip(self.hosts, pool.map(self._ssh_answers, self.hosts),
+                               strict=True))
         for row in rows:
-            if row.role in HOSTS:
+            if row.role in self.hosts:
                 row.ssh = answers[row.role]
         return rows
 

@@ -13,7 +13,7 @@ from invoke import Collection, Context, Exit
 
 from tunnelops import prog
 from tunnelops.flags import inventory_dir, task
-from tunnelops.lab.topology import HOSTS, Topology
+from tunnelops.lab.topology import MAX_HOMES, Topology
 
 if TYPE_CHECKING:  # imported by the tasks that use them: `--help` needs neither
     from rich.console import Console
@@ -25,16 +25,18 @@ _NAME_HELP = {"name": "lab instance name (default: $TUNNELOPS_LAB or 'lab')",
 
 
 def make_lab(c: Context, name: str | None, index: str | int | None, *,
-             vm: bool | None = None, report=None) -> Lab:
+             vm: bool | None = None, report=None, homes: str | int | None = None) -> Lab:
     """The instance; a VM instance (VmLab) when asked for, or when it was brought up as one
-    (so lab.down, lab.status and lab.ssh need no --vm)."""
+    (so lab.down, lab.status and lab.ssh need no --vm). HOMES: how many home servers (a
+    namespace lab only)."""
     from tunnelops.lab.vm import open_lab
 
     found = inventory_dir(c)
     try:
         return open_lab(Topology(name or os.environ.get("TUNNELOPS_LAB", "lab"),
                                  int(index if index is not None  # invoke passes a string
-                                     else os.environ.get("TUNNELOPS_LAB_INDEX", "0"))),
+                                     else os.environ.get("TUNNELOPS_LAB_INDEX", "0")),
+                                 int(homes or 1)),
                         inventory_dir=found.path, vm=vm, report=report)
     except ValueError as e:
         raise Exit(f"lab: {e}", code=2) from e
@@ -50,8 +52,11 @@ def need_root() -> None:
             "vm": "make the VPS and home qemu VMs (Debian 13, systemd, kernel WireGuard, "
                   "NetworkManager, firewalld 2, Podman 5): ~2-4 min to boot, plus ~3 min "
                   "once to build the image",
+            "homes": f"how many home servers behind the NAT router: lab-home, lab-home2, ... "
+                     f"(1-{MAX_HOMES}, default 1; namespaces only); the site file has each "
+                     "home with a service",
             **_NAME_HELP})
-def up(c, rtt_ms=0, name=None, index=None, vm=False):
+def up(c, rtt_ms=0, name=None, index=None, vm=False, homes=None):
     """Bring the lab up: lab-vps, lab-home behind NAT, and the internet, on this machine."""
     from rich.console import Console
 
@@ -61,13 +66,16 @@ def up(c, rtt_ms=0, name=None, index=None, vm=False):
 
     need_root()
     console = Console()
-    plain = make_lab(c, name, index, vm=False)
+    plain = make_lab(c, name, index, vm=False, homes=homes)
     vm = vm or is_vm_instance(plain)
     if vm and not is_vm_instance(plain) and plain.is_up():
         raise Exit(f"lab.up: '{plain.topo.name}' is up as a namespace lab: "
                    f"`lab.down --name {plain.topo.name}` first", code=1)
+    if vm and plain.topo.homes > 1:
+        raise Exit("lab.up: --homes is for the namespace lab (the VM tier has one home): "
+                   "drop --vm or --homes", code=2)
     with live(console) if vm else contextlib.nullcontext(None) as report:
-        lab = make_lab(c, name, index, vm=vm, report=report)
+        lab = make_lab(c, name, index, vm=vm, report=report, homes=homes)
         try:
             times = lab.up(rtt_ms=int(rtt_ms))
         except LabError as e:
@@ -78,7 +86,9 @@ def up(c, rtt_ms=0, name=None, index=None, vm=False):
         console.print(f"lab '{lab.topo.name}' up in {times['total']:.1f}s "
                       f"(ssh_config: {lab.ssh_config}, inventory: {lab.inventory})")
         vps, home = lab.topo.alias("vps"), lab.topo.alias("home")
-        console.print(f"next: {prog.cmd(f'bootstrap --vps {vps} --home {home}')}",
+        console.print(f"next: {prog.cmd(f'bootstrap --vps {vps} --home {home}')}"
+                      if lab.topo.homes == 1 else
+                      f"next: {prog.cmd(f'bootstrap --site {lab.topo.name}')}",
                       highlight=False, markup=False)
     _table(console, lab)
 
@@ -107,15 +117,15 @@ def status(c, name=None, index=None):
     _table(Console(), make_lab(c, name, index))
 
 
-@task(help={"host": "vps or home (or the alias: lab-vps, lab-home)",
+@task(help={"host": "vps, home, home2... (or the alias: lab-vps, lab-home)",
             "user": "log in as this user instead of root (e.g. ops, the sudo user)", **_NAME_HELP})
 def ssh(c, host, user=None, name=None, index=None):
     """Open a shell on a lab host through real SSH with the lab's ssh_config."""
     lab = make_lab(c, name, index)
     role = host.removeprefix(f"{lab.topo.name}-")
-    if role not in HOSTS:
+    if role not in lab.hosts:
         raise Exit(f"lab.ssh: unknown host {host!r}: use one of "
-                   f"{', '.join(lab.topo.alias(r) for r in HOSTS)}", code=2)
+                   f"{', '.join(lab.topo.alias(r) for r in lab.hosts)}", code=2)
     dest = lab.topo.alias(role) if not user else f"{user}@{lab.topo.alias(role)}"
     os.execvp("ssh", ["ssh", "-F", str(lab.ssh_config), dest])
 
@@ -129,7 +139,7 @@ def _table(console: Console, lab: Lab) -> None:
     for row in lab.status():
         ssh_ = row.ssh
         style = "green" if ssh_.startswith("yes") else ("red" if ssh_ == "no" else "")
-        table.add_row(lab.topo.alias(row.role) if row.role in HOSTS else row.role, row.netns,
+        table.add_row(lab.topo.alias(row.role) if row.role in lab.hosts else row.role, row.netns,
                       row.address, ", ".join(row.daemons) or "-",
                       f"[{style}]{ssh_}[/]" if style else ssh_)
         if not row.present:

@@ -4,7 +4,16 @@ each phase reads all it needs from one host in ONE batched script."""
 
 from tunnelops.probes.base import MARK, Batch, Probe, Readings, inline, sections
 from tunnelops.probes.conntrack import Conntrack
-from tunnelops.probes.files import FOREIGN_KEY, Exists, File, FileFact, NonEmpty, Text, Tree
+from tunnelops.probes.files import (
+    FOREIGN_KEY,
+    Exists,
+    File,
+    FileFact,
+    NonEmpty,
+    Records,
+    Text,
+    Tree,
+)
 from tunnelops.probes.firewall import (
     AWALL_APPLIED,
     AWALL_LIVE,
@@ -15,11 +24,12 @@ from tunnelops.probes.firewall import (
     NftRuleset,
     NftSets,
     NftTable,
+    SetCounters,
     zone_of,
 )
 from tunnelops.probes.ip import Addrs, Routes, Rules, Uplink
 from tunnelops.probes.networkmanager import NM_PROPS, NmProfile
-from tunnelops.probes.podman import Account, Containers, Podman
+from tunnelops.probes.podman import Account, Containers, Podman, RestartCounts
 from tunnelops.probes.system import (
     COMMANDS,
     IP_JSON,
@@ -77,8 +87,11 @@ __all__ = [
     "Podman",
     "Probe",
     "Readings",
+    "Records",
+    "RestartCounts",
     "Routes",
     "Rules",
+    "SetCounters",
     "Text",
     "Tree",
     "UdpCounters",

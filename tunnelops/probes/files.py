@@ -133,3 +133,27 @@ class Tree(Probe[list[str]]):
 
     def parse(self, text: str) -> list[str]:
         return [x for x in text.splitlines() if x.strip()]
+
+
+@dataclass(frozen=True)
+class Records(Probe[dict[str, str]]):
+    """Every `*.json` file of a directory with its text (the site records of a host:
+    tunnelops.steps.sites), by path."""
+
+    path: str
+    kind = "records"
+
+    def shell(self) -> str:
+        return (f"for f in {q(self.path)}/*.json; do [ -f \"$f\" ] && "
+                "{ printf '@@ %s\\n' \"$f\"; cat \"$f\"; echo; }; done")
+
+    def parse(self, text: str) -> dict[str, str]:
+        out: dict[str, list[str]] = {}
+        cur = None
+        for line in text.splitlines():
+            if line.startswith("@@ "):
+                cur = line[3:]
+                out[cur] = []
+            elif cur is not None:
+                out[cur].append(line)
+        return {k: "\n".join(v).strip() for k, v in out.items()}

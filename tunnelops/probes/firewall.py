@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from tunnelops import netfilter
-from tunnelops.probes.base import Probe
-from tunnelops.render.nftables import SVC_SETS, TABLE, Element
+from tunnelops.probes.base import Probe, q
+from tunnelops.render.nftables import Element, set_proto
 
 Zones = dict[str, dict[str, list[str]]]  # zone -> key -> values (firewall-cmd's listing)
 
@@ -129,41 +129,98 @@ class IptablesRules(Probe[dict[str, list[str]]]):
         return tables
 
 
-NFT_TERSE = f"nft -st list table {TABLE}"
-# what tunnelops recorded of the table after its last load (NFT_TERSE's output then)
-NFT_APPLIED = "/var/lib/tunnelops/nft.applied"
+def nft_terse(table: str) -> str:
+    """The terse listing of TABLE ("inet tunnelops-wg0") that its drift record keeps."""
+    return f"nft -st list table {table}"
+
+
+def _table_words(table: str) -> str:
+    family, _, name = table.partition(" ")
+    return f"{q(family)} {q(name)}"
 
 
 @dataclass(frozen=True)
 class NftTable(Probe["str | None"]):
-    """Our table as `nft -st` lists it (stateless and terse: no counters, no set
-    elements, so its base alone): compared whole with what the last load recorded."""
+    """A table of ours as `nft -st` lists it (stateless and terse: no counters, no set
+    elements, so its base alone): compared whole with what its last load recorded. TABLE
+    is "FAMILY NAME" (tunnelops.naming: a site's, the VPS's own, an older tunnelops')."""
 
+    table: str
     kind = "nft_table"
     slow = True
 
     def shell(self) -> str:
-        return f"command -v nft >/dev/null && {NFT_TERSE}"
+        return f"command -v nft >/dev/null && nft -st list table {_table_words(self.table)}"
 
     def parse(self, text: str) -> str | None:
         return text or None
 
 
 @dataclass(frozen=True)
-class NftSets(Probe[dict[str, list[Element]]]):
-    """The live elements of our service port sets (nft -j)."""
+class NftSets(Probe[dict[str, list[tuple[str, str]]]]):
+    """The live elements of every named set of a table of ours (nft -j), as
+    set -> [(value, comment)]: a port `12345`, a range `27015-27020`, a name `wg0`, the
+    order nft keeps (ports sorted). The service port sets: `Element`s by port_sets()."""
 
+    table: str
     kind = "nft_sets"
     slow = True
 
     def shell(self) -> str:
-        return (f"command -v nft >/dev/null && for s in {' '.join(SVC_SETS.values())}; do "
-                f"nft -j list set {TABLE} $s; done")
+        return f"command -v nft >/dev/null && nft -j list table {_table_words(self.table)}"
 
-    def parse(self, text: str) -> dict[str, list[Element]]:
+    def parse(self, text: str) -> dict[str, list[tuple[str, str]]]:
         rs = netfilter.read(netfilter.documents(text))
-        return {name: netfilter.port_elements(elems) for sets in rs.sets.values()
-                for name, elems in sets.items() if name in SVC_SETS.values()}
+        return {name: netfilter.element_values(elems) for sets in rs.sets.values()
+                for name, elems in sets.items()}
+
+
+class Counted(TypedDict):
+    value: str  # the element: a port, a range
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class SetCounters(Probe[dict[str, list[Counted]]]):
+    """The counters of the elements of a table's sets that count (`counter` in the set:
+    render.nftables' service port sets on the VPS), as set -> [Counted]."""
+
+    table: str
+    kind = "set_counters"
+    slow = True
+
+    def shell(self) -> str:
+        return f"command -v nft >/dev/null && nft -j list table {_table_words(self.table)}"
+
+    def parse(self, text: str) -> dict[str, list[Counted]]:
+        rs = netfilter.read(netfilter.documents(text))
+        out: dict[str, list[Counted]] = {}
+        for sets in rs.sets.values():
+            for name, elems in sets.items():
+                counted = [Counted(value=v, packets=int(c.get("packets", 0)),
+                                   bytes=int(c.get("bytes", 0)))
+                           for (v, _), c in zip(netfilter.element_values(elems),
+                                                netfilter.element_counters(elems), strict=True)
+                           if c is not None]
+                if counted:
+                    out[name] = counted
+        return out
+
+
+def port_sets(sets: dict[str, list[tuple[str, str]]]) -> dict[str, list[Element]]:
+    """NftSets' service port sets (svc_tcp_HOME, svc_udp_HOME) as Elements, in port order."""
+    out: dict[str, list[Element]] = {}
+    for name, elems in sets.items():
+        if set_proto(name) is None:
+            continue
+        parsed = []
+        for value, comment in elems:
+            first, _, last = value.partition("-")
+            if first.isdigit() and (not last or last.isdigit()):
+                parsed.append(Element(int(first), int(last or first), comment))
+        out[name] = sorted(parsed)
+    return out
 
 
 @dataclass(frozen=True)

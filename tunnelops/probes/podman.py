@@ -127,3 +127,27 @@ def _loads(text: str, default: object) -> object:
 
 def find(info: ContainersInfo, name: str) -> dict | None:
     return next((c for c in info["containers"] if name in (c.get("Names") or [])), None)
+
+
+@dataclass(frozen=True)
+class RestartCounts(Probe[dict[str, int]]):
+    """How many times podman restarted each of the user's tunnelops containers (its
+    restart policy: `podman ps` has no such column before Podman 4.6), by name."""
+
+    user: str
+    kind = "restarts"
+    slow = True
+
+    def shell(self) -> str:
+        inner = ("podman container inspect --format '{{.Name}} {{.RestartCount}}' "
+                 f"$(podman ps -aq --filter label={SERVICE_LABEL}) 2>/dev/null")
+        return (f"id {q(self.user)} >/dev/null 2>&1 || exit 0; "
+                f"command -v podman >/dev/null && {as_user(self.user, inner)}")
+
+    def parse(self, text: str) -> dict[str, int]:
+        out = {}
+        for line in text.splitlines():
+            name, _, count = line.strip().partition(" ")
+            if name and count.isdigit():
+                out[name] = int(count)
+        return out

@@ -30,6 +30,9 @@ MANAGED = "# Managed by tunnelops: local edits are overwritten."
 NETWORK_KINDS = ("slirp4netns", "pasta")
 SPEC_LABEL = "tunnelops.spec"
 SERVICE_LABEL = "tunnelops.service"
+# the site's tunnel interface (tunnelops.naming), so sites side by side at one home tell
+# their containers apart; not in the spec hash: a container made before it is not replaced
+TUNNEL_LABEL = "tunnelops.tunnel"
 
 
 def user_env(user_q: str, uid_expr: str) -> str:
@@ -100,6 +103,7 @@ def run_args(svc: Service, t: Tunnel, network_kind: str, spec: str) -> list[str]
         "--name", svc.container_name,
         "--label", f"{SPEC_LABEL}={spec}",
         "--label", f"{SERVICE_LABEL}={svc.name}",
+        "--label", f"{TUNNEL_LABEL}={t.interface}",
         "--network", network_option(network_kind, t),
         *publish_args(svc, t),
     ]
@@ -186,6 +190,7 @@ def quadlet_unit(svc: Service, t: Tunnel, network_kind: str, spec: str) -> str:
         *(f"Volume={_unit_value(v)}" for v in svc.volumes),
         f"Label={SPEC_LABEL}={spec}",
         f"Label={SERVICE_LABEL}={svc.name}",
+        f"Label={TUNNEL_LABEL}={t.interface}",
     ]
     if svc.command:
         container.append("Exec=" + " ".join(_unit_word(arg) for arg in svc.command))

@@ -1,6 +1,7 @@
 """WireGuard configuration files for both ends of the tunnel.
 
-- vps_wg_quick: /etc/wireguard/wg0.conf for a VPS run by wg-quick.
+- vps_wg_quick: /etc/wireguard/wg0.conf for a VPS run by wg-quick: one [Peer] per home (its
+  key, AllowedIPs its tunnel address /32), the star's centre.
 - vps_setconf: the seed's /etc/wireguard/wg0.conf for ifupdown-ng, which feeds it to
   `wg setconf`; that parser rejects wg-quick's Address/MTU/Table keys, so they live in
   /etc/network/interfaces.d/wg0 instead (see render.ifupdown).
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
 
-from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.model import DEFAULT_HOME, PRIVATE_KEY_PLACEHOLDER, Tunnel
 
 MANAGED = "# Managed by tunnelops: local edits are overwritten."
 
@@ -42,16 +46,40 @@ def _rules(t: Tunnel, verb: str) -> str:
             f"ip -4 rule {verb} to {t.vps_address}/32 table {t.route_table} priority {second}")
 
 
-def _vps_peer(t: Tunnel, home_public_key: str | None) -> list[str]:
-    """Home as the VPS's peer; no section until home's key is known (a dry run)."""
-    return [] if home_public_key is None else [
-        "[Peer]",
-        f"PublicKey = {home_public_key}",
-        f"AllowedIPs = {t.home_address}/32",
-    ]
+@dataclass(frozen=True)
+class Peer:
+    """A home as the VPS's peer."""
+
+    home: str
+    public_key: str
+    address: IPv4Address
 
 
-def vps_wg_quick(t: Tunnel, home_public_key: str | None) -> str:
+# the homes as the VPS's peers; one key (or None) is the one home at the tunnel's home_address
+Peers = Sequence[Peer] | str | None
+
+
+def hub_peers(t: Tunnel, peers: Peers) -> list[Peer]:
+    if isinstance(peers, str):
+        return [Peer(DEFAULT_HOME, peers, t.home_address)]
+    return [] if peers is None else list(peers)
+
+
+def _vps_peers(t: Tunnel, peers: Peers) -> list[str]:
+    """A [Peer] per home, in the site's order; a home whose key is not known yet (a dry run
+    before it has one) has none."""
+    out: list[str] = []
+    for i, p in enumerate(hub_peers(t, peers)):
+        out += ([""] if i else []) + [
+            "[Peer]",
+            f"# home {p.home}",
+            f"PublicKey = {p.public_key}",
+            f"AllowedIPs = {p.address}/32",
+        ]
+    return out
+
+
+def vps_wg_quick(t: Tunnel, home_public_key: Peers) -> str:
     interface = [
         MANAGED,
         "[Interface]",
@@ -60,19 +88,17 @@ def vps_wg_quick(t: Tunnel, home_public_key: str | None) -> str:
         f"PrivateKey = {PRIVATE_KEY_PLACEHOLDER}",
         *_mtu(t),
     ]
-    peer = _vps_peer(t, home_public_key)
-    return _lines(interface, peer)
+    return _lines(interface, _vps_peers(t, home_public_key))
 
 
-def vps_setconf(t: Tunnel, home_public_key: str | None) -> str:
+def vps_setconf(t: Tunnel, home_public_key: Peers) -> str:
     interface = [
         MANAGED,
         "[Interface]",
         f"PrivateKey = {PRIVATE_KEY_PLACEHOLDER}",
         f"ListenPort = {t.listen_port}",
     ]
-    peer = _vps_peer(t, home_public_key)
-    return _lines(interface, peer)
+    return _lines(interface, _vps_peers(t, home_public_key))
 
 
 def _home_peer(t: Tunnel, vps_public_key: str, endpoint_host: str) -> list[str]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tunnelops.facts import HostFacts
-from tunnelops.model import Site
+from tunnelops.model import HomeSpec, Service, Site, Tunnel
+from tunnelops.naming import HOST_NFT_FILE, LEGACY, Names
+from tunnelops.render.wireguard import Peer
 
 
 class PlanError(RuntimeError):
@@ -15,18 +17,49 @@ class PlanError(RuntimeError):
 
 @dataclass
 class Ctx:
+    """One host of the site: the hub (home None) or one of its homes."""
+
     site: Site
-    role: str  # "vps" or "home"
+    role: str  # the kind of host: "vps" (the hub) or "home"
     facts: HostFacts
-    peer_public_key: str | None = None  # None on a dry run before keys exist
+    # a home: the VPS's key; the hub with one home: that home's (None on a dry run before
+    # keys exist)
+    peer_public_key: str | None = None
     vps_public_ip: str | None = None
     wan_interface: str | None = None
     guard_seconds: int = 20
     notes: list[str] = field(default_factory=list)
+    home: HomeSpec | None = None  # the home this host is (the site's first, if not said)
+    # the hub: each home's public key (None: not known, e.g. a home that is down and was
+    # never a peer)
+    peer_keys: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.role != "vps" and self.home is None:
+            self.home = self.site.homes[0]
 
     @property
-    def tunnel(self):
-        return self.site.tunnel
+    def tunnel(self) -> Tunnel:
+        """The tunnel as this host sees it: the site's, or the home's own link."""
+        return self.site.tunnel if self.home is None else self.site.link(self.home)
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """The services this host has a part in: all of them on the hub, its own at home."""
+        return self.site.services if self.home is None else self.site.services_of(self.home)
+
+    @property
+    def names(self) -> Names:
+        return Names(self.iface)
+
+    @property
+    def peers(self) -> list[Peer]:
+        """The hub's peers: each home whose key is known, at its address, in site order."""
+        keys = dict(self.peer_keys)
+        if not keys and self.peer_public_key is not None:
+            keys = {self.site.homes[0].name: self.peer_public_key}
+        return [Peer(h.name, key, self.site.address(h)) for h in self.site.homes
+                if (key := keys.get(h.name))]
 
     @property
     def iface(self) -> str:
@@ -55,21 +88,34 @@ def managed_files(site: Site) -> tuple[list[str], list[str]]:
     return [*owned_files(site), *EDITED], [f"/etc/wireguard/{site.tunnel.interface}.conf"]
 
 
+SYSCTL = "/etc/sysctl.d/90-tunnelops.conf"  # shared by the sites of a host
+NFT_BOOT_UNIT = "/etc/systemd/system/tunnelops-nftables.service"  # loads every site's table
+NETWORK_ONLINE = "/etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf"
+# files of the host's, not of one site: the last site's teardown removes them
+SHARED = (SYSCTL, HOST_NFT_FILE, NFT_BOOT_UNIT, NETWORK_ONLINE)
+
+
 def owned_files(site: Site) -> list[str]:
-    """Files that are tunnelops' own: teardown removes them."""
-    i = site.tunnel.interface
+    """Files that are the site's own (teardown removes them), and the older tunnelops' fixed
+    names, which a site that was the host's one site moves to its own names."""
+    i, n = site.tunnel.interface, Names(site.tunnel.interface)
     return [
-        f"/etc/wireguard/{i}.conf", "/etc/sysctl.d/90-tunnelops.conf",
-        "/etc/tunnelops/tunnelops.nft", "/etc/systemd/system/tunnelops-nftables.service",
-        f"/etc/network/interfaces.d/{i}",
-        "/etc/awall/base.json", "/etc/awall/optional/ssh.json",
-        "/etc/awall/optional/wireguard.json", "/etc/tunnelops/firewalld-ports",
-        *(f"/etc/awall/optional/{s.name}.json" for s in site.services),
+        f"/etc/wireguard/{i}.conf", *SHARED, n.nft_file, f"/etc/network/interfaces.d/{i}",
+        *(n.awall_file(p) for p in (n.awall_base, n.awall_ssh, n.awall_wireguard)),
+        *(n.awall_file(n.awall_service(s.name)) for s in site.services),
+        n.firewalld_record, n.record,
         # Quadlet units (or a generated unit's drop-in), where the service user's home is
         # the usual /home/USER
         *(f"/home/{s.user}/.config/containers/systemd/{s.container_name}.container"
           for s in site.services),
         *(f"/home/{s.user}/.config/systemd/user/container-{s.container_name}.service.d/"
           "90-tunnelops-tunnel.conf" for s in site.services),
-        "/etc/systemd/system/multi-user.target.d/90-tunnelops-network-online.conf",
+        *legacy_files(site),
     ]
+
+
+def legacy_files(site: Site) -> list[str]:
+    """The fixed names of a host's one site before issue 11."""
+    return [LEGACY.nft_file, LEGACY.nft_applied, LEGACY.awall_base,
+            *(LEGACY.awall_file(p) for p in LEGACY.awall_fixed),
+            *(LEGACY.awall_file(s.name) for s in site.services), LEGACY.firewalld_record]

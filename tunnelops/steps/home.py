@@ -9,6 +9,7 @@ from tunnelops.changes import StepPlan
 from tunnelops.probes import IP_JSON
 from tunnelops.render import nftables as nft_render
 from tunnelops.render.wireguard import home_wg_quick
+from tunnelops.steps import legacy, sites
 from tunnelops.steps.context import Ctx, PlanError
 
 
@@ -37,30 +38,33 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
             need.append("wireguard-go")
     if not f.firewalld.get("running"):
         need.append("nft")
-    if ctx.site.services:
+    if ctx.services:
         need += ["podman", "slirp4netns"]
-    if any(s.network == "pasta" for s in ctx.site.services):
+    if any(s.network == "pasta" for s in ctx.services):
         need.append("pasta")
     return [packages.plan(f, need), keys.plan(ctx), podman.plan_users(ctx),
             podman.plan_images(ctx)]
 
 
 def configure(ctx: Ctx) -> list[StepPlan]:
-    site = ctx.site
+    """This home's part: its tunnel to the VPS, its firewall and containers (its own
+    services only)."""
     vps_key = ctx.peer_public_key or "(the VPS public key, known once generated)"
     endpoint = ctx.vps_public_ip or "(the VPS public address)"
+    moved = legacy.ours(ctx)
     backend, why = wg_backend(ctx)
     if backend == "networkmanager":
         wg = networkmanager.plan(ctx, vps_key, endpoint)
     else:
-        wg = wgquick.plan(ctx, home_wg_quick(site.tunnel, vps_key, endpoint),
+        wg = wgquick.plan(ctx, home_wg_quick(ctx.tunnel, vps_key, endpoint),
                           policy_routing=True)
     wg.notes.insert(0, f"{backend}: {why}")
-    ports = [spec for svc in site.services for spec in svc.ports]
+    ports = [spec for svc in ctx.services for spec in svc.ports]
     if ctx.facts.firewalld.get("running"):
-        fw = firewalld.plan(ctx, ports)
+        fw = firewalld.plan(ctx, ports, legacy=moved)
     else:
-        fw = nftables.plan(ctx, nft_render.home_ruleset(site.tunnel, site.services),
-                           nft_render.service_elements(site.services))
-    services = [podman.plan_service(ctx, svc) for svc in site.services]
-    return [wg, fw, podman.plan_network_online(ctx), *services, podman.plan_removed(ctx)]
+        fw = nftables.plan(ctx, nft_render.home_ruleset(ctx.tunnel, ctx.services),
+                           legacy=moved)
+    services = [podman.plan_service(ctx, svc) for svc in ctx.services]
+    return [sites.plan(ctx), wg, fw, podman.plan_network_online(ctx), *services,
+            podman.plan_removed(ctx)]

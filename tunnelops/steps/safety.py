@@ -7,7 +7,8 @@ destroy what tunnelops did not make. Pure: facts in, a PlanError (one line, with
   user's own tunnel and key, overwritten);
 - a file it would write exists and is not tunnelops's (`check_files`, on the whole plan);
 - the tunnel subnet overlaps an address or a route of the host (a home LAN of 192.168.2.0/24
-  with the seed's default subnet sends home's SSH replies into table 201 and out of wg0).
+  with the seed's default subnet sends home's SSH replies into table 201 and out of wg0);
+- anything another site on the host holds, by its record (steps.sites).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 
 from tunnelops.changes import FileChange, StepPlan
 from tunnelops.model import SYSTEM_UID_MAX
+from tunnelops.steps import sites
 from tunnelops.steps.context import Ctx, PlanError
 
 MANAGED = "Managed by tunnelops"
@@ -30,6 +32,7 @@ def ours(text: str | None) -> bool:
 
 def check(ctx: Ctx) -> None:
     _interface(ctx)
+    sites.check(ctx)  # another site's interface, port, subnet...: named by its record
     _subnet(ctx)
     _users(ctx)
     _ports(ctx)
@@ -46,7 +49,7 @@ def _ports(ctx: Ctx) -> None:
     no more ports than rootless Podman can hold open (one file each, up to the user's hard
     `nofile`: 30000-49999 failed in rootlessport after the old container was gone)."""
     f = ctx.facts
-    for svc in ctx.site.services:
+    for svc in ctx.services:
         info = f.users.get(svc.user, {})
         ours = any(c.get("Labels", {}).get("tunnelops.service") == svc.name
                    and c.get("State") == "running" for c in info.get("containers", []))
@@ -70,7 +73,7 @@ def _ports(ctx: Ctx) -> None:
 
 def _users(ctx: Ctx) -> None:
     """A rootless service never runs as a system account (uid < 1000) unless asked."""
-    for svc in ctx.site.services:
+    for svc in ctx.services:
         uid = ctx.facts.users.get(svc.user, {}).get("uid", "")
         if uid.isdigit() and int(uid) <= SYSTEM_UID_MAX and not svc.allow_system_user:
             raise PlanError(f"user {svc.user!r} (uid {uid}) of service {svc.name!r} is a "

@@ -1,6 +1,6 @@
-"""The VPS end: packages, keys, forwarding, the WireGuard interface, the firewall (inbound
-SSH rate-limited and WireGuard allowed, all else dropped; DNAT for the services, and SNAT
-with client_ip = "snat")."""
+"""The VPS end, the hub: packages, keys, forwarding, the WireGuard interface with a peer per
+home, the firewall (inbound SSH rate-limited and WireGuard allowed, all else dropped; each
+service's ports DNATed to its home, and SNAT with client_ip = "snat")."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from tunnelops.backends import (
 from tunnelops.changes import StepPlan
 from tunnelops.probes import IP_JSON
 from tunnelops.render import nftables as nft_render
+from tunnelops.render import nfthost
 from tunnelops.render.wireguard import vps_wg_quick
+from tunnelops.steps import legacy, sites
 from tunnelops.steps.context import Ctx, PlanError
 
 # addresses that are never a VPS's public one (RFC 1918, CGNAT, loopback, link-local)
@@ -87,21 +89,24 @@ def prepare(ctx: Ctx) -> list[StepPlan]:
 def configure(ctx: Ctx) -> list[StepPlan]:
     site = ctx.site
     wan = ctx.wan_interface or "eth0"
-    plans = [sysctl.plan(ctx)]
+    moved = legacy.ours(ctx)  # the older tunnelops' names are this site's: moved with it
+    plans = [sites.plan(ctx), sysctl.plan(ctx)]
     if wg_backend(ctx) == "ifupdown":
-        plans.append(ifupdown.plan(ctx, ctx.peer_public_key))
+        plans.append(ifupdown.plan(ctx, ctx.peers))
     else:
-        plans.append(wgquick.plan(ctx, vps_wg_quick(site.tunnel, ctx.peer_public_key),
+        plans.append(wgquick.plan(ctx, vps_wg_quick(site.tunnel, ctx.peers),
                                   policy_routing=False))
     backend = firewall_backend(ctx)
     if backend == "awall":
-        plans.append(awall.plan(ctx, wan, site.services))
+        plans.append(awall.plan(ctx, wan, site.services, legacy=moved))
     elif backend == "firewalld":
         plans.append(firewalld_vps.plan(ctx, wan, site.services))
     else:
+        homes = {h.name: site.address(h) for h in site.homes}
+        host = nfthost.host_ruleset(wan, site.vps.ssh_port, sites.hub_sites(ctx))
         plans.append(nftables.plan(ctx, nft_render.vps_ruleset(
-            wan, site.tunnel, site.services, ssh_port=site.vps.ssh_port, snat=site.snat),
-            nft_render.service_elements(site.services)))
+            wan, site.tunnel, site.services, snat=site.snat, homes=homes), legacy=moved,
+            host=host))
     plans[-1].notes.append(
         f"client_ip = snat: players reach home as {site.tunnel.vps_address}" if site.snat
         else "client_ip = preserve: players reach home with their own address (no SNAT)")

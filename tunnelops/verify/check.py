@@ -38,9 +38,11 @@ class Ctx:
     site: Site
     whoami_url: str = DEFAULT_WHOAMI_URL
     probe_table: str = "tunnelops_probe"  # the temporary nft table counting UDP at home
+    # how many homes the whole site has (SITE is one home's view of it when several)
+    homes: int = 1
 
     def dest(self, host: str) -> str:
-        return str(self.site.vps.host if host == "vps" else self.site.home.host)
+        return str(self.site.vps.host if host == "vps" else self.site.homes[0].host)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tunnelops import netfilter
 from tunnelops.model import PortSpec, Service
+from tunnelops.naming import Names
 from tunnelops.netfilter import Pkt
 from tunnelops.probes import FirewalldZones, NftRuleset
 from tunnelops.verify.check import Check, Ctx, Outcome, State
@@ -49,8 +50,9 @@ class Opens(Check):
             for p in ports]
         ok = all(x[0] for x in results)
         return Outcome(ok, "nftables: " + ("accepted" if ok else f"dropped by {results[0][1]}"),
-                       "re-run `inv bootstrap` (it restores home's table inet tunnelops and "
-                       "the ports in its sets)")
+                       f"re-run `inv bootstrap` (it restores home's table "
+                       f"{Names(s.site.tunnel.interface).nft_family_table} and the ports in "
+                       "its sets)")
 
 
 def checks(ctx: Ctx) -> list[Check]:

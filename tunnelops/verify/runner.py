@@ -16,6 +16,7 @@ a failing check whose dependency failed first says "fix `THAT` first".
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -135,11 +136,19 @@ def batches_for(ctx: Ctx, checks: Sequence[Check]) -> dict[str, Batch]:
 
 def measure(ctx: Ctx, checks: Sequence[Check], remotes: dict[str, Remote]) -> Measured:
     """Run each host's script (in parallel) and the laptop's probes meanwhile."""
-    site = ctx.site
-    needed = probes(ctx, checks)
-    batches = batches_for(ctx, checks)
+    return _measure(ctx.site, batches_for(ctx, checks), probes(ctx, checks)["laptop"], remotes)
+
+
+def _measure(site: Site, batches: Mapping[str, Batch], laptop_probes: Sequence[Probe],
+             remotes: dict[str, Remote]) -> Measured:
+    """Each host's batch (hosts by name: "vps" and the homes), in parallel, and the
+    laptop's probes meanwhile."""
+    needed = {"laptop": list(laptop_probes)}
+    hosts = tuple(batches)
+    homes = [h for h in hosts if h != "vps"]
+    done: set[str] = set()
     laptop = LaptopState()
-    outputs: dict[str, str | None] = dict.fromkeys(HOSTS)
+    outputs: dict[str, str | None] = dict.fromkeys(hosts)
     runs = {h: HostRun(rm.dest) for h, rm in remotes.items()}
     before = {h: (rm.round_trips, rm.connects) for h, rm in remotes.items()}
     vps_ip = str(site.vps.public_ip) if site.vps.public_ip else None
@@ -173,15 +182,16 @@ def measure(ctx: Ctx, checks: Sequence[Check], remotes: dict[str, Remote]) -> Me
             laptop.ssh.setdefault(h, {})["error"] = str(e)
             hr.error = str(e)
         finally:
-            if h == "home" and sender is not None:
-                sender.stop.set()
+            done.add(h)
+            if h in homes and sender is not None and done >= set(homes):
+                sender.stop.set()  # every home has read its counters
             hr.seconds = time.monotonic() - start
 
     tcp_jobs = [(p.spec, port) for p in needed["laptop"] if isinstance(p, TcpConnect)
                 for port in probe_ports(p.spec)] if vps_ip else []
     try:
-        with ThreadPoolExecutor(3 + len(tcp_jobs)) as pool:
-            futures = [pool.submit(host, h) for h in HOSTS]
+        with ThreadPoolExecutor(len(hosts) + 1 + len(tcp_jobs)) as pool:
+            futures = [pool.submit(host, h) for h in hosts]
             if sender is not None:
                 futures.append(pool.submit(sender.run))
             tcp_futures = [(spec, pool.submit(tcp_probe, vps_ip, port))
@@ -212,6 +222,9 @@ def run(site: Site, *, whoami_url: str | None = None, trust_new: bool = False,
     `remotes` ({"vps": Remote, "home": Remote}) are the caller's: used, counted, not closed;
     without them verify opens (and closes) one SSH connection per host."""
     t0 = time.monotonic()
+    if len(site.homes) > 1:
+        return run_homes(site, whoami_url=whoami_url, trust_new=trust_new,
+                         transcript=transcript, remotes=remotes)
     ctx = context(site, whoami_url)
     checks = chain(ctx)
     owned = remotes is None
@@ -227,3 +240,114 @@ def run(site: Site, *, whoami_url: str | None = None, trust_new: bool = False,
                 rm.close()
     rows = evaluate(ctx, m.readings(ctx, checks), m.laptop, checks)
     return VerifyReport(site.name, rows, m.runs, time.monotonic() - t0, ctx.whoami_url)
+
+
+# ---------------------------------------------------------------- a site of several homes
+@dataclass(frozen=True)
+class HomeChain:
+    """One home's part of the site's verify: the site as that home sees it (its address,
+    its services: Site.home_view) and the chain of checks of that view."""
+
+    name: str
+    ctx: Ctx
+    checks: list[Check]
+
+
+def home_chains(site: Site, whoami_url: str | None = None) -> list[HomeChain]:
+    base = context(site, whoami_url)
+    out = []
+    for home in site.homes:
+        ctx = Ctx(site.home_view(home), base.whoami_url, base.probe_table, len(site.homes))
+        out.append(HomeChain(home.name, ctx, chain(ctx)))
+    return out
+
+
+def home_batches(chains: Sequence[HomeChain]) -> tuple[dict[str, Batch], list[Probe]]:
+    """ONE batch per host: the VPS's reads everything every home's checks need of it, each
+    home's its own; and what the laptop measures, for all of them."""
+    vps: list[Probe] = []
+    laptop: list[Probe] = []
+    homes: dict[str, Batch] = {}
+    for hc in chains:
+        needed = probes(hc.ctx, hc.checks)
+        vps += [p for p in needed["vps"] if p not in vps]
+        laptop += [p for p in needed["laptop"] if p not in laptop]
+        homes[hc.name] = Batch(needed["home"])
+    return {"vps": Batch(vps), **homes}, laptop
+
+
+def of_home(check: Check, ctx: Ctx) -> bool:
+    """Is this check about the home (it reads it, or it is the home's own row)?"""
+    return "home" in check.needs(ctx) or getattr(check, "host", None) == "home"
+
+
+def merge_rows(per_home: Sequence[tuple[str, list[Row]]],
+               home_ids: set[str] = frozenset()) -> list[Row]:  # type: ignore[assignment]
+    """The rows of every home's chain as one list: a row of the VPS alone (HOME_IDS are the
+    others) that every home has alike (SSH to it, its WireGuard interface) once; any other
+    is its home's, named for it (`HOME: ...`, id `HOME:ID`), its hint's "fix `ID` first"
+    pointing at its home's row."""
+    counts: dict[str, list[Row]] = {}
+    for _, rows in per_home:
+        for r in rows:
+            counts.setdefault(r.id, []).append(r)
+    shared = {i for i, rs in counts.items() if i not in home_ids
+              and len(rs) == len(per_home) and all(r == rs[0] for r in rs)}
+    out: list[Row] = []
+    seen: set[str] = set()
+    for home, rows in per_home:
+        for r in rows:
+            if r.id in shared:
+                if r.id not in seen:
+                    seen.add(r.id)
+                    out.append(r)
+                continue
+            hint = r.hint
+            for i in counts:
+                if i not in shared and f"fix `{i}` first" == hint:
+                    hint = f"fix `{home}:{i}` first"
+            out.append(Row(f"{home}:{r.id}", f"{home}: {r.name}", r.ok, r.measured, hint))
+    return out
+
+
+def run_homes(site: Site, *, whoami_url: str | None = None, trust_new: bool = False,
+              transcript: Transcript | None = None,
+              remotes: dict[str, Remote] | None = None) -> VerifyReport:
+    """verify of a site of several homes: the hub and each home read in one script each
+    (all in parallel), each home's chain evaluated through its view of the site."""
+    t0 = time.monotonic()
+    chains = home_chains(site, whoami_url)
+    batches, laptop_probes = home_batches(chains)
+    owned = remotes is None
+    dests = {"vps": str(site.vps.host), **{h.name: str(h.host) for h in site.homes}}
+    remotes = remotes or {
+        h: Remote(d, ssh_config=site.ssh_config, known_hosts=site.known_hosts,
+                  trust_new=trust_new, transcript=transcript, connect_timeout=5)
+        for h, d in dests.items()}
+    try:
+        m = _measure(site, batches, laptop_probes, remotes)
+    finally:
+        if owned:
+            for rm in remotes.values():
+                rm.close()
+    rows = evaluate_homes(chains, batches, m.outputs, m.laptop)
+    return VerifyReport(site.name, rows, m.runs, time.monotonic() - t0,
+                        chains[0].ctx.whoami_url)
+
+
+def evaluate_homes(chains: Sequence[HomeChain], batches: Mapping[str, Batch],
+                   outputs: Mapping[str, str | None], laptop: LaptopState) -> list[Row]:
+    """Every home's chain evaluated on the VPS's readings and its own (pure), the rows
+    merged (merge_rows)."""
+    per_home = []
+    home_ids: set[str] = set()
+    for hc in chains:
+        view = {"vps": outputs.get("vps"), "home": outputs.get(hc.name)}
+        view_batches = {"vps": batches["vps"], "home": batches[hc.name]}
+        readings = {h: None if out is None else view_batches[h].parse(out)
+                    for h, out in view.items()}
+        seen = dataclasses.replace(laptop, ssh={"vps": laptop.ssh.get("vps", {}),
+                                                "home": laptop.ssh.get(hc.name, {})})
+        per_home.append((hc.name, evaluate(hc.ctx, readings, seen, hc.checks)))
+        home_ids |= {c.id for c in hc.checks if of_home(c, hc.ctx)}
+    return merge_rows(per_home, home_ids)

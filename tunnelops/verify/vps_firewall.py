@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tunnelops import distros, netfilter
 from tunnelops.model import PortSpec, Service
+from tunnelops.naming import HOST_FAMILY_TABLE
 from tunnelops.netfilter import Pkt
 from tunnelops.probes import (
     AwallPolicies,
@@ -28,8 +29,8 @@ from tunnelops.verify.check import Check, Ctx, Outcome, State, skip
 
 FIREWALL = (OsRelease(), FirewalldZones("runtime"), AwallPolicies(), NftRuleset(),
             IptablesRules(), Uplink())
-FIX = {"nftables": "re-run `inv bootstrap` (it restores table inet tunnelops: its rules and "
-                   "the ports in its sets)",
+FIX = {"nftables": f"re-run `inv bootstrap` (it restores table {HOST_FAMILY_TABLE}, the VPS's "
+                   "filter, and the site's table: their rules and the ports in their sets)",
        "awall": "re-run `inv bootstrap` (it re-enables the policies and runs `awall activate`)",
        "firewalld": "re-run `inv bootstrap` (it restores the zones' ports, forward-ports and "
                     "masquerade)"}

@@ -43,6 +43,17 @@ def first_peer(s: State, host: str) -> dict | None:
     return (dump(s, host).get("peers") or [None])[0]
 
 
+def vps_peer(s: State) -> dict | None:
+    """The VPS's peer for this home (the hub has one per home): the one with home's key,
+    else the one at home's address, else (a one-home site) the only one."""
+    peers = dump(s, "vps").get("peers") or []
+    key = dump(s, "home").get("public_key") if s.reached("home") else None
+    want = f"{s.site.tunnel.home_address}/32"
+    return (next((p for p in peers if key and p["public_key"] == key), None)
+            or next((p for p in peers if want in p["allowed_ips"]), None)
+            or (peers[0] if len(peers) == 1 and s.ctx.homes == 1 else None))
+
+
 def _needs(ctx: Ctx, *extra: object) -> tuple:
     return (WgDump(ctx.site.tunnel.interface), *extra)
 
@@ -142,7 +153,7 @@ class VpsPeer(Check):
     def evaluate(self, s: State) -> Outcome:
         if not dump(s, "vps"):
             return skip(f"not checked: no {s.site.tunnel.interface} on the VPS")
-        peer = first_peer(s, "vps")
+        peer = vps_peer(s)
         allowed = peer["allowed_ips"] if peer else []
         want = f"{s.site.tunnel.home_address}/32"
         return Outcome(allowed == [want], ", ".join(allowed) or "no peer",

@@ -18,13 +18,22 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from tests.unit.facts.hosts import HOSTS
+from tests.unit.facts.hosts import (
+    FLEET,
+    FLEET_KEYS,
+    FLEET_PEERS,
+    FRIEND_PUB,
+    HOSTS,
+    VOICE_PUB,
+    fedora_vps_zones,
+)
 from tests.unit.facts.oses import ALPINE_INTERFACES, DEBIAN_NFTABLES_CONF
 from tests.unit.facts.shapes import (
     GAME,
     GAME_RANGE,
     HOME_PUB,
     INVENTORY,
+    NAMES,
     NOW,
     RANGE_SITE,
     SITE,
@@ -44,18 +53,25 @@ HERE = Path(__file__).parent
 __all__ = [
     "ALPINE_INTERFACES",
     "DEBIAN_NFTABLES_CONF",
+    "FLEET",
+    "FLEET_KEYS",
+    "FLEET_PEERS",
+    "FRIEND_PUB",
     "GAME",
     "GAME_RANGE",
     "HOME_PUB",
     "HOSTS",
     "INVENTORY",
+    "NAMES",
     "NOW",
     "RANGE_SITE",
     "SITE",
+    "VOICE_PUB",
     "VPS_IP",
     "VPS_PUB",
     "fact_probes",
     "facts",
+    "fedora_vps_zones",
     "load",
     "nft_list",
     "output",

@@ -8,8 +8,11 @@ uplink's plain-text fallback answers.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 from tests.unit.facts.oses import (
     ALPINE_INTERFACES,
@@ -30,6 +33,7 @@ from tests.unit.facts.shapes import (
     HOME_PUB,
     LO,
     MISSING_TABLE,
+    NAMES,
     NOW,
     RANGE_SITE,
     SITE,
@@ -45,20 +49,27 @@ from tests.unit.facts.shapes import (
     nft_list,
     nic,
     nm_profile,
+    recorded_site,
     uplink,
     wg_addr,
     wg_dump,
 )
-from tunnelops import probes
+from tunnelops import naming, probes
 from tunnelops.backends import awall as awall_backend
+from tunnelops.backends import nftables as nft_backend
 from tunnelops.backends import podman as podman_backend
 from tunnelops.backends.podman import network_kind
+from tunnelops.claims import home_claim, hub_claim
+from tunnelops.engine import fact_probes
 from tunnelops.facts import HostFacts
-from tunnelops.model import Site
-from tunnelops.render import ifupdown, nftables, podman
+from tunnelops.inventory import new_site
+from tunnelops.model import HomeSpec, HostRef, PortSpec, Service, Site
+from tunnelops.probes import sections
+from tunnelops.render import ifupdown, nftables, nfthost, podman
+from tunnelops.render.nfthost import HubSite
 from tunnelops.render.sysctl import forwarding_conf
-from tunnelops.render.wireguard import home_import_conf, vps_setconf, vps_wg_quick
-from tunnelops.steps.context import Ctx
+from tunnelops.render.wireguard import Peer, home_import_conf, vps_setconf, vps_wg_quick
+from tunnelops.steps.context import NFT_BOOT_UNIT, Ctx
 
 
 def base(os_release: str, pid1: str, kernel_wg: bool, cmds: str) -> dict[str, str]:
@@ -97,10 +108,7 @@ def alpine_vps_converged() -> Host:
         "wg", "wg-quick", "awall", "rc-update", "apk", "ifup", "flock", "ping", probes.IP_JSON))
     ctx = Ctx(SITE, "vps", HostFacts())
     policies = {name: ("enabled", json.loads(text)["description"])
-                for name, text in ((p.rsplit("/", 1)[1].removesuffix(".json"), text)
-                                   for p, text in awall_backend.files(ctx, "eth0",
-                                                                      SITE.services).items())
-                if name != "base"}
+                for name, text in awall_backend.policies(ctx, "eth0", SITE.services).items()}
     s |= {
         "key": "yes\n", "pubkey": f"{VPS_PUB}\n",
         "wg": wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
@@ -126,7 +134,8 @@ def alpine_vps_converged() -> Host:
         **{p: ("644", "root", text) for p, text in awall_backend.files(
             ctx, "eth0", SITE.services).items()},
     }
-    return Host("vps", SITE, s, files)
+    return recorded_site(Host("vps", SITE, s, files),
+                         hub_claim(SITE, (HOME_PUB,), "eth0").to_json())
 
 
 FEDORA_CMDS = ("nft", "nmcli", "firewall-cmd", "podman", "systemctl", "dnf", "flock", "ping",
@@ -172,7 +181,8 @@ def fedora_home_converged() -> Host:
         "ImageID": "9b1c7f3e5d2a4c6e8f0b2d4a6c8e0f2b4d6a8c0e2f4b6d8a0c2e4f6b8d0a2c4e",
         "IsInfra": False,
         "Labels": {"PODMAN_SYSTEMD_UNIT": f"{svc.container_name}.service",
-                   podman.SERVICE_LABEL: svc.name, podman.SPEC_LABEL: spec},
+                   podman.SERVICE_LABEL: svc.name, podman.SPEC_LABEL: spec,
+                   podman.TUNNEL_LABEL: t.interface},
         "Mounts": [], "Names": [svc.container_name], "Namespaces": {}, "Networks": [],
         "Pid": 2417, "Pod": "", "PodName": "",
         "Ports": [{"host_ip": str(t.home_address), "container_port": p.first,
@@ -212,7 +222,7 @@ def fedora_home_converged() -> Host:
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", home_import_conf(t, VPS_PUB, VPS_IP)),
         "/etc/sysconfig/nftables.conf": ("600", "root", FEDORA_SYSCONFIG_NFT),
-        "/etc/tunnelops/firewalld-ports": ("644", "root", "12345/udp\n12346/tcp\n"),
+        NAMES.firewalld_record: ("644", "root", "12345/udp\n12346/tcp\n"),
         unit: ("644", "gamer", podman.quadlet_unit(svc, t, kind, spec)),
         podman_backend.NETWORK_ONLINE_DROPIN: ("644", "root",
                                                podman_backend.NETWORK_ONLINE_WANTS),
@@ -224,13 +234,14 @@ def fedora_home_converged() -> Host:
                "--cgroups=split", f"--network={network}",
                "--sdnotify=conmon", "-d", *podman.publish_args(svc, t), "--label",
                f"{podman.SPEC_LABEL}={spec}", "--label", f"{podman.SERVICE_LABEL}={svc.name}",
-               svc.image]
+               "--label", f"{podman.TUNNEL_LABEL}={t.interface}", svc.image]
     gamer = User(
         account="uid=1001\nhome=/home/gamer\nlinger=yes\nruntime=yes\n",
         podman=f"version={user_info['version']}\nnofile=524288\nhas_image={svc.image}\n",
         containers=f"create {svc.container_name} {json.dumps(kind)} {json.dumps(created)}\n"
                    + json.dumps([container], indent=2) + "\n")
-    return Host("home", SITE, s, files, {"gamer": gamer})
+    return recorded_site(Host("home", SITE, s, files, {"gamer": gamer}),
+                         home_claim(SITE, "home", (VPS_PUB,)).to_json())
 
 
 DEBIAN_CMDS = ("wireguard-go", "nft", "systemctl", "apt-get", "flock", "ping", "loginctl",
@@ -272,12 +283,26 @@ def debian_vps_converged() -> Host:
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
-        "/etc/tunnelops/tunnelops.nft": ("644", "root", ruleset),
-        "/etc/nftables.conf": ("755", "root", DEBIAN_NFTABLES_CONF
-                               + "# tunnelops: its own table, loaded after everything else\n"
-                               + 'include "/etc/tunnelops/tunnelops.nft"\n'),
+        NAMES.nft_file: ("644", "root", ruleset),
     }
-    return Host("vps", RANGE_SITE, s, files)
+    host = with_host_table(Host("vps", RANGE_SITE, s, files), HubSite("wg0", 51821, "home"))
+    return recorded_site(host, hub_claim(RANGE_SITE, (HOME_PUB,), "eth0").to_json())
+
+
+def with_host_table(host: Host, *sites: HubSite, wan: str = "eth0",
+                    conf: str | None = DEBIAN_NFTABLES_CONF) -> Host:
+    """The VPS's own table, shared by its sites (render.nfthost), loaded from its file and
+    recorded; CONF: the distribution's nftables config, with the include lines (None: left
+    as it is, a unit of ours loads the tables)."""
+    text = nfthost.host_ruleset(wan, 22, sorted(sites))
+    listed, sets = nft_list(text, naming.HOST_FAMILY_TABLE)
+    host.sections |= {"nft_host": listed, "nft_host_applied": listed, "nft_host_sets": sets}
+    host.files[naming.HOST_NFT_FILE] = ("644", "root", text)
+    if conf is not None:
+        host.files["/etc/nftables.conf"] = ("755", "root", conf + "".join(
+            f"{line}\n" for line in (*nft_backend.HOST_LINES,
+                                      *nft_backend.include_lines(NAMES))))
+    return host
 
 
 def debian_vps_converged_snat() -> Host:
@@ -288,8 +313,8 @@ def debian_vps_converged_snat() -> Host:
     listed, sets = nft_list(ruleset)
     host.site = site
     host.sections |= {"nft_table": listed, "nft_applied": listed, "nft_sets": sets}
-    host.files["/etc/tunnelops/tunnelops.nft"] = ("644", "root", ruleset)
-    return host
+    host.files[NAMES.nft_file] = ("644", "root", ruleset)
+    return recorded_site(host, hub_claim(site, (HOME_PUB,), "eth0").to_json())
 
 
 FEDORA_VPS_CMDS = ("nft", "firewall-cmd", "systemctl", "dnf", "flock", "ping", "sudo",
@@ -348,7 +373,8 @@ def fedora_vps_converged(site: Site = SITE) -> Host:
         "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
     }
-    return Host("vps", site, s, files)
+    return recorded_site(Host("vps", site, s, files),
+                         hub_claim(site, (HOME_PUB,), "eth0").to_json())
 
 
 def private_ip_vps() -> Host:
@@ -406,12 +432,13 @@ def arch_vps_converged() -> Host:
     files = {
         "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, HOME_PUB)),
         "/etc/sysctl.d/90-tunnelops.conf": ("644", "root", forwarding_conf()),
-        "/etc/tunnelops/tunnelops.nft": ("644", "root", ruleset),
-        "/etc/systemd/system/tunnelops-nftables.service": (
-            "644", "root", nftables.boot_unit("/etc/tunnelops/tunnelops.nft")),
+        NAMES.nft_file: ("644", "root", ruleset),
+        NFT_BOOT_UNIT: ("644", "root", nftables.boot_unit(nft_backend.BOOT_GLOB)),
         "/etc/nftables.conf": ("644", "root", ARCH_NFTABLES_CONF),
     }
-    return Host("vps", SITE, s, files)
+    host = with_host_table(Host("vps", SITE, s, files), HubSite("wg0", 51821, "home"),
+                           wan="ens3", conf=None)
+    return recorded_site(host, hub_claim(SITE, (HOME_PUB,), "ens3").to_json())
 
 
 def gentoo_vps() -> Host:
@@ -424,6 +451,108 @@ def gentoo_vps() -> Host:
                              "flags": []}]),
           "uplink": uplink("198.51.100.1", "eth0", "198.51.100.88"), "ip_forward": "0\n"}
     return Host("vps", SITE, s)
+
+
+LEGACY_DIR = Path(__file__).parent / "legacy"
+
+
+def legacy(name: str, site: Site) -> Host:
+    """A host tunnelops converged before issue 11 (one site per host, fixed names: `table
+    inet tunnelops`, /etc/awall/base.json, ...), as today's facts read it: what that
+    version's facts batch printed (legacy/NAME.txt, frozen), its table now the older one
+    (NftTable of inet tunnelops), its drift record one of the older fixed files; no table of
+    today's names, no site record."""
+    old = sections((LEGACY_DIR / f"{name}.txt").read_text())
+    named = {p.key: attr for attr, p in fact_probes(site, None if "-vps-" in name
+                                                    else site.homes[0]).named().items()}
+    secs, files, users = {}, {}, {}
+    for key, body in old.items():
+        kind, _, rest = key.partition(" ")
+        if kind == "file":
+            if body:
+                head, _, data = body.partition("\n")
+                mode, owner = head.split()
+                files[rest] = (mode, owner, base64.b64decode(data).decode())
+        elif kind in ("account", "podman", "containers"):
+            user = users.setdefault(rest.split()[0], User())
+            setattr(user, kind, body + "\n" if body else "")
+        elif key == "nft_table":
+            secs["nft_legacy"] = body + "\n" if body else ""
+        elif key == "text /var/lib/tunnelops/nft.applied":
+            if body:
+                files[naming.LEGACY.nft_applied] = ("644", "root", body + "\n")
+        elif key in named:
+            secs[named[key]] = body + "\n" if body else ""
+    return Host("home" if "-home-" in name else "vps", site, secs, files, users)
+
+
+# Three homes behind one VPS (issue 11): a game at home, a voice server on a Raspberry Pi,
+# and a friend's machine whose service forwards a range (its address given in the inventory).
+VOICE_PUB = "mG3XqS5h2cYcU7U3Q9V8iG8ZyqUkpm1x0l6xV4c1nGg="
+FRIEND_PUB = "4HzbT0bq2m2uR1s0mS3S2b6b+2l1k7U5xU5cQ2fT0Xs="
+FLEET = new_site(
+    "fleet", "vps.example.net", (
+        HomeSpec(HostRef("homeserver")),
+        HomeSpec(HostRef("pi@voicebox"), name="voice"),
+        HomeSpec(HostRef("friend.example.net"), name="friend", address="192.168.2.20"),
+    ), services=(
+        dataclasses.replace(GAME, home="home"),
+        Service("mumble", "docker.io/example/mumble:latest",
+                (PortSpec.parse("64738/tcp"), PortSpec.parse("64738/udp")), "voice",
+                home="voice"),
+        Service("srcds", "docker.io/example/srcds:1",
+                (PortSpec.parse("27015-27020/udp"), PortSpec.parse("27015/tcp")), "steam",
+                home="friend"),
+    ))
+FLEET_KEYS = {"home": HOME_PUB, "voice": VOICE_PUB, "friend": FRIEND_PUB}
+FLEET_PEERS = [Peer(h.name, FLEET_KEYS[h.name], FLEET.address(h)) for h in FLEET.homes]
+
+
+def fleet_fresh(make: Callable[[], Host]) -> Host:
+    host = make()
+    host.site = FLEET
+    return host
+
+
+def _fleet_wg() -> str:
+    t = FLEET.tunnel
+    return wg_dump(VPS_PUB, t.listen_port, HOME_PUB, f"{HOME_NAT_IP}:41641",
+                   f"{t.home_address}/32", "off", 1843532, 2212084) + "".join(
+        f"{p.public_key}\t(none)\t{HOME_NAT_IP}:{41642 + i}\t{p.address}/32\t{NOW - 17}\t"
+        f"{1000 * (i + 1)}\t{2000 * (i + 1)}\toff\n" for i, p in enumerate(FLEET_PEERS[1:]))
+
+
+def fleet_alpine_vps_converged() -> Host:
+    """The three-home site converged on Alpine: a peer per home, a policy per service."""
+    host = alpine_vps_converged()
+    host.site = FLEET
+    t = FLEET.tunnel
+    ctx = Ctx(FLEET, "vps", HostFacts())
+    policies = awall_backend.policies(ctx, "eth0", FLEET.services)
+    host.sections["awall"] = awall_list({name: ("enabled", json.loads(text)["description"])
+                                         for name, text in policies.items()})
+    host.sections["wg"] = _fleet_wg()
+    host.files = {p: v for p, v in host.files.items() if not p.startswith("/etc/awall/")}
+    host.files |= {"/etc/wireguard/wg0.conf": ("600", "root", vps_setconf(t, FLEET_PEERS)),
+                   **{p: ("644", "root", text) for p, text in awall_backend.files(
+                       ctx, "eth0", FLEET.services).items()}}
+    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values()), "eth0").to_json())
+
+
+def fleet_debian_vps_converged() -> Host:
+    """The three-home site converged on Debian: a peer per home, a pair of sets per home."""
+    host = debian_vps_converged()
+    host.site = FLEET
+    t = FLEET.tunnel
+    homes = {h.name: FLEET.address(h) for h in FLEET.homes}
+    ruleset = nftables.vps_ruleset("eth0", t, FLEET.services, homes=homes)
+    listed, sets = nft_list(ruleset)
+    host.sections |= {"nft_table": listed, "nft_applied": listed, "nft_sets": sets,
+                      "wg": _fleet_wg()}
+    host.files |= {NAMES.nft_file: ("644", "root", ruleset),
+                   "/etc/wireguard/wg0.conf": ("600", "root", vps_wg_quick(t, FLEET_PEERS))}
+    with_host_table(host, HubSite("wg0", 51821, "fleet"))
+    return recorded_site(host, hub_claim(FLEET, tuple(FLEET_KEYS.values()), "eth0").to_json())
 
 
 HOSTS = {
@@ -442,4 +571,12 @@ HOSTS = {
     "arch-vps": arch_vps,
     "arch-vps-converged": arch_vps_converged,
     "gentoo-vps": gentoo_vps,
+    "legacy-alpine-vps-converged": lambda: legacy("alpine-vps-converged", SITE),
+    "legacy-debian-vps-converged": lambda: legacy("debian-vps-converged", RANGE_SITE),
+    "legacy-fedora-home-converged": lambda: legacy("fedora-home-converged", SITE),
+    "legacy-fedora-vps-converged": lambda: legacy("fedora-vps-converged", SITE),
+    "fleet-alpine-vps-fresh": lambda: fleet_fresh(alpine_vps_fresh),
+    "fleet-alpine-vps-converged": fleet_alpine_vps_converged,
+    "fleet-debian-vps-fresh": lambda: fleet_fresh(debian_vps_fresh),
+    "fleet-debian-vps-converged": fleet_debian_vps_converged,
 }

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from tunnelops import probes
 from tunnelops.inventory import new_site
 from tunnelops.model import PortSpec, Service, Site
-from tunnelops.probes.firewall import NFT_TERSE
+from tunnelops.naming import Names
+from tunnelops.probes.firewall import nft_terse
 
 # Public keys only (private keys never leave a host); made with `wg genkey | wg pubkey`.
 VPS_PUB = "eHxVOYeaCcbcAbX9w8VtEmkgAMWP2I+Nukngy9fzPBI="
@@ -38,6 +39,7 @@ GAME_RANGE = Service("game", "docker.io/example/game:latest",
 # of the Debian VPS, whose service also forwards a port range.
 SITE = new_site("home", "vps.example.net", "homeserver", services=(GAME,))
 RANGE_SITE = new_site("home", "vps.example.net", "homeserver", services=(GAME_RANGE,))
+NAMES = Names("wg0")  # what the site's things on a host are named (tunnelops.naming)
 
 
 @dataclass
@@ -128,15 +130,15 @@ def wg_dump(own_pub: str, port: int, peer_pub: str, endpoint: str, allowed: str,
 SPLIT = "@@sets@@"
 
 
-def nft_list(ruleset: str) -> tuple[str, str]:
-    """What the facts read after `nft -f` of ruleset, from nft itself: the terse table and
-    the service port sets with their elements (probes.NftTable, probes.NftSets)."""
+def nft_list(ruleset: str, table: str = NAMES.nft_family_table) -> tuple[str, str]:
+    """What the facts read after `nft -f` of ruleset, from nft itself: the terse TABLE and
+    its sets with their elements (probes.NftTable, probes.NftSets)."""
     with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
         f.write(ruleset)
         f.flush()
         res = subprocess.run(
-            ["unshare", "-rn", "sh", "-c", f"nft -f {f.name} && {NFT_TERSE} && "
-             f"echo {SPLIT} && {probes.NftSets().shell()}"],
+            ["unshare", "-rn", "sh", "-c", f"nft -f {f.name} && {nft_terse(table)} && "
+             f"echo {SPLIT} && {probes.NftSets(table).shell()}"],
             capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"cannot list the ruleset with nft in a namespace: {res.stderr}")
@@ -226,3 +228,11 @@ def nm_profile(site: Site | None, zone_name: str = "", peers: str = "") -> str:
     }
     return ("running\n" + "".join(f"{printed[p]}\n" for p in probes.NM_PROPS)
             + "@peers\n" + peers)
+
+
+def recorded_site(host: Host, claim_json: str, names: Names = NAMES) -> Host:
+    """The site's record on the host (tunnelops.steps.sites): its file, and what
+    probes.Records reads of the records' directory."""
+    host.files[names.record] = ("644", "root", claim_json)
+    host.sections["sites"] = f"@@ {names.record}\n{claim_json}"
+    return host

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from tests.unit.facts.shapes import GAME
 from tunnelops.model import PortSpec, Tunnel
-from tunnelops.render import nftables
+from tunnelops.render import nftables, nfthost
 
 T = Tunnel()
 RANGE = replace(GAME, ports=(PortSpec.parse("27015-27020/udp"),))
@@ -66,11 +66,18 @@ NOT_UNDERSTOOD = """table inet t {
 }
 """
 
+# a VPS's rules: its own table (the filter its sites share: render.nfthost), then the site's
+HOST = nfthost.host_ruleset("eth0", 22, [nfthost.HubSite("wg0", 51821, "home")])
+# ... and a second site beside it (wg1, port 51822): the host table's elements only
+TWO = nfthost.host_ruleset("eth0", 22, [nfthost.HubSite("wg0", 51821, "home"),
+                                        nfthost.HubSite("wg1", 51822, "friend")])
+
 RULESETS = {
-    "vps": nftables.vps_ruleset("eth0", T, (GAME,)),
-    "vps-snat": nftables.vps_ruleset("eth0", T, (GAME,), snat=True),
-    "vps-range": nftables.vps_ruleset("eth0", T, (RANGE,)),
-    "vps-range-other-drop": nftables.vps_ruleset("eth0", T, (RANGE,)) + OTHER_DROP,
+    "vps": HOST + nftables.vps_ruleset("eth0", T, (GAME,)),
+    "vps-two-sites": TWO + nftables.vps_ruleset("eth0", T, (GAME,)),
+    "vps-snat": HOST + nftables.vps_ruleset("eth0", T, (GAME,), snat=True),
+    "vps-range": HOST + nftables.vps_ruleset("eth0", T, (RANGE,)),
+    "vps-range-other-drop": HOST + nftables.vps_ruleset("eth0", T, (RANGE,)) + OTHER_DROP,
     "home": nftables.home_ruleset(T, (GAME,)),
     "named-sets": NAMED_SETS + TABLE_B,
     "named-sets-a": NAMED_SETS + TABLE_B.replace("\t\ttcp dport != @ports drop\n", ""),
