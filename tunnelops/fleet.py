@@ -34,7 +34,19 @@ def others(path: Path) -> list[tuple[Path, Site]]:
 
 def _shares_vps(a: Site, b: Site) -> bool:
     return same_host(a.vps.host, b.vps.host) or (
-        a.vps.public_ip is not None and a.vps.public_ip == b.vps.public_ip)
+        a.vps.public_ip is not None and a.vps.public_ip == b.vps.public_ip) or (
+        _resolved(a) == _resolved(b))
+
+
+def _resolved(site: Site) -> str:
+    """The VPS's host as ssh reaches it (an alias's HostName: two aliases of one VPS are one
+    VPS), read from the site's ssh_config on the laptop."""
+    from tunnelops.remote import ssh_host  # paramiko/fabric: only when there are two sites
+
+    try:
+        return ssh_host(str(site.vps.host), site.ssh_config)
+    except Exception:  # an ssh_config that cannot be read: the host as written
+        return str(site.vps.host)
 
 
 def _twin(home: HomeSpec, site: Site) -> HomeSpec | None:

@@ -86,6 +86,13 @@ def for_site(site: Site, *, trust_new: bool = False, transcript: Transcript | No
             for role, host in ((HUB, site.vps), *((h.name, h) for h in site.homes))}
 
 
+def ssh_host(dest: str, ssh_config: str | None = None) -> str:
+    """The host ssh connects to for DEST (an alias's ssh_config HostName), read on the
+    laptop, no connection made."""
+    config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
+    return str(Connection(dest, config=config).host)
+
+
 def ssh_port(dest: str, ssh_config: str | None = None) -> int:
     """The port ssh connects to for DEST (user@host:port, or the alias's ssh_config Port):
     read on the laptop, no connection made."""

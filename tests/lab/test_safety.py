@@ -56,8 +56,9 @@ VPS_IP = re.escape(Topology(*LAB).vps_public)
 PROJECT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"
 GUARD_S = 8  # the dead man's switch of runs that test it (the product's default is 20)
-NFT_LIST = ["nft", "-st", "list", "table", "inet", "tunnelops"]
-RULES = "/etc/tunnelops/wg0.nft"
+# the VPS's filter (SSH, WireGuard, what is forwarded) is its own table, shared by its sites
+NFT_LIST = ["nft", "-st", "list", "table", "inet", "tunnelops-host"]
+RULES = "/etc/tunnelops/host.nft"
 PWNED = "/tmp/tunnelops-pwned"  # what a successful shell injection would create
 
 
@@ -768,14 +769,15 @@ VANISH = """
 import os, signal, sys
 from pathlib import Path
 from tunnelops import commands, engine
-from tunnelops.render import nftables
+from tunnelops.render import nfthost
+from tunnelops.steps import vps
 
 inventory_dir, site, guard, rule = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-if rule:
-    real = nftables.vps_ruleset
-    anchor = "        tcp dport 22 tcp flags & (syn | ack) == syn ct state new update @ssh_new4"
-    nftables.vps_ruleset = lambda *a, **k: real(*a, **k).replace(
-        anchor, f"        {rule}\\n{anchor}")
+if rule:  # into the VPS's own table, the filter: before SSH's rules
+    real = nfthost.host_ruleset
+    anchor = "add rule inet tunnelops-host input tcp dport 22 tcp flags & (syn | ack) == syn"
+    vps.nfthost.host_ruleset = lambda *a, **k: real(*a, **k).replace(
+        anchor, f"add rule inet tunnelops-host input {rule}\\n{anchor}", 1)
 # the laptop vanishes right after the firewall change: no goodbye, no confirmation
 engine.Run._confirm_guards = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 commands.bootstrap(commands.Options(Path(inventory_dir), site=site, guard_seconds=guard),
