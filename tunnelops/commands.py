@@ -178,7 +178,7 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
         spec = PortSpec.parse(spec_text)
     except ModelError as e:
         raise UsageError(str(e)) from None
-    path, site = resolve_site(opts, converge=True)
+    path, site = resolve_site(opts)  # the other sites are compared below, after the flags
     noop: list[bool] = []
 
     def change(current: Site) -> Site:
@@ -190,6 +190,7 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
                 current.home(home)
             if _has_port(current, spec, service) == add:
                 noop.append(True)
+                fleet.check(current, path, fleet.others(path))
                 return current
             new = (current.with_port_added(spec, service, home) if add
                    else current.with_port_removed(spec, service))
