@@ -421,7 +421,7 @@ class Run:
         remote = self.remotes[role]
         secs = max(p.guard.seconds for p in guarded if p.guard)
         try:
-            remote.probe_new_connection()
+            remote.probe_new_connection(what=f"proving SSH after the {names} change")
         except RemoteError as e:
             raise RemoteError(
                 f"SSH stopped working after the {names} change ({e}); the host restores its "

@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunnelops.lab import Lab, Topology
+from tunnelops.naming import HOST_FAMILY_TABLE
 
 PROJECT = Path(__file__).resolve().parents[2]
 ROLES = ("vps", "home")
@@ -86,7 +87,8 @@ def bench_lab(args: argparse.Namespace) -> Iterator[Lab]:
 
 def unlimit(lab: Lab) -> None:
     """Forget the VPS's SSH rate limiter's recent connections (none before a bootstrap)."""
-    lab.exec("vps", ["nft", "flush", "set", "inet", "tunnelops", "ssh_new4"], check=False)
+    family, table = HOST_FAMILY_TABLE.split()
+    lab.exec("vps", ["nft", "flush", "set", family, table, "ssh_new4"], check=False)
 
 
 def load() -> str:
