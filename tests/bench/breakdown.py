@@ -12,8 +12,10 @@ phases and round trips), split into:
   run's imports  the engine and the console, imported once the handshakes are under way
   HOST connect   the SSH handshake
   HOST ...       each round trip by what it was, split into its seconds on the host (the
-                 script's own, from /proc/uptime) and on the wire; proofs that new SSH
-                 connections get through; planning (pure) and waiting for the other host
+                 script's own, from /proc/uptime) and on the wire; each proof that a new
+                 SSH connection gets a banner (`proving SSH after ...`: all on the wire, not
+                 a round trip of the count); `rest`: planning (pure) and waiting for the
+                 other host
   report         the recap
   exit           the interpreter's exit
 
