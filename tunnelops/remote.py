@@ -231,12 +231,14 @@ class Remote:
         tune(transport.sock)
         self.is_root = self.conn.user == "root"
 
-    def probe_new_connection(self, timeout: float = 5) -> None:
+    def probe_new_connection(self, timeout: float = 5,
+                             what: str = "proving a new SSH connection gets through") -> None:
         """Prove that the host still accepts NEW SSH connections: a fresh TCP connection
         (through the ProxyJump gateway if there is one) must get an SSH banner. Our own
         connection would survive a lock-out rule (it is established); a new one would not.
         No login: `add-port` keeps its promise of one SSH connection per host."""
         host, port = self.conn.host, int(self.conn.port)
+        t0 = time.monotonic()
         try:
             if isinstance(self.conn.gateway, Connection) and self.conn.gateway.transport:
                 sock = self.conn.gateway.transport.open_channel(
@@ -249,6 +251,8 @@ class Remote:
         except (OSError, SSHException) as e:
             raise RemoteError(f"{self.dest}: a new SSH connection to {host}:{port} fails "
                               f"({e or 'timed out'})") from None
+        finally:  # on the wire only: no script runs (not a round trip of the count)
+            self.trips.append(Trip(what, time.monotonic() - t0))
         if not banner.startswith(b"SSH-"):
             raise RemoteError(f"{self.dest}: a new connection to {host}:{port} got no SSH "
                               "banner")

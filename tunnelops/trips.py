@@ -2,7 +2,8 @@
 the host, and the transcript of every byte. Every script reports its own time on the host as
 its last line on stderr (stripped before anyone sees it): /proc/uptime read by the shell's
 `read` builtin, so it starts no process. A script that sets its own EXIT trap replaces this
-one: its host time is then unknown."""
+one: its host time is then unknown, unless its trap calls `HOST_TIME_FN` too (a probe
+batch's does, when the function is defined)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import threading
 from dataclasses import dataclass, field
 
 HOST_TIME = "::tunnelops-host-time::"
-TIMED = ("read -r __t0 __ </proc/uptime 2>/dev/null; trap 'read -r __t1 __ </proc/uptime "
-         f"2>/dev/null; printf \"\\n{HOST_TIME} %s %s\\n\" \"$__t0\" \"$__t1\" >&2' EXIT\n")
+HOST_TIME_FN = "__host_time"
+TIMED = (f"read -r __t0 __ </proc/uptime 2>/dev/null; {HOST_TIME_FN}() {{ read -r __t1 __ "
+         f"</proc/uptime 2>/dev/null; printf \"\\n{HOST_TIME} %s %s\\n\" \"$__t0\" \"$__t1\" >&2; "
+         f"}}; trap {HOST_TIME_FN} EXIT\n")
 HOST_TIME_RE = re.compile(rf"\n{re.escape(HOST_TIME)} (\S*) (\S*)\n\Z")
 
 

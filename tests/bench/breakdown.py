@@ -12,8 +12,10 @@ phases and round trips), split into:
   run's imports  the engine and the console, imported once the handshakes are under way
   HOST connect   the SSH handshake
   HOST ...       each round trip by what it was, split into its seconds on the host (the
-                 script's own, from /proc/uptime) and on the wire; proofs that new SSH
-                 connections get through; planning (pure) and waiting for the other host
+                 script's own, from /proc/uptime) and on the wire; each proof that a new
+                 SSH connection gets a banner (`proving SSH after ...`: all on the wire, not
+                 a round trip of the count); `rest`: planning (pure) and waiting for the
+                 other host
   report         the recap
   exit           the interpreter's exit
 
@@ -42,6 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunnelops.lab import Lab, Topology
+from tunnelops.naming import HOST_FAMILY_TABLE
 
 PROJECT = Path(__file__).resolve().parents[2]
 ROLES = ("vps", "home")
@@ -86,7 +89,8 @@ def bench_lab(args: argparse.Namespace) -> Iterator[Lab]:
 
 def unlimit(lab: Lab) -> None:
     """Forget the VPS's SSH rate limiter's recent connections (none before a bootstrap)."""
-    lab.exec("vps", ["nft", "flush", "set", "inet", "tunnelops", "ssh_new4"], check=False)
+    family, table = HOST_FAMILY_TABLE.split()
+    lab.exec("vps", ["nft", "flush", "set", family, table, "ssh_new4"], check=False)
 
 
 def load() -> str:

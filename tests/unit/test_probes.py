@@ -5,6 +5,7 @@ probe's parser must make exactly the recorded value of the recorded output."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 
 import pytest
 
@@ -46,3 +47,33 @@ def test_ping_to_the_first_reply(netns: list[str], want: dict) -> None:
     res = subprocess.run([*netns, "sh", "-s"], input=batch.script(), capture_output=True,
                          text=True, timeout=30)
     assert batch.parse(res.stdout)[p] == want, res.stderr
+
+
+@pytest.mark.parametrize(("handshake", "first"), [
+    # never handshook (a cold run: home's first initiation reached the VPS before its peer
+    # was up, and WireGuard retries only 5 s later): handshake again before the first ping
+    ("0", "wg set wg0 peer KEY remove"),
+    # a session that has handshaken: the ping first, no rehandshake when it answers
+    ("1700000000", "ping")])
+def test_the_checks_ping_handshakes_first_when_the_peer_never_did(handshake: str,
+                                                                   first: str) -> None:
+    """The engine's check after changes, run here with `wg` and `ping` as logging shell
+    functions (they come before PATH): which runs first."""
+    from tunnelops.probes import Ping
+
+    p = Ping("192.168.2.1", count=3, wait=1, first_reply=True, rehandshake_on="wg0")
+    fakes = (
+        'wg() { echo "wg $*" >> "$LOG"; case "$*" in\n'
+        f"  *latest-handshakes*) printf 'KEY\\t{handshake}\\n';;\n"
+        "  *dump*) printf 'PRIV\\tPUB\\t36823\\toff\\nKEY\\t(none)\\t198.51.100.10:51821\\t"
+        f"0.0.0.0/0\\t{handshake}\\t0\\t0\\t25\\n';;\n"
+        "esac; }\n"
+        'ping() { echo ping >> "$LOG"; }\n')
+    batch = Batch([p])
+    with tempfile.NamedTemporaryFile("r") as log:
+        res = subprocess.run(["sh", "-s"], input=fakes + batch.script(), capture_output=True,
+                             text=True, timeout=30, env={"LOG": log.name})
+        calls = [x for x in log.read().splitlines() if not x.startswith("wg show")]
+    assert batch.parse(res.stdout)[p] == {"sent": 1, "received": 1}, res.stderr
+    assert calls[0] == first, calls
+    assert calls.count("ping") == 1, calls

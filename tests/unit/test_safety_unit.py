@@ -179,7 +179,7 @@ class ScriptedRemote:
         steps = re.findall(r"then r (\S+) ok;", script)
         return Result("".join(f"\n{MARK} step {s} ok\n" for s in steps), "", 0)
 
-    def probe_new_connection(self) -> None:
+    def probe_new_connection(self, what: str = "") -> None:
         self.probes += 1
 
 

@@ -23,6 +23,8 @@ import shlex
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from tunnelops.trips import HOST_TIME_FN
+
 MARK = "::tunnelops::"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 END = "end"
@@ -152,7 +154,10 @@ class Batch:
             "set +e",
             f"export LC_ALL=C PATH={PATH}",
             "T=$(mktemp -d \"${TMPDIR:-/tmp}/tunnelops.XXXXXX\") || exit 1",
-            "_cleanup() {\n" + "\n".join([*cleanup, "rm -rf \"$T\""]) + "\n}",
+            # this trap replaces the one timing the script on the host (trips.TIMED): call it
+            "_cleanup() {\n" + "\n".join([*cleanup, "rm -rf \"$T\"",
+                                           f"! command -v {HOST_TIME_FN} >/dev/null 2>&1 || "
+                                           f"{HOST_TIME_FN}"]) + "\n}",
             "trap _cleanup EXIT",
             "trap 'exit 1' HUP INT TERM",
             # _sec N KEY F: section N is what F prints (in a subshell: its variables stay its

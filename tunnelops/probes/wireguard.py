@@ -76,6 +76,12 @@ def rehandshake(iface: str) -> str:
             f"{add}; else {add} endpoint \"$ep\"; fi; done")
 
 
+def never_handshook(iface: str) -> str:
+    """Shell condition: the interface has a peer with no handshake yet."""
+    return (f"wg show {shlex.quote(iface)} latest-handshakes 2>/dev/null | "
+            "awk '$2 == 0 { z = 1 } END { exit !z }'")
+
+
 class PingResult(TypedDict, total=False):
     sent: int
     received: int
@@ -119,7 +125,13 @@ class Ping(Probe[PingResult]):
         ping = self._ping()
         if not self.rehandshake_on:
             return f"{ping} 2>&1 | tail -n 2"
-        return (f"if ! r=$({ping} 2>&1); then {rehandshake(self.rehandshake_on)}; "
+        again = rehandshake(self.rehandshake_on)
+        # A peer that never handshook (latest handshake 0) has no session to lose: its first
+        # initiation went out before the other end could take it (the VPS's peer or port not
+        # up yet, on a cold run) and WireGuard retries only 5 s later, so handshake at once
+        # rather than after a failed round of pings.
+        return (f"if {never_handshook(self.rehandshake_on)}; then {again}; fi; "
+                f"if ! r=$({ping} 2>&1); then {again}; "
                 f"r=$({ping} 2>&1); fi; printf '%s\\n' \"$r\" | tail -n 2")
 
     def parse(self, text: str) -> PingResult:
