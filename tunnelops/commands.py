@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from tunnelops import fleet, inventory, profile, prog
-from tunnelops.model import DEFAULT_HOME, HUB, ModelError, PortSpec, Site
+from tunnelops.model.hosts import DEFAULT_HOME, HUB
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.site import Site
+from tunnelops.model.values import ModelError
 from tunnelops.remote import Remote, RemoteError, Transcript, for_site, ssh_port
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tunnelops import inventory
 from tunnelops.claims import conflict, home_claim, hub_claim
-from tunnelops.model import HomeSpec, Site, same_host
+from tunnelops.model.hosts import HomeSpec, same_host
+from tunnelops.model.site import Site
 
 
 class Collision(ValueError):

@@ -23,19 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from tunnelops.locations import EXAMPLE_NAME
-from tunnelops.model import (
-    DEFAULT_HOME,
-    HomeSpec,
-    HostRef,
-    ModelError,
-    PortSpec,
-    Service,
-    Site,
-    Tunnel,
-    VpsSpec,
-    Where,
-    check_name,
-)
+from tunnelops.model.hosts import DEFAULT_HOME, HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import ModelError, Where, check_name
 
 # table -> key -> kind. Kinds: str, int, bool, str_list, str_table.
 SCHEMA: dict[str, dict[str, str]] = {

@@ -22,7 +22,7 @@ from tests.conftest import own_lab
 from tunnelops import commands, inventory, verify
 from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, Topology
-from tunnelops.model import Site
+from tunnelops.model.site import Site
 from tunnelops.remote import Remote, Transcript
 from tunnelops.verify import VerifyReport
 

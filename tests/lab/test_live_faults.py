@@ -33,7 +33,7 @@ from tunnelops.changes import CommandChange, StepPlan
 from tunnelops.engine import RunReport
 from tunnelops.lab import Topology
 from tunnelops.lab.topology import PODMAN_USER
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 from tunnelops.steps.context import Ctx
 from tunnelops.verify import VerifyReport
 

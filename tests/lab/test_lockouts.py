@@ -38,7 +38,7 @@ from tests.lab.test_safety import (
 from tunnelops import inventory
 from tunnelops.lab import Lab, Topology
 from tunnelops.lab.instance import HOSTS
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.steps import safety
 
 pytestmark = pytest.mark.lab

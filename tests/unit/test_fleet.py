@@ -10,7 +10,9 @@ import pytest
 
 from tunnelops import fleet, inventory
 from tunnelops.inventory import new_site
-from tunnelops.model import HomeSpec, HostRef, PortSpec, Service
+from tunnelops.model.hosts import HomeSpec, HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 
 
 def svc(name: str, port: str, user: str = "gamer") -> Service:

@@ -11,7 +11,12 @@ import pytest
 
 from tunnelops import inventory
 from tunnelops.inventory import InventoryError
-from tunnelops.model import HomeSpec, HostRef, ModelError, PortSpec, Service, Site, Tunnel, VpsSpec
+from tunnelops.model.hosts import HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import ModelError
 
 
 def svc(name: str, *ports: str, home: str | None = None, user: str = "gamer") -> Service:

@@ -11,7 +11,12 @@ import pytest
 
 from tunnelops import inventory
 from tunnelops.inventory import InventoryError
-from tunnelops.model import HomeSpec, HostRef, ModelError, PortSpec, Service, Site, Tunnel, VpsSpec
+from tunnelops.model.hosts import HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import ModelError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.toml"
 
@@ -481,7 +486,7 @@ def test_update_applies_the_change_again_when_the_file_changed_under_it(
 
 def test_service_network_round_trips_and_is_validated() -> None:
     from tunnelops import inventory as inv
-    from tunnelops.model import ModelError
+    from tunnelops.model.values import ModelError
     text = ('[vps]\nhost = "v"\n[home]\nhost = "h"\n[[services]]\nname = "game"\n'
             'image = "x/y:1"\nuser = "gamer"\nports = ["12345/udp"]\nnetwork = "slirp4netns"\n')
     site = inv.loads(text)

@@ -10,18 +10,12 @@ from hypothesis import strategies as st
 
 from tunnelops import inventory
 from tunnelops.inventory import InventoryError
-from tunnelops.model import (
-    NAME_RE,
-    HomeSpec,
-    HostRef,
-    ModelError,
-    PortSpec,
-    Service,
-    Site,
-    Tunnel,
-    VpsSpec,
-    check_name,
-)
+from tunnelops.model.hosts import HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import NAME_RE, ModelError, check_name
 
 SETTINGS = settings(max_examples=1000, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -40,7 +40,10 @@ from tunnelops import changes, commands, facts, inventory
 from tunnelops.changes import CommandChange, Guard, StepPlan, apply_script
 from tunnelops.engine import Run
 from tunnelops.inventory import InventoryError
-from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
+from tunnelops.model.hosts import HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.values import NAME_RE, ModelError
 from tunnelops.probes import MARK
 from tunnelops.remote import RemoteError, Result
 from tunnelops.render import podman as podman_render

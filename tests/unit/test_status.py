@@ -12,7 +12,9 @@ import pytest
 from rich.console import Console
 
 from tunnelops import commands, inventory
-from tunnelops.model import HomeSpec, HostRef, PortSpec, Service
+from tunnelops.model.hosts import HomeSpec, HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.probes import Batch, Clock, Containers, Readings, RestartCounts, SetCounters, WgDump
 from tunnelops.status import home_probes, hub_probes, site_status
 from tunnelops.status.report import HANDSHAKE_MAX_AGE, StatusReport

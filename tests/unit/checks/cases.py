@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from tunnelops import inventory, netfilter
-from tunnelops.model import PortSpec, Site
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.site import Site
 from tunnelops.probes import Readings
 from tunnelops.verify import Ctx, LaptopState, Row, TcpResult, chain, evaluate
 from tunnelops.verify.runner import Measured, batches_for
