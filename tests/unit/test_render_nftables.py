@@ -15,7 +15,7 @@ import pytest
 
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.facts import HostFacts
-from tunnelops.inventory import new_site
+from tunnelops.inventory.new import new_site
 from tunnelops.model.ports import PortSpec
 from tunnelops.model.service import Service
 from tunnelops.model.tunnel import Tunnel

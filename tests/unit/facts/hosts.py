@@ -62,7 +62,7 @@ from tunnelops.backends.podman import network_kind
 from tunnelops.claims import home_claim, hub_claim
 from tunnelops.engine import fact_probes
 from tunnelops.facts import HostFacts
-from tunnelops.inventory import new_site
+from tunnelops.inventory.new import new_site
 from tunnelops.model.hosts import HomeSpec, HostRef
 from tunnelops.model.ports import PortSpec
 from tunnelops.model.service import Service

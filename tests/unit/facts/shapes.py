@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from tunnelops import probes
-from tunnelops.inventory import new_site
+from tunnelops.inventory.new import new_site
 from tunnelops.model.ports import PortSpec
 from tunnelops.model.service import Service
 from tunnelops.model.site import Site
