@@ -37,7 +37,7 @@ from tests.lab.test_safety import (
 )
 from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology
-from tunnelops.lab.instance import HOSTS
+from tunnelops.lab.topology import HOSTS
 from tunnelops.model.tunnel import Tunnel
 from tunnelops.steps import safety
 

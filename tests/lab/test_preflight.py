@@ -19,7 +19,7 @@ from tests.conftest import own_lab, slot
 from tests.lab.test_safety import run, sh, site_copy, state, state_diff
 from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology, image
-from tunnelops.lab.instance import HOSTS
+from tunnelops.lab.topology import HOSTS
 
 pytestmark = pytest.mark.lab
 

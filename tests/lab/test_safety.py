@@ -45,7 +45,7 @@ from tunnelops.inventory.new import new_site
 from tunnelops.inventory.read import load, loads
 from tunnelops.inventory.write import save
 from tunnelops.lab import Lab, LabError, Topology
-from tunnelops.lab.instance import HOSTS
+from tunnelops.lab.topology import HOSTS
 from tunnelops.probes.wireguard import rehandshake
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nfthost
