@@ -504,21 +504,3 @@ def test_service_network_round_trips_and_is_validated() -> None:
         assert "network" in str(e) and "auto, pasta, slirp4netns" in str(e)
     else:
         raise AssertionError("an unknown network was accepted")
-
-
-def test_the_facade_keeps_the_public_names_of_the_inventory() -> None:
-    """`from tunnelops import inventory; inventory.load(...)` (the public face, and what code
-    written before the split says) gives each public name, the very object of its module."""
-    import importlib
-
-    import tunnelops.inventory as facade
-
-    public = {"ARRAYS", "REQUIRED", "SCHEMA", "InventoryError", "dumps", "find_site", "load",
-              "loads", "locked", "new_site", "save", "site_files", "update",
-              "update_discovered"}
-    assert set(facade.__all__) == public
-    for name in public:
-        value = getattr(facade, name)
-        home = getattr(value, "__module__", "")  # a class or function: where it is defined
-        if home.startswith("tunnelops.inventory."):
-            assert getattr(importlib.import_module(home), name) is value, name

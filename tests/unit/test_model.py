@@ -436,23 +436,3 @@ def test_model_error_is_one_line_and_relocatable() -> None:
 
 def test_placeholder_is_not_a_key() -> None:
     assert PRIVATE_KEY_PLACEHOLDER == "@TUNNELOPS_PRIVATE_KEY@"
-
-
-def test_the_facade_keeps_the_public_names_of_the_model() -> None:
-    """`from tunnelops.model import X` (the public face, and what code written before the
-    split says) gives each public name of the model, the very object of its module."""
-    import importlib
-
-    import tunnelops.model as facade
-
-    public = {"CLIENT_IP_MODES", "DEFAULT_HOME", "DEFAULT_SSH_PORT", "ENV_KEY_RE",
-              "HOST_IFACE_RE", "HUB", "IMAGE_RE", "NAME_RE", "PRIVATE_KEY_PLACEHOLDER",
-              "PROTOCOLS", "SERVICE_NETWORKS", "SYSTEM_UID_MAX", "TUNNEL_IFACE_RE", "USER_RE",
-              "HomeSpec", "HostRef", "ModelError", "PortSpec", "Service", "Site", "Tunnel",
-              "VpsSpec", "Where", "check_interface", "check_name", "same_host"}
-    assert set(facade.__all__) == public
-    for name in public:
-        value = getattr(facade, name)
-        home = getattr(value, "__module__", "")  # a class or function: where it is defined
-        if home.startswith("tunnelops.model."):
-            assert getattr(importlib.import_module(home), name) is value, name
