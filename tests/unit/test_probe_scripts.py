@@ -218,3 +218,63 @@ def test_redaction_works_on_any_spelling_wg_accepts(shell: list[str], sandbox: P
     for key, shown in ((SECRET, PRIVATE_KEY_PLACEHOLDER), (other, FOREIGN_KEY)):
         out = redacting(shell, sandbox, f"[Interface]\n{line.format(key)}\nListenPort = 1\n")
         assert out == f"[Interface]\nPrivateKey = {shown}\nListenPort = 1\n"
+
+
+# --------------------------------------------------------------------------- firewalld
+FAKE_PY = """#!/bin/sh
+# a stand-in for firewall-cmd's interpreter: -c CODE VIEW DIR MORE...; logs each start
+[ "$1" = -c ] || exec sh "$@"  # firewall-cmd itself
+echo "$3 ${5:-}" >> "$LOG"
+d=$4; shift 4; code=; case $MODE in fallback) code=3;; stopped) code=4;; esac
+for m in "$@"; do  # the other views, kept for the batch's next probes
+  if [ "$code" ]; then echo "!$code"; else
+    echo '{"zones": [["public", {"ports": [["1", "tcp"]]}]], "nm": []}'; fi > "$d/fwd.$m"
+done
+[ -z "$code" ] || exit "$code"
+echo '{"zones": [["public", {"ports": [["9", "udp"]], "interfaces": ["wg0"]}]]}'
+"""
+FAKE_FIREWALL_CMD = """#!{py}
+echo "firewall-cmd $*" >> "$LOG"
+printf 'public\\n  ports: 7/tcp\\n'
+"""
+
+
+@pytest.mark.parametrize("mode", ["dbus", "fallback", "stopped"])
+def test_firewalld_views_are_read_by_one_start_of_firewall_cmds_interpreter(
+        shell: list[str], tmp_path: Path, mode: str) -> None:
+    """Both views of a batch by ONE start of the interpreter on firewall-cmd's first line
+    (the permanent view behind the runtime one, in its job); firewall-cmd itself where that
+    reader fails; nothing where it says firewalld is not on the bus."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "fakepython").write_text(FAKE_PY)
+    (bin_ / "firewall-cmd").write_text(FAKE_FIREWALL_CMD.format(py=bin_ / "fakepython"))
+    (bin_ / "systemctl").write_text("#!/bin/sh\nexit 0\n")  # says firewalld is active
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    rt, pm = probes.FirewalldZones("runtime"), probes.FirewalldZones("permanent")
+    batch = Batch([rt, pm])
+    assert [[p.key for p in job] for job in batch.jobs] == [[rt.key, pm.key]]
+    assert [[p.key for p in j] for j in Batch([pm]).jobs] == [[pm.key]]  # alone: its own
+    (tmp_path / "t").mkdir()
+    script = "\n".join([
+        f"export PATH={bin_}:$PATH LOG={tmp_path / 'log'} MODE={mode} T={tmp_path / 't'}",
+        rt.functions, f"p0() {{\n{rt.shell()}\n}}", f"p1() {{\n{pm.shell()}\n}}",
+        rt.setup(), pm.setup(), f"( p0 ); echo {MARK} x; ( p1 )"])
+    res = run(shell, script)
+    assert res.returncode == 0, res.stderr
+    runtime, permanent = res.stdout.split(f"{MARK} x\n")
+    log = (tmp_path / "log").read_text().splitlines()
+    if mode == "dbus":
+        assert log == ["runtime permanent"]  # one start, for both views
+        assert rt.parse(runtime)["zones"]["public"]["ports"] == ["9/udp"]
+        assert rt.parse(runtime)["zones"]["public"]["interfaces"] == ["wg0"]
+        assert pm.parse(permanent)["zones"]["public"]["ports"] == ["1/tcp"]
+    elif mode == "fallback":
+        assert log == ["runtime permanent", "firewall-cmd --list-all-zones",
+                       "firewall-cmd --permanent --list-all-zones"]
+        assert rt.parse(runtime)["zones"] == {"public": {"ports": ["7/tcp"]}}
+        assert pm.parse(permanent)["zones"] == {"public": {"ports": ["7/tcp"]}}
+    else:
+        assert log == ["runtime permanent"]
+        assert rt.parse(runtime) == {} and pm.parse(permanent) == {}

@@ -22,6 +22,22 @@ def test_probe_fixture(case: dict) -> None:
     assert fixtures.jsonable(probe.parse(case["output"])) == case["value"]
 
 
+def test_firewalld_over_dbus_is_what_firewall_cmd_lists() -> None:
+    """On each host recorded (firewalld 1 in the namespace lab, 2 in the VMs), each view read
+    over D-Bus and by firewall-cmd, one after the other: the same value."""
+    seen: dict[tuple[str, str], dict[str, object]] = {}
+    for _, c in CASES:
+        if c["probe"]["kind"] == "firewalld" and "reader" in c["probe"].get("args", {}):
+            args = c["probe"]["args"]
+            seen.setdefault((c["host"], args["view"]), {})[args["reader"]] = c["value"]
+    pairs = {k: v for k, v in seen.items() if len(v) == 2}
+    assert {h.split(" ")[0] for h, _ in pairs} >= {"lab", "vm"}
+    for (host, view), by in pairs.items():
+        assert by["dbus"] == by["firewall-cmd"], (host, view)
+        if "home" in host:
+            assert by["dbus"]["zones"], (host, view)  # a real listing, not two empty ones
+
+
 def test_every_kind_of_probe_has_fixtures() -> None:
     have = {c["probe"]["kind"] for _, c in CASES}
     assert set(fixtures.kinds()) - have == set()

@@ -9,7 +9,8 @@ path) with
 - `slow`: it runs a slow program (firewall-cmd, podman, nmcli, nft, ping), so the batch
   runs it in a background job, in parallel with everything else;
 - `after`: kinds of probes that must have run first when they are in the same batch (the
-  WireGuard dump after the ping whose traffic starts a handshake): they share one job;
+  WireGuard dump after the ping whose traffic starts a handshake; its own kind: the other
+  probes of that kind): they share one job;
 - `setup()` / `cleanup()`: shell run before any probe / when the script exits.
 
 Equal probes are the same probe: planning and verify ask for the same `WgDump("wg0")`,
@@ -112,7 +113,7 @@ def _ordered(probes: Sequence[Probe]) -> list[list[Probe]]:
     while pending:
         progressed = False
         for p in list(pending):
-            deps = [k for k in p.after if any(o.kind == k for o in probes)]
+            deps = [k for k in p.after if any(o.kind == k for o in probes if o is not p)]
             if any(k not in kinds for k in deps):
                 continue
             if deps:

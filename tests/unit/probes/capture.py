@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.unit.probes.capture INVENTORY_DIR SITE [LABEL]
 
-runs the facts batch and verify's batch on each host of the site (one round trip each) and
+runs the facts batch and verify's batch on each host of the site (one round trip each; and
+firewalld's zones by firewall-cmd itself, beside its D-Bus reader's) and
 writes, for every probe, what it printed and what it parsed to into cases/KIND.json
 (replacing the cases recorded from the same host before; hand-written ones stay). Review
 the diff: a value that changed is a parser that changed.
@@ -17,6 +18,7 @@ from pathlib import Path
 from tests.unit.probes.fixtures import HERE, args, jsonable
 from tunnelops.engine import fact_probes
 from tunnelops.inventory.read import load
+from tunnelops.probes import Batch, FirewalldZones
 from tunnelops.remote import Remote
 from tunnelops.verify.runner import batches_for, chain, context
 
@@ -30,7 +32,13 @@ def main(inventory_dir: str, site_name: str, label: str = "lab") -> None:
         remote = Remote(ctx.dest(host), ssh_config=site.ssh_config,
                         known_hosts=site.known_hosts)
         try:
-            for batch in (fact_probes(site, host).batch(), verify_batches[host]):
+            batches = [fact_probes(site, host).batch(), verify_batches[host]]
+            # firewalld's zones as firewall-cmd lists them too, read beside the D-Bus reader's:
+            # the same value from both (tests/unit/test_probes.py)
+            batches.append(Batch([FirewalldZones(p.view, reader="firewall-cmd")
+                                  for b in batches for p in b
+                                  if isinstance(p, FirewalldZones)]))
+            for batch in batches:
                 r = batch.parse(remote.run(batch.script(), what="capture").stdout)
                 assert r.complete, f"{host}: a cut output"
                 for p in batch:
