@@ -20,10 +20,10 @@ from rich.console import Console
 
 from tests.conftest import own_lab
 from tunnelops import commands, inventory, verify
-from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, Topology
 from tunnelops.model import Site
 from tunnelops.remote import Remote, Transcript
+from tunnelops.report import RunReport
 from tunnelops.verify import VerifyReport
 
 E = TypeVar("E", bound="SiteEnv")

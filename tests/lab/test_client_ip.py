@@ -37,8 +37,8 @@ from tests.lab.labb_site import (
     wait_until,
 )
 from tunnelops import commands, inventory, verify
-from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, Topology, demo
+from tunnelops.report import RunReport
 
 pytestmark = pytest.mark.lab
 

@@ -27,8 +27,8 @@ import pytest
 from tests.conftest import own_lab, slot
 from tests.lab.labb_site import describe, options, tcp_echo, token, udp_echo, wait_until
 from tunnelops import commands, inventory, verify
-from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, Topology
+from tunnelops.report import RunReport
 
 pytestmark = pytest.mark.lab
 

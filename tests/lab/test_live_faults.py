@@ -30,10 +30,10 @@ from tests.lab.env import SiteEnv, bootstrapped, failing
 from tunnelops import commands, inventory
 from tunnelops.backends import firewalld as firewalld_backend
 from tunnelops.changes import CommandChange, StepPlan
-from tunnelops.engine import RunReport
 from tunnelops.lab import Topology
 from tunnelops.lab.topology import PODMAN_USER
 from tunnelops.model import PortSpec
+from tunnelops.report import RunReport
 from tunnelops.steps.context import Ctx
 from tunnelops.verify import VerifyReport
 
