@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from tunnelops.backends.originals import backup_shell, record_shell
 from tunnelops.hostlock import APPLY_LOCK_PATH, LOCK_PATH
-from tunnelops.model import PRIVATE_KEY_PLACEHOLDER
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER
 from tunnelops.probes import MARK
 
 TMP_PREFIX = ".tunnelops."

@@ -17,7 +17,8 @@ import json
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network
 
-from tunnelops.model import PortSpec, Site
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.site import Site
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def logs(c, service, follow=False, lines="50", site=None, trust_new_host=False):
 def demo(c, name=None, index=None):
     """The whole story on this machine: lab up, bootstrap, a player's probe, verify."""
     from tunnelops.lab.demo import run  # the lab needs root; import it only here
-    from tunnelops.lab.instance import LabError
+    from tunnelops.lab.procs import LabError
 
     lab_tasks.need_root()
     lab = lab_tasks.make_lab(c, name, index)

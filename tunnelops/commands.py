@@ -15,8 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from tunnelops import fleet, inventory, profile, prog
-from tunnelops.model import DEFAULT_HOME, HUB, ModelError, PortSpec, Site
+from tunnelops import fleet, profile, prog
+from tunnelops.inventory.edit import locked, update, update_discovered
+from tunnelops.inventory.find import find_site, site_files
+from tunnelops.inventory.new import new_site
+from tunnelops.inventory.read import load
+from tunnelops.inventory.schema import InventoryError
+from tunnelops.inventory.write import save
+from tunnelops.model.hosts import DEFAULT_HOME, HUB
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.site import Site
+from tunnelops.model.values import ModelError
 from tunnelops.remote import Remote, RemoteError, Transcript, for_site, ssh_port
 
 if TYPE_CHECKING:
@@ -69,9 +78,9 @@ def resolve_site(opts: Options, vps: str | None = None, home: str | None = None,
     converge: the command changes hosts, so a site that collides with another site of the
     inventory on a host they share is refused here, before any SSH."""
     try:
-        path = inventory.find_site(opts.inventory_dir, vps=vps, home=home, site=opts.site)
+        path = find_site(opts.inventory_dir, vps=vps, home=home, site=opts.site)
         if path is not None:
-            site = inventory.load(path)
+            site = load(path)
             homes = [str(h.host) for h in site.homes]
             if (vps and str(site.vps.host) != vps) or (home and home not in homes):
                 raise UsageError(f"{path} describes vps={site.vps.host} "
@@ -81,12 +90,12 @@ def resolve_site(opts: Options, vps: str | None = None, home: str | None = None,
             if not (vps and home):
                 raise UsageError(_no_site(opts, vps, home))
             name = opts.site or "site"
-            site = inventory.new_site(name, vps, home)
+            site = new_site(name, vps, home)
             path = opts.inventory_dir / f"{name}.toml"
         if converge:
             fleet.check(site, path, fleet.others(path))
         return path, with_ssh_port(site, path)
-    except (inventory.InventoryError, ModelError, fleet.Collision) as e:
+    except (InventoryError, ModelError, fleet.Collision) as e:
         raise UsageError(str(e)) from None
 
 
@@ -152,12 +161,12 @@ def bootstrap(opts: Options, vps: str | None, home: str | None) -> RunReport:
     path, site = resolve_site(opts, vps, home, converge=True)
     report = run(site, path, opts)
     if not opts.dry_run and report.discovered:
-        with inventory.locked(path):
+        with locked(path):
             if not path.exists():
-                inventory.save(path, site)
+                save(path, site)
                 opts.console.print(f"recorded the site in {path}")
-        inventory.update_discovered(path, report.discovered["public_ip"],
-                                    report.discovered["wan_interface"] or None)
+        update_discovered(path, report.discovered["public_ip"],
+                          report.discovered["wan_interface"] or None)
     return report
 
 
@@ -196,10 +205,10 @@ def change_port(opts: Options, spec_text: str, service: str | None, *, add: bool
                    else current.with_port_removed(spec, service))
             fleet.check(new, path, fleet.others(path))
             return new
-        except (ModelError, fleet.Collision, inventory.InventoryError) as e:
+        except (ModelError, fleet.Collision, InventoryError) as e:
             raise UsageError(str(e)) from None
 
-    new = change(site) if opts.dry_run else with_ssh_port(inventory.update(path, change), path)
+    new = change(site) if opts.dry_run else with_ssh_port(update(path, change), path)
     verb = "added" if add else "removed"
     if noop:
         opts.console.print(f"{spec} is {'already' if add else 'not'} in {path.name}: "
@@ -260,12 +269,12 @@ def status(opts: Options, all_sites: bool = False, as_json: bool = False) -> Sta
     if all_sites and opts.site:
         raise UsageError("--all and --site both name the sites: give one of them")
     if all_sites:
-        paths = inventory.site_files(opts.inventory_dir)
+        paths = site_files(opts.inventory_dir)
         if not paths:
             raise UsageError(_no_site(opts, None, None))
         try:
-            sites = [inventory.load(p) for p in paths]
-        except (inventory.InventoryError, ModelError) as e:
+            sites = [load(p) for p in paths]
+        except (InventoryError, ModelError) as e:
             raise UsageError(str(e)) from None
     else:
         sites = [resolve_site(opts)[1]]

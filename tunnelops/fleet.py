@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunnelops import inventory
 from tunnelops.claims import conflict, home_claim, hub_claim
-from tunnelops.model import HomeSpec, Site, same_host
+from tunnelops.inventory.read import load
+from tunnelops.locations import EXAMPLE_NAME
+from tunnelops.model.hosts import HomeSpec, same_host
+from tunnelops.model.site import Site
 
 
 class Collision(ValueError):
@@ -28,8 +30,8 @@ def others(path: Path) -> list[tuple[Path, Site]]:
     directory = path.parent
     if not directory.is_dir():
         return []
-    return [(p, inventory.load(p)) for p in sorted(directory.glob("*.toml"))
-            if p.name != inventory.EXAMPLE_NAME and p.resolve() != path.resolve()]
+    return [(p, load(p)) for p in sorted(directory.glob("*.toml"))
+            if p.name != EXAMPLE_NAME and p.resolve() != path.resolve()]
 
 
 def _shares_vps(a: Site, b: Site) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from tunnelops.model import Service
+from tunnelops.model.service import Service
 from tunnelops.render.podman import as_user
 
 NO_USER, NO_CONTAINER = 3, 4  # the script's exit statuses for what is not there (yet)

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from tests.bench.breakdown import arguments, bench_lab, measure, tunnelops, unlimit
 from tunnelops.engine import Run, fact_probes
-from tunnelops.inventory import load
+from tunnelops.inventory.read import load
 from tunnelops.lab import Lab
 from tunnelops.probes import Batch
 from tunnelops.remote import Remote

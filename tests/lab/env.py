@@ -19,9 +19,10 @@ from typing import TypeVar
 from rich.console import Console
 
 from tests.conftest import own_lab
-from tunnelops import commands, inventory, verify
+from tunnelops import commands, verify
+from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology
-from tunnelops.model import Site
+from tunnelops.model.site import Site
 from tunnelops.remote import Remote, Transcript
 from tunnelops.report import RunReport
 from tunnelops.verify import VerifyReport
@@ -62,7 +63,7 @@ class SiteEnv:
 
     @property
     def site(self) -> Site:
-        return inventory.load(self.lab.inventory)
+        return load(self.lab.inventory)
 
     def sh(self, role: str, script: str, user: str | None = None) -> str:
         return sh(self.lab, role, script, user=user)

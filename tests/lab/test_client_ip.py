@@ -36,7 +36,9 @@ from tests.lab.labb_site import (
     udp_echo,
     wait_until,
 )
-from tunnelops import commands, inventory, verify
+from tunnelops import commands, verify
+from tunnelops.inventory.edit import update
+from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology, demo
 from tunnelops.report import RunReport
 
@@ -63,7 +65,7 @@ def run(lab: Lab, command, *args, **kw) -> RunReport:
 
 
 def set_mode(lab: Lab, mode: str) -> None:
-    inventory.update(lab.inventory, lambda s: dataclasses.replace(s, client_ip=mode))
+    update(lab.inventory, lambda s: dataclasses.replace(s, client_ip=mode))
 
 
 def peer(reply: str) -> str:
@@ -103,7 +105,7 @@ def table_handle(lab: Lab) -> str:
 
 def client_rows(lab: Lab) -> dict[str, tuple[bool | None, str]]:
     sh(lab, "vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
-    report = verify.run(inventory.load(lab.inventory))
+    report = verify.run(load(lab.inventory))
     assert report.ok, [(c.id, c.measured, c.hint) for c in report.checks if c.ok is False]
     return {c.id: (c.ok, c.measured) for c in report.checks if c.id.startswith("client.")}
 
@@ -133,7 +135,7 @@ def assert_switched(lab: Lab, mode: str) -> None:
 # ------------------------------------------------------------------------------ the tests
 def test_preserve_the_game_sees_each_player(labg: Lab) -> None:
     t = labg.topo
-    assert inventory.load(labg.inventory).client_ip == "preserve"
+    assert load(labg.inventory).client_ip == "preserve"
     assert postrouting(labg) == [MASQ]  # no SNAT of what is forwarded into the tunnel
     assert seen_from_inet(labg, 12346, "tcp") == t.inet_vps_side == "198.51.100.1"
     assert seen_from_inet(labg, 12345, "udp") == t.inet_vps_side  # and the reply came back
@@ -163,7 +165,7 @@ def test_switch_to_snat_converges_in_one_run(labg: Lab) -> None:
 def test_add_and_remove_port(labg: Lab, mode: str) -> None:
     """In both modes: a port is one set element more, then one less (the table is never
     reloaded: its handle stays), and the new port's players are seen as the mode says."""
-    if inventory.load(labg.inventory).client_ip != mode:
+    if load(labg.inventory).client_ip != mode:
         assert_switched(labg, mode)
     expected = TUNNEL_VPS if mode == "snat" else labg.topo.inet_vps_side
     handle = table_handle(labg)

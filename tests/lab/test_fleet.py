@@ -26,7 +26,8 @@ import pytest
 
 from tests.conftest import own_lab, slot
 from tests.lab.labb_site import describe, options, tcp_echo, token, udp_echo, wait_until
-from tunnelops import commands, inventory, verify
+from tunnelops import commands, verify
+from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology
 from tunnelops.report import RunReport
 
@@ -67,7 +68,7 @@ def fleet(lab: Lab) -> Lab:
 
 def check(lab: Lab, site: str) -> verify.VerifyReport:
     forget_ssh(lab)
-    return verify.run(inventory.load(lab.inventory_dir / f"{site}.toml"))
+    return verify.run(load(lab.inventory_dir / f"{site}.toml"))
 
 
 def test_a_rerun_changes_nothing_on_the_three_hosts_one_round_trip_each(fleet: Lab) -> None:

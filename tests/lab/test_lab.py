@@ -30,8 +30,7 @@ import pytest
 from tests.conftest import slot
 from tunnelops.lab import Lab
 from tunnelops.lab.image import IMAGE
-from tunnelops.lab.instance import HOSTS
-from tunnelops.lab.topology import ROLES
+from tunnelops.lab.topology import HOSTS, ROLES
 
 pytestmark = pytest.mark.lab
 

@@ -27,12 +27,13 @@ from rich.console import Console
 
 from tests.conftest import slot
 from tests.lab.env import SiteEnv, bootstrapped, failing
-from tunnelops import commands, inventory
+from tunnelops import commands
 from tunnelops.backends import firewalld as firewalld_backend
 from tunnelops.changes import CommandChange, StepPlan
+from tunnelops.inventory.write import save
 from tunnelops.lab import Topology
 from tunnelops.lab.topology import PODMAN_USER
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 from tunnelops.report import RunReport
 from tunnelops.steps.context import Ctx
 from tunnelops.verify import VerifyReport
@@ -212,7 +213,7 @@ def test_firewalld_change_that_locks_ssh_out_at_home_undoes_itself(
 
     path, original = env.lab.inventory, env.lab.inventory.read_text()
     monkeypatch.setattr(firewalld_backend, "plan", with_lockout)
-    inventory.save(path, env.site.with_port_added("12347/udp"))  # a real firewall change
+    save(path, env.site.with_port_added("12347/udp"))  # a real firewall change
     try:
         env.sh("vps", "nft flush set inet tunnelops-host ssh_new4 2>/dev/null || true")
         out = io.StringIO()

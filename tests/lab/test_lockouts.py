@@ -35,10 +35,10 @@ from tests.lab.test_safety import (
     vanish_after_firewall_change,
     vps_firewall,
 )
-from tunnelops import inventory
+from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology
-from tunnelops.lab.instance import HOSTS
-from tunnelops.model import Tunnel
+from tunnelops.lab.topology import HOSTS
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.steps import safety
 
 pytestmark = pytest.mark.lab
@@ -143,7 +143,7 @@ def test_the_ssh_port_is_the_one_ssh_uses(lab: Lab, tmp_path: Path) -> None:
                 if x.startswith(lab.topo.alias("vps")))
     known.write_text(lab.known_hosts.read_text() + f"[{lab.topo.vps_public}]:2222 "
                      + " ".join(line.split()[1:]) + "\n")
-    site = inventory.load(lab.inventory)
+    site = load(lab.inventory)
     name = site_copy(lab, "port2222", ssh_config=str(cfg), known_hosts=str(known),
                      vps=dataclasses.replace(site.vps, host="vps2222"))
     try:
@@ -207,7 +207,7 @@ def test_two_add_ports_at_once_both_land(lab: Lab) -> None:
         t.start()
     for t in threads:
         t.join()
-    ports = {str(p) for p in inventory.load(lab.inventory).service("game").ports}
+    ports = {str(p) for p in load(lab.inventory).service("game").ports}
     assert {"12347/udp", "12348/udp"} <= ports, results
     for port, res in results.items():
         if res.returncode != 0:

@@ -16,7 +16,7 @@ from tests.lab.labb_site import wait_until
 from tunnelops import facts as facts_mod
 from tunnelops.backends import keys, networkmanager, wglive
 from tunnelops.changes import apply_script, step_outcomes
-from tunnelops.inventory import new_site
+from tunnelops.inventory.new import new_site
 from tunnelops.remote import Remote
 from tunnelops.steps.context import Ctx
 

@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import own_lab, slot
 from tests.lab.test_safety import run, sh, site_copy, state, state_diff
-from tunnelops import inventory
+from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology, image
-from tunnelops.lab.instance import HOSTS
+from tunnelops.lab.topology import HOSTS
 
 pytestmark = pytest.mark.lab
 
@@ -32,7 +32,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def with_service(lab: Lab, name: str, **changes: object) -> str:
-    site = inventory.load(lab.inventory)
+    site = load(lab.inventory)
     game = dataclasses.replace(site.services[0], **changes)
     return site_copy(lab, name, services=(game,))
 

@@ -39,10 +39,13 @@ from rich.console import Console
 from tests.conftest import session_lab_topology, slot
 from tests.lab.env import Outcome, forget_ssh_rate, sh
 from tests.lab.labb_site import wait_until
-from tunnelops import commands, inventory
+from tunnelops import commands
 from tunnelops.changes import CommandChange, StepPlan, apply_script
+from tunnelops.inventory.new import new_site
+from tunnelops.inventory.read import load, loads
+from tunnelops.inventory.write import save
 from tunnelops.lab import Lab, LabError, Topology
-from tunnelops.lab.instance import HOSTS
+from tunnelops.lab.topology import HOSTS
 from tunnelops.probes.wireguard import rehandshake
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.render import nfthost
@@ -132,9 +135,9 @@ def error_lines(text: str) -> list[str]:
 
 def site_copy(lab: Lab, name: str, **changes: object) -> str:
     """Another site file for the same lab hosts (e.g. another known_hosts): its name."""
-    site = inventory.load(lab.inventory)
+    site = load(lab.inventory)
     site = dataclasses.replace(site, name=name, **changes)
-    inventory.save(lab.inventory_dir / f"{name}.toml", site)
+    save(lab.inventory_dir / f"{name}.toml", site)
     return name
 
 
@@ -359,12 +362,12 @@ def test_hostile_hosts_ports_and_names_refused_before_any_connection(tmp_path: P
                                   f"    User root\n\n" for r in HOSTS))
         inv_dir = tmp_path / "inventory"
         inv_dir.mkdir()
-        good = inventory.new_site("trap", "trap-vps", "trap-home", ssh_config=str(config),
-                                  known_hosts=str(tmp_path / "known_hosts"))
+        good = new_site("trap", "trap-vps", "trap-home", ssh_config=str(config),
+                        known_hosts=str(tmp_path / "known_hosts"))
         good = dataclasses.replace(good, services=(
-            inventory.loads('[vps]\nhost="a"\n[home]\nhost="b"\n[[services]]\nname="game"\n'
-                            'image="x/y:1"\nuser="gamer"\nports=["12345/udp"]\n').services))
-        inventory.save(inv_dir / "trap.toml", good)
+            loads('[vps]\nhost="a"\n[home]\nhost="b"\n[[services]]\nname="game"\n'
+                  'image="x/y:1"\nuser="gamer"\nports=["12345/udp"]\n').services))
+        save(inv_dir / "trap.toml", good)
         text = (inv_dir / "trap.toml").read_text()
         bad_files = {
             "badhost": text.replace('host = "trap-vps"', 'host = "trap-vps;touch /tmp/x"'),
@@ -946,7 +949,7 @@ def test_hostile_service_values_reach_podman_as_literal_data(labs: Lab) -> None:
     command = ("/bin/sh", "/echo.sh", f"$(touch {pwned(7)})", f"`touch {pwned(8)}`",
                f"a;touch {pwned(9)}", "it's \"quoted\"", "")
     labs.exec("home", ["mkdir", "-p", "-m", "755", volume_dir])
-    site = inventory.load(labs.inventory)
+    site = load(labs.inventory)
     game = dataclasses.replace(site.services[0], env=env, volumes=(f"{volume_dir}:/data:ro",),
                                command=command)
     name = site_copy(labs, "hostile", services=(game,))

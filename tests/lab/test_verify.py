@@ -23,7 +23,9 @@ import pytest
 
 from tests.conftest import slot
 from tests.lab.env import SiteEnv, bootstrapped, failing, remotes, rows
-from tunnelops import inventory, verify
+from tunnelops import verify
+from tunnelops.inventory.read import load
+from tunnelops.inventory.write import save
 from tunnelops.lab import Lab, Topology
 from tunnelops.lab.topology import PODMAN_USER
 from tunnelops.remote import Transcript
@@ -36,7 +38,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def ROWS() -> int:
-    return rows(inventory.load(Lab(TOPO).inventory))
+    return rows(load(Lab(TOPO).inventory))
 
 
 class Env(SiteEnv):
@@ -222,14 +224,14 @@ def test_tunnel_mtu_larger_than_the_path(healthy: Env) -> None:
     original = path.read_text()
     site = env.site
     try:
-        inventory.save(path, dataclasses.replace(
+        save(path, dataclasses.replace(
             site, tunnel=dataclasses.replace(site.tunnel, mtu=1500)))
         env.bootstrap()
         report = env.wait_healthy(timeout=3)
         hint = assert_broken(report, "tunnel.mtu", "set [tunnel] mtu = 1440")
         assert report.check("tunnel.mtu").measured.endswith("path 1500, needs 1560")
         fit = int(re.search(r"mtu = (\d+)", hint).group(1))  # the hint's value, as given
-        inventory.save(path, dataclasses.replace(
+        save(path, dataclasses.replace(
             site, tunnel=dataclasses.replace(site.tunnel, mtu=fit)))
         env.bootstrap()
         report = env.wait_healthy()

@@ -24,8 +24,9 @@ from tests.unit.facts import generate
 from tests.unit.facts.generate import HOME_PUB, INVENTORY, RANGE_SITE, SITE
 from tunnelops.backends import awall as awall_backend
 from tunnelops.changes import FileChange
-from tunnelops.inventory import new_site
-from tunnelops.model import PortSpec, Service
+from tunnelops.inventory.new import new_site
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.steps import vps
 from tunnelops.steps.context import Ctx
 

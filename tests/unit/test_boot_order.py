@@ -23,7 +23,7 @@ from tests.unit.facts import generate
 from tests.unit.facts.generate import SITE, VPS_IP, VPS_PUB
 from tunnelops.backends import podman as podman_backend
 from tunnelops.changes import CommandChange, FileChange
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.render import podman
 from tunnelops.steps import home
 from tunnelops.steps.context import Ctx, owned_files

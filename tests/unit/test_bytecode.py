@@ -57,15 +57,19 @@ def test_an_unwritable_cache_compiles_as_before(loader, monkeypatch: pytest.Monk
 
 
 def test_the_package_uses_it_under_pythondontwritebytecode(tmp_path: Path) -> None:
+    """A subpackage (tunnelops.model) and a module in it are loaded, and cached, by ours."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "XDG_CACHE_HOME": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-c", "import tunnelops.model as m; "
-                          "print(type(m.__loader__).__name__)"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, check=True)
-    assert res.stdout.strip() == "CachingLoader"
-    model = Path(sys.modules["tunnelops.model"].__file__ or "")
-    cached = (tmp_path / "tunnelops" / "pyc" / model.parent.relative_to("/")
-              / f"model.{sys.implementation.cache_tag}.pyc")
-    # ours, unless Python's own beside the source is valid (then that one is read)
-    beside = Path(importlib.util.cache_from_source(str(model)))
-    valid = beside.exists() and beside.read_bytes()[:16] == bytecode._header(os.stat(model))
-    assert cached.exists() != valid
+    names = ("tunnelops.model", "tunnelops.model.site")
+    res = subprocess.run([sys.executable, "-c", "import importlib\n"
+                          f"for name in {names!r}:\n"
+                          "    print(type(importlib.import_module(name).__loader__).__name__)"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["CachingLoader"] * len(names)
+    for name in names:
+        source = Path(importlib.import_module(name).__file__ or "")
+        cached = (tmp_path / "tunnelops" / "pyc" / source.parent.relative_to("/")
+                  / f"{source.stem}.{sys.implementation.cache_tag}.pyc")
+        # ours, unless Python's own beside the source is valid (then that one is read)
+        beside = Path(importlib.util.cache_from_source(str(source)))
+        valid = beside.exists() and beside.read_bytes()[:16] == bytecode._header(os.stat(source))
+        assert cached.exists() != valid, name

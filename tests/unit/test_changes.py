@@ -29,7 +29,7 @@ from tunnelops.changes import (
     step_outcomes,
     step_seconds,
 )
-from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER, Tunnel
 from tunnelops.probes import MARK
 from tunnelops.render.wireguard import vps_setconf, vps_wg_quick
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tunnelops import cli, engine, inventory, logs, prog
+from tunnelops import cli, engine, logs, prog
 from tunnelops.flags import CORE_SHORT, SHORT
-from tunnelops.locations import config_dir, find_inventory
+from tunnelops.inventory.read import loads
+from tunnelops.locations import EXAMPLE_NAME, config_dir, find_inventory
 from tunnelops.program import Tunnelops
 from tunnelops.remote import Remote, RemoteError
 from tunnelops.sshlink import HostKeyPolicy
@@ -85,14 +86,14 @@ def test_inventory_example_is_not_a_site_and_new_sites_go_to_an_existing_local_d
         tmp_path: Path) -> None:
     cwd, home = tmp_path / "cwd", tmp_path / "h"
     (cwd / "inventory").mkdir(parents=True)
-    (cwd / "inventory" / inventory.EXAMPLE_NAME).write_text("# example\n")
+    (cwd / "inventory" / EXAMPLE_NAME).write_text("# example\n")
     site_file(home / ".config" / "tunnelops")
     assert find_inventory(None, env={}, cwd=cwd, home=home).path == \
         home / ".config" / "tunnelops"  # the example does not make ./inventory a site dir
     (home / ".config" / "tunnelops" / "home.toml").unlink()
     found = find_inventory(None, env={}, cwd=cwd, home=home)
     assert found.path == cwd / "inventory" and "no site yet" in found.source
-    (cwd / "inventory" / inventory.EXAMPLE_NAME).unlink()
+    (cwd / "inventory" / EXAMPLE_NAME).unlink()
     (cwd / "inventory").rmdir()
     assert find_inventory(None, env={}, cwd=cwd, home=home).path == \
         home / ".config" / "tunnelops"
@@ -250,8 +251,8 @@ def test_logs_lines_and_script() -> None:
     for bad in ("-1", "ten", "", "1e3"):
         with pytest.raises(ValueError, match=r"use e\.g\. 100, or all"):
             logs.parse_lines(bad)
-    site = inventory.loads(SITE.format(name="s") + '[[services]]\nname = "game"\n'
-                           'image = "docker.io/x/y:1"\nuser = "gamer"\nports = ["1234/udp"]\n')
+    site = loads(SITE.format(name="s") + '[[services]]\nname = "game"\n'
+                 'image = "docker.io/x/y:1"\nuser = "gamer"\nports = ["1234/udp"]\n')
     svc = site.service("game")
     once = logs.script(svc, follow=False, lines=20)
     assert "podman logs --tail 20 tunnelops-game" in once and "--follow" not in once
@@ -278,7 +279,7 @@ def test_dry_run_trusts_a_new_host_key_in_memory_only(tmp_path: Path) -> None:
 
 
 def test_dry_run_remotes_do_not_record_host_keys(tmp_path: Path) -> None:
-    site = inventory.loads(SITE.format(name="s"))
+    site = loads(SITE.format(name="s"))
     for dry_run in (True, False):
         run = engine.Run(site, dry_run=dry_run, trust_new=True)
         for remote in run.remotes.values():

@@ -7,7 +7,7 @@ import pytest
 
 from tests.unit.facts import generate
 from tunnelops import facts
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.probes import MARK, Readings
 from tunnelops.render.nftables import Element
 from tunnelops.render.wireguard import vps_setconf

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tunnelops import fleet, inventory
-from tunnelops.inventory import new_site
-from tunnelops.model import HomeSpec, HostRef, PortSpec, Service
+from tunnelops import fleet
+from tunnelops.inventory.new import new_site
+from tunnelops.inventory.write import save
+from tunnelops.model.hosts import HomeSpec, HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 
 
 def svc(name: str, port: str, user: str = "gamer") -> Service:
@@ -91,8 +94,8 @@ def test_copies_of_one_deployment_are_not_compared() -> None:
 
 
 def test_the_inventory_is_read_for_the_others(tmp_path: Path) -> None:
-    inventory.save(tmp_path / "lab.toml", LAB)
-    inventory.save(tmp_path / "friend.toml", FRIEND)
+    save(tmp_path / "lab.toml", LAB)
+    save(tmp_path / "friend.toml", FRIEND)
     (tmp_path / "example.toml").write_text("not even toml [")
     assert [p.name for p, _ in fleet.others(tmp_path / "friend.toml")] == ["lab.toml"]
     clash = dataclasses.replace(FRIEND, tunnel=dataclasses.replace(FRIEND.tunnel,

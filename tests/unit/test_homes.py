@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tunnelops import inventory
-from tunnelops.inventory import InventoryError
-from tunnelops.model import HomeSpec, HostRef, ModelError, PortSpec, Service, Site, Tunnel, VpsSpec
+from tunnelops.inventory.find import find_site
+from tunnelops.inventory.read import load, loads
+from tunnelops.inventory.schema import InventoryError
+from tunnelops.inventory.write import save
+from tunnelops.model.hosts import HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import ModelError
 
 
 def svc(name: str, *ports: str, home: str | None = None, user: str = "gamer") -> Service:
@@ -153,7 +160,7 @@ ports = ["64738/tcp", "64738/udp"]
 
 
 def test_load_homes() -> None:
-    s = inventory.loads(FLEET, "inventory/fleet.toml")
+    s = loads(FLEET, "inventory/fleet.toml")
     assert [(h.name, str(h.host), str(s.address(h))) for h in s.homes] == [
         ("home", "homeserver", "192.168.2.2"), ("voice", "pi@voicebox", "192.168.2.10")]
     assert [(x.name, x.home) for x in s.services] == [("game", "home"), ("mumble", "voice")]
@@ -185,21 +192,21 @@ def test_load_homes() -> None:
 def test_homes_errors_name_their_line(old: str, new: str, message: str) -> None:
     assert old in FLEET
     with pytest.raises(InventoryError) as err:
-        inventory.loads(FLEET.replace(old, new, 1), "inventory/fleet.toml")
+        loads(FLEET.replace(old, new, 1), "inventory/fleet.toml")
     assert str(err.value) == message
 
 
 def test_homes_round_trip_keeping_comments(tmp_path: Path) -> None:
     path = tmp_path / "fleet.toml"
     path.write_text(FLEET)
-    s = inventory.load(path)
-    inventory.save(path, s)
+    s = load(path)
+    save(path, s)
     assert path.read_text() == FLEET  # nothing to change: byte for byte
     third = HomeSpec(HostRef("friend.example.net"), name="friend")
-    inventory.save(path, dataclasses.replace(s, homes=(*s.homes, third)))
+    save(path, dataclasses.replace(s, homes=(*s.homes, third)))
     text = path.read_text()
     assert "# the Raspberry Pi" in text
-    assert inventory.load(path).homes == (*s.homes, third)
+    assert load(path).homes == (*s.homes, third)
     assert '[[homes]]\nname = "friend"\nhost = "friend.example.net"\n' in text
 
 
@@ -208,20 +215,20 @@ def test_a_one_home_file_grows_a_second_home(tmp_path: Path) -> None:
     path.write_text('[vps]\nhost = "vps"\n\n[home]\nhost = "homeserver"  # the tower\n\n'
                     '[[services]]\nname = "game"\nimage = "docker.io/example/game:latest"\n'
                     'user = "gamer"\nports = ["12345/udp"]\n')
-    s = inventory.load(path)
-    inventory.save(path, s)  # one home: [home] stays as it is
+    s = load(path)
+    save(path, s)  # one home: [home] stays as it is
     assert "[home]\n" in path.read_text() and "[[homes]]" not in path.read_text()
     two = dataclasses.replace(s, homes=(*s.homes, HomeSpec(HostRef("voicebox"), name="voice")))
-    inventory.save(path, two)
+    save(path, two)
     text = path.read_text()
     assert "[home]\n" not in text
     assert text.index("[[homes]]") < text.index("[[services]]")
-    again = inventory.load(path)
+    again = load(path)
     assert [h.name for h in again.homes] == ["home", "voice"]
     assert again.services[0].home == "home" and 'home = "home"' in text
 
 
 def test_find_site_by_any_home(tmp_path: Path) -> None:
     (tmp_path / "fleet.toml").write_text(FLEET)
-    assert inventory.find_site(tmp_path, home="pi@voicebox") == tmp_path / "fleet.toml"
-    assert inventory.find_site(tmp_path, home="nobody") is None
+    assert find_site(tmp_path, home="pi@voicebox") == tmp_path / "fleet.toml"
+    assert find_site(tmp_path, home="nobody") is None

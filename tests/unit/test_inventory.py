@@ -9,9 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tunnelops import inventory
-from tunnelops.inventory import InventoryError
-from tunnelops.model import HomeSpec, HostRef, ModelError, PortSpec, Service, Site, Tunnel, VpsSpec
+from tunnelops.inventory.edit import update, update_discovered
+from tunnelops.inventory.find import find_site
+from tunnelops.inventory.new import new_site
+from tunnelops.inventory.read import load, loads
+from tunnelops.inventory.schema import InventoryError
+from tunnelops.inventory.write import dumps, save
+from tunnelops.model.hosts import HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import ModelError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.toml"
 
@@ -67,7 +76,7 @@ env = { TZ = "UTC" }
 
 def error(text: str, source: str = "inventory/lab.toml") -> str:
     with pytest.raises(InventoryError) as err:
-        inventory.loads(text, source, "lab")
+        loads(text, source, "lab")
     message = str(err.value)
     assert "\n" not in message
     return message
@@ -77,11 +86,11 @@ def error(text: str, source: str = "inventory/lab.toml") -> str:
 
 
 def test_load_example_is_the_seed() -> None:
-    assert inventory.load(EXAMPLE) == SEED_SITE
+    assert load(EXAMPLE) == SEED_SITE
 
 
 def test_load_base() -> None:
-    site = inventory.loads(BASE, "x", "lab")
+    site = loads(BASE, "x", "lab")
     assert site.name == "lab"
     assert site.vps.host.user == "root"
     assert [s.name for s in site.services] == ["game", "web"]
@@ -90,13 +99,13 @@ def test_load_base() -> None:
 
 def test_site_name_defaults_to_the_file_stem() -> None:
     text = BASE.replace('[site]\nname = "lab"\n', "")
-    assert inventory.loads(text, "inventory/lab.toml", "lab").name == "lab"
+    assert loads(text, "inventory/lab.toml", "lab").name == "lab"
 
 
 def test_bad_file_stem_without_site_name() -> None:
     text = BASE.replace('[site]\nname = "lab"\n', "")
     with pytest.raises(InventoryError) as err:
-        inventory.loads(text, "inventory/My Site.toml", "My Site")
+        loads(text, "inventory/My Site.toml", "My Site")
     assert str(err.value) == ("inventory/My Site.toml:1: [site] has no name and the file name "
                               "'My Site' is not a valid site name: add [site] name = \"home\"")
 
@@ -207,13 +216,13 @@ def test_services_must_be_tables() -> None:
 
 def test_load_unreadable(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as err:
-        inventory.load(tmp_path / "none.toml")
+        load(tmp_path / "none.toml")
     assert str(err.value) == (f"{tmp_path / 'none.toml'}: cannot read it (No such file or "
                               "directory): check the path or create it with bootstrap")
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b'[vps]\nhost = "\xff"\n')
     with pytest.raises(InventoryError) as err:
-        inventory.load(bad)
+        load(bad)
     assert str(err.value) == f"{bad}:2: the file is not UTF-8: save it as UTF-8"
 
 
@@ -224,17 +233,17 @@ def test_save_keeps_comments_and_order(tmp_path: Path) -> None:
     path = tmp_path / "home.toml"
     original = EXAMPLE.read_text()
     path.write_text(original)
-    site = inventory.load(path).with_port_added("27015-27020/udp")
-    inventory.save(path, site)
+    site = load(path).with_port_added("27015-27020/udp")
+    save(path, site)
     expected = original.replace(
         'ports = ["12345/udp", "12346/tcp"]  #',
         'ports = ["12345/udp", "12346/tcp", "27015-27020/udp"]  #',
     )
     assert expected != original
     assert path.read_text() == expected
-    assert inventory.load(path) == site
+    assert load(path) == site
     # Nothing changed: nothing rewritten.
-    inventory.save(path, site)
+    save(path, site)
     assert path.read_text() == expected
 
 
@@ -243,60 +252,60 @@ def test_client_ip_is_read_and_written_keeping_comments(tmp_path: Path) -> None:
     switch changes only that value, the comments around it stay."""
     path = tmp_path / "lab.toml"
     path.write_text(BASE)
-    site = inventory.load(path)
+    site = load(path)
     assert site.client_ip == "preserve" and not site.snat
-    inventory.save(path, dataclasses.replace(site, services=site.services[:1]))
+    save(path, dataclasses.replace(site, services=site.services[:1]))
     assert "client_ip" not in path.read_text()
     path.write_text(BASE)
-    snat = inventory.update(path, lambda s: dataclasses.replace(s, client_ip="snat"))
-    assert snat.snat and inventory.load(path) == snat
+    snat = update(path, lambda s: dataclasses.replace(s, client_ip="snat"))
+    assert snat.snat and load(path) == snat
     assert path.read_text() == BASE.replace('name = "lab"\n', 'name = "lab"\nclient_ip = "snat"\n')
     text = path.read_text().replace('client_ip = "snat"', 'client_ip = "snat"   # for now')
     path.write_text(text)
-    inventory.update(path, lambda s: dataclasses.replace(s, client_ip="preserve"))
+    update(path, lambda s: dataclasses.replace(s, client_ip="preserve"))
     assert path.read_text() == text.replace('"snat"   # for now', '"preserve"   # for now')
 
 
 def test_save_removes_a_port_from_a_multiline_array(tmp_path: Path) -> None:
     path = tmp_path / "lab.toml"
     path.write_text(BASE)
-    site = inventory.load(path).with_port_removed("12346/tcp")
-    inventory.save(path, site)
+    site = load(path).with_port_removed("12346/tcp")
+    save(path, site)
     assert path.read_text() == BASE.replace('    "12346/tcp",\n', "")
-    assert inventory.load(path) == site
+    assert load(path) == site
 
 
 def test_save_discovered_and_tunnel_changes(tmp_path: Path) -> None:
     path = tmp_path / "lab.toml"
     path.write_text(BASE)
-    site = inventory.update_discovered(path, "198.51.100.4", "ens3")
+    site = update_discovered(path, "198.51.100.4", "ens3")
     assert (site.vps.public_ip, site.vps.wan_interface) == (IPv4Address("198.51.100.4"), "ens3")
     text = path.read_text()
     assert text == BASE.replace(
         'host = "root@10.0.0.1"   # the VPS\n',
         'host = "root@10.0.0.1"   # the VPS\npublic_ip = "198.51.100.4"\nwan_interface = "ens3"\n',
     )
-    assert inventory.update_discovered(path, None, None) == site  # nothing new: kept
+    assert update_discovered(path, None, None) == site  # nothing new: kept
     assert path.read_text() == text
     with pytest.raises(InventoryError) as err:
-        inventory.update_discovered(path, "not-an-ip", None)
+        update_discovered(path, "not-an-ip", None)
     assert str(err.value) == (f"{path}: discovered value rejected: public_ip 'not-an-ip' is "
                               "not an IPv4 address: use e.g. \"192.168.2.1\"")
     changed = dataclasses.replace(site, tunnel=dataclasses.replace(site.tunnel, mtu=1380))
-    inventory.save(path, changed)
+    save(path, changed)
     assert path.read_text() == text.replace("listen_port = 51821\n",
                                             "listen_port = 51821\nmtu = 1380\n")
-    assert inventory.load(path) == changed
+    assert load(path) == changed
 
 
 def test_save_adds_and_removes_services(tmp_path: Path) -> None:
     path = tmp_path / "lab.toml"
     path.write_text(BASE)
-    site = inventory.load(path)
+    site = load(path)
     mail = Service("mail", "docker.io/example/mail:1", (PortSpec("tcp", 25, 25),), "mail",
                    env=(("A", "x y"),), command=("--verbose",))
     new = dataclasses.replace(site, services=(site.services[1], mail))
-    inventory.save(path, new)
+    save(path, new)
     assert path.read_text() == BASE.replace(
         BASE[BASE.index("[[services]]"):BASE.index('[[services]]\nname = "web"')], ""
     ) + (
@@ -309,7 +318,7 @@ def test_save_adds_and_removes_services(tmp_path: Path) -> None:
         'env = {A = "x y"}\n'
         'command = ["--verbose"]\n'
     )
-    loaded = inventory.load(path)
+    loaded = load(path)
     assert [s.name for s in loaded.services] == ["web", "mail"]
     assert loaded == new
 
@@ -318,15 +327,15 @@ def test_save_rewrites_inline_services(tmp_path: Path) -> None:
     path = tmp_path / "lab.toml"
     path.write_text('services = [{ name = "a", image = "i", user = "u", ports = ["1/udp"] }]\n'
                     '[vps]\nhost = "v"\n[home]\nhost = "h"\n')
-    site = inventory.load(path)
-    inventory.save(path, site.with_port_added("2/udp"))
-    assert inventory.load(path) == site.with_port_added("2/udp")
+    site = load(path)
+    save(path, site.with_port_added("2/udp"))
+    assert load(path) == site.with_port_added("2/udp")
     assert "[[services]]" in path.read_text()
 
 
 def test_save_new_file(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "home.toml"
-    inventory.save(path, SEED_SITE)
+    save(path, SEED_SITE)
     assert path.read_text() == (
         "# tunnelops site inventory: inventory/example.toml explains every key.\n"
         "\n"
@@ -361,7 +370,7 @@ def test_save_new_file(tmp_path: Path) -> None:
         'env = {MAX_PLAYERS = "8"}\n'
         'volumes = ["/srv/game:/data:Z"]\n'
     )
-    assert inventory.load(path) == SEED_SITE
+    assert load(path) == SEED_SITE
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in path.parent.iterdir()] == ["home.toml"]  # no temp file left
 
@@ -370,7 +379,7 @@ def test_save_refuses_to_overwrite_an_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "lab.toml"
     path.write_text("[vps\n")
     with pytest.raises(InventoryError, match="fix the TOML syntax"):
-        inventory.save(path, SEED_SITE)
+        save(path, SEED_SITE)
     assert path.read_text() == "[vps\n"
 
 
@@ -378,7 +387,7 @@ def test_save_keeps_file_mode(tmp_path: Path) -> None:
     path = tmp_path / "lab.toml"
     path.write_text(BASE)
     os.chmod(path, 0o600)
-    inventory.save(path, inventory.load(path).with_port_added("9000/udp", "web"))
+    save(path, load(path).with_port_added("9000/udp", "web"))
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
@@ -393,44 +402,44 @@ def write_site(directory: Path, name: str, vps: str, home: str) -> Path:
 
 def test_find_site(tmp_path: Path) -> None:
     (tmp_path / "example.toml").write_text(EXAMPLE.read_text())
-    assert inventory.find_site(tmp_path) is None
+    assert find_site(tmp_path) is None
     lab = write_site(tmp_path, "lab", "root@10.0.0.1", "home")
-    assert inventory.find_site(tmp_path) == lab
+    assert find_site(tmp_path) == lab
     prod = write_site(tmp_path, "prod", "myvps", "homeserver")
     with pytest.raises(InventoryError) as err:
-        inventory.find_site(tmp_path)
+        find_site(tmp_path)
     assert str(err.value) == f"several sites in {tmp_path} (lab, prod): pass --site NAME"
-    assert inventory.find_site(tmp_path, site="prod") == prod
-    assert inventory.find_site(tmp_path, site="nope") is None
-    assert inventory.find_site(tmp_path, vps="myvps") == prod
-    assert inventory.find_site(tmp_path, vps="myvps", home="homeserver") == prod
-    assert inventory.find_site(tmp_path, vps="myvps", home="other") is None
+    assert find_site(tmp_path, site="prod") == prod
+    assert find_site(tmp_path, site="nope") is None
+    assert find_site(tmp_path, vps="myvps") == prod
+    assert find_site(tmp_path, vps="myvps", home="homeserver") == prod
+    assert find_site(tmp_path, vps="myvps", home="other") is None
     write_site(tmp_path, "prod2", "myvps", "home2")
     with pytest.raises(InventoryError) as err:
-        inventory.find_site(tmp_path, vps="myvps")
+        find_site(tmp_path, vps="myvps")
     assert str(err.value) == (f"several sites in {tmp_path} match these hosts (prod.toml, "
                               "prod2.toml): pass --site NAME")
     with pytest.raises(InventoryError) as err:
-        inventory.find_site(tmp_path, site="../etc")
+        find_site(tmp_path, site="../etc")
     assert str(err.value).startswith("--site: site name '../etc' is not valid")
-    assert inventory.find_site(tmp_path / "missing") is None
+    assert find_site(tmp_path / "missing") is None
 
 
 def test_find_site_reports_syntax_errors(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text("[vps\n")
     with pytest.raises(InventoryError) as err:
-        inventory.find_site(tmp_path, vps="x")
+        find_site(tmp_path, vps="x")
     assert str(err.value).startswith(f"{tmp_path / 'a.toml'}:1: ")
 
 
 def test_new_site() -> None:
-    site = inventory.new_site("lab", "root@10.0.0.1", HostRef("home"), listen_port=51999,
-                              public_ip="203.0.113.9", whoami_url="http://10.0.0.9/ip")
+    site = new_site("lab", "root@10.0.0.1", HostRef("home"), listen_port=51999,
+                    public_ip="203.0.113.9", whoami_url="http://10.0.0.9/ip")
     assert site.tunnel == Tunnel(listen_port=51999)
     assert site.vps == VpsSpec(HostRef("root@10.0.0.1"), IPv4Address("203.0.113.9"))
     assert site.whoami_url == "http://10.0.0.9/ip"
     with pytest.raises(ModelError, match="unknown setting 'colour'"):
-        inventory.new_site("lab", "v", "h", colour="blue")
+        new_site("lab", "v", "h", colour="blue")
 
 
 def test_concurrent_updates_never_lose_each_other(tmp_path: Path) -> None:
@@ -448,14 +457,14 @@ def test_concurrent_updates_never_lose_each_other(tmp_path: Path) -> None:
         def change(site: Site) -> Site:
             time.sleep(0.2)  # both have read the file before either writes, without the lock
             return site.with_port_added(port, "game")
-        inventory.update(path, change)
+        update(path, change)
 
     threads = [threading.Thread(target=add, args=(p,)) for p in ports]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    game = inventory.load(path).service("game")
+    game = load(path).service("game")
     assert {str(p) for p in game.ports} >= set(ports)
     assert "# " in path.read_text()  # comments kept
 
@@ -473,26 +482,25 @@ def test_update_applies_the_change_again_when_the_file_changed_under_it(
             path.write_text(path.read_text().replace('"12346/tcp"', '"12346/tcp", "12350/tcp"'))
         return site.with_port_added("12347/udp", "game")
 
-    new = inventory.update(path, change)
+    new = update(path, change)
     assert len(calls) == 2
-    got = {str(p) for p in inventory.load(path).service("game").ports}
-    assert {"12350/tcp", "12347/udp"} <= got and new == inventory.load(path)
+    got = {str(p) for p in load(path).service("game").ports}
+    assert {"12350/tcp", "12347/udp"} <= got and new == load(path)
 
 
 def test_service_network_round_trips_and_is_validated() -> None:
-    from tunnelops import inventory as inv
-    from tunnelops.model import ModelError
+    from tunnelops.model.values import ModelError
     text = ('[vps]\nhost = "v"\n[home]\nhost = "h"\n[[services]]\nname = "game"\n'
             'image = "x/y:1"\nuser = "gamer"\nports = ["12345/udp"]\nnetwork = "slirp4netns"\n')
-    site = inv.loads(text)
+    site = loads(text)
     assert site.services[0].network == "slirp4netns"
-    assert 'network = "slirp4netns"' in inv.dumps(site, text)
-    auto = inv.loads(text.replace('network = "slirp4netns"\n', ""))
+    assert 'network = "slirp4netns"' in dumps(site, text)
+    auto = loads(text.replace('network = "slirp4netns"\n', ""))
     assert auto.services[0].network == "auto"
-    assert "network" not in inv.dumps(auto)  # the default is not written out
+    assert "network" not in dumps(auto)  # the default is not written out
     try:
-        inv.loads(text.replace('"slirp4netns"', '"bridge"'))
-    except (ModelError, inv.InventoryError) as e:
+        loads(text.replace('"slirp4netns"', '"bridge"'))
+    except (ModelError, InventoryError) as e:
         assert "network" in str(e) and "auto, pasta, slirp4netns" in str(e)
     else:
         raise AssertionError("an unknown network was accepted")

@@ -7,17 +7,12 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from tunnelops.model import (
-    PRIVATE_KEY_PLACEHOLDER,
-    HomeSpec,
-    HostRef,
-    ModelError,
-    PortSpec,
-    Service,
-    Site,
-    Tunnel,
-    VpsSpec,
-)
+from tunnelops.model.hosts import HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.model.values import ModelError
 
 
 def port(text: str) -> PortSpec:

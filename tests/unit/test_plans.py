@@ -34,7 +34,8 @@ from tunnelops.backends.originals import enable_shell
 from tunnelops.changes import CommandChange, FileChange, StepPlan
 from tunnelops.claims import hub_claim
 from tunnelops.facts import FileFact, HostFacts
-from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Site
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER
 from tunnelops.probes import sections
 from tunnelops.render import awall as awall_render
 from tunnelops.render import ifupdown, nftables, nfthost, podman

@@ -17,7 +17,7 @@ import pytest
 from tests.unit.facts import generate
 from tests.unit.shells import SECRET
 from tunnelops import facts, probes
-from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER, Tunnel
 from tunnelops.probes import FOREIGN_KEY, MARK, Batch, Probe
 from tunnelops.probes.files import redacting_cat
 from tunnelops.render.wireguard import vps_setconf

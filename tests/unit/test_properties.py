@@ -8,20 +8,15 @@ import string
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tunnelops import inventory
-from tunnelops.inventory import InventoryError
-from tunnelops.model import (
-    NAME_RE,
-    HomeSpec,
-    HostRef,
-    ModelError,
-    PortSpec,
-    Service,
-    Site,
-    Tunnel,
-    VpsSpec,
-    check_name,
-)
+from tunnelops.inventory.read import loads
+from tunnelops.inventory.schema import InventoryError
+from tunnelops.inventory.write import dumps
+from tunnelops.model.hosts import HomeSpec, HostRef, VpsSpec
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import NAME_RE, ModelError, check_name
 
 SETTINGS = settings(max_examples=1000, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -216,7 +211,7 @@ def mutated_inventories(draw: st.DrawFn) -> str:
 @given(mutated_inventories())
 def test_mutated_inventory_loads_or_fails_in_one_line(text: str) -> None:
     try:
-        site = inventory.loads(text, "inventory/lab.toml", "lab")
+        site = loads(text, "inventory/lab.toml", "lab")
     except InventoryError as err:
         message = str(err)
         assert one_line(message), message
@@ -226,7 +221,7 @@ def test_mutated_inventory_loads_or_fails_in_one_line(text: str) -> None:
         return
     assert isinstance(site, Site)
     # Anything that loads can be written back and reads the same.
-    assert inventory.loads(inventory.dumps(site, text, "lab"), "x", "lab") == site
+    assert loads(dumps(site, text, "lab"), "x", "lab") == site
 
 
 @st.composite
@@ -262,8 +257,8 @@ def sites(draw: st.DrawFn) -> Site:
                                                                   HealthCheck.filter_too_much])
 @given(sites())
 def test_dumps_loads_round_trip(site: Site) -> None:
-    text = inventory.dumps(site, None, "lab")
-    assert inventory.loads(text, "x", "lab") == site
+    text = dumps(site, None, "lab")
+    assert loads(text, "x", "lab") == site
     # Editing the written text to another valid site gives exactly that site.
-    again = inventory.dumps(site, BASE, "lab")
-    assert inventory.loads(again, "x", "lab") == site
+    again = dumps(site, BASE, "lab")
+    assert loads(again, "x", "lab") == site

@@ -13,7 +13,7 @@ from tests.unit.facts import generate
 from tests.unit.facts.generate import SITE
 from tunnelops import facts
 from tunnelops.facts import FileFact, HostFacts
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.probes import Listening
 from tunnelops.steps import safety
 from tunnelops.steps.context import Ctx, PlanError
@@ -127,7 +127,8 @@ def test_a_service_port_taken_by_another_process_is_refused() -> None:
 def test_more_ports_than_rootless_podman_can_hold_are_refused() -> None:
     """add-port 30000-49999/tcp failed in rootlessport ("too many open files") after the old
     container was gone: refused before anything changes, with the limit stated."""
-    from tunnelops.model import PortSpec, Site
+    from tunnelops.model.ports import PortSpec
+    from tunnelops.model.site import Site
     f = recorded("fedora-home-converged")
     f.users["gamer"]["nofile"] = "20000"
     big: Site = SITE.with_port_added(PortSpec.parse("30000-49999/tcp"), "game")

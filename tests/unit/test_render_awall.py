@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Address
 
-from tunnelops.model import PortSpec, Service, Tunnel
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.render import awall
 
 GAME = Service("game", "docker.io/example/game:latest",

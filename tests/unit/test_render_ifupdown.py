@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.render import ifupdown, sysctl
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.render import networkmanager as nm
 
 CUSTOM = Tunnel(subnet="10.9.8.0/29", vps_address="10.9.8.5",  # type: ignore[arg-type]

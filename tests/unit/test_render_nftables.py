@@ -15,8 +15,10 @@ import pytest
 
 from tunnelops.backends import nftables as nft_backend
 from tunnelops.facts import HostFacts
-from tunnelops.inventory import new_site
-from tunnelops.model import PortSpec, Service, Tunnel
+from tunnelops.inventory.new import new_site
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.naming import Names
 from tunnelops.probes import NftSets
 from tunnelops.probes.firewall import port_sets

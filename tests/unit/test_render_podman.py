@@ -6,7 +6,10 @@ import dataclasses
 
 import pytest
 
-from tunnelops.model import ModelError, PortSpec, Service, Tunnel
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import ModelError
 from tunnelops.render import podman
 
 GAME = Service("game", "docker.io/example/game:latest",

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from tunnelops.model import PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER, Tunnel
 from tunnelops.render import wireguard
 
 VPS_PUB = base64.b64encode(bytes(range(32))).decode()

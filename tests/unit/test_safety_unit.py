@@ -36,11 +36,15 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from tests.unit.facts import generate
-from tunnelops import changes, commands, facts, inventory
+from tunnelops import changes, commands, facts
 from tunnelops.changes import CommandChange, Guard, StepPlan, apply_script
 from tunnelops.engine import Run
-from tunnelops.inventory import InventoryError
-from tunnelops.model import NAME_RE, HostRef, ModelError, PortSpec, Service
+from tunnelops.inventory.read import loads
+from tunnelops.inventory.schema import InventoryError
+from tunnelops.model.hosts import HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.values import NAME_RE, ModelError
 from tunnelops.probes import MARK
 from tunnelops.remote import RemoteError, Result
 from tunnelops.render import podman as podman_render
@@ -472,7 +476,7 @@ def test_inventory_with_hostile_values_loads_literally_or_names_the_line(
     lines[line - 1] = template.format(toml_string(value))
     text = "\n".join(lines) + "\n"
     try:
-        site = inventory.loads(text, "inventory/lab.toml", "lab")
+        site = loads(text, "inventory/lab.toml", "lab")
     except InventoryError as err:
         message = str(err)
         assert one_line(message), message
@@ -492,7 +496,7 @@ def test_inventory_with_hostile_values_loads_literally_or_names_the_line(
 
 
 def test_the_base_of_the_inventory_property_loads() -> None:
-    site = inventory.loads("\n".join(BASE_LINES) + "\n", "x", "lab")
+    site = loads("\n".join(BASE_LINES) + "\n", "x", "lab")
     for target, (_, _, read) in TARGETS.items():
         assert read(site), target
 

@@ -27,8 +27,8 @@ from tunnelops.backends import wglive
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
 from tunnelops.claims import home_claim, hub_claim
 from tunnelops.facts import FileFact, HostFacts
-from tunnelops.inventory import new_site
-from tunnelops.model import PortSpec
+from tunnelops.inventory.new import new_site
+from tunnelops.model.ports import PortSpec
 from tunnelops.naming import HOST_NFT_FILE, LEGACY, Names
 from tunnelops.render import nftables, nfthost
 from tunnelops.render.nfthost import HubSite

@@ -24,7 +24,8 @@ def test_help_needs_no_ssh_nor_console() -> None:
     assert "invoke" in mods  # the control: the program did run
     assert {m.split(".")[0] for m in mods} & set(HEAVY) == set()
     assert {"tunnelops.commands", "tunnelops.engine", "tunnelops.verify",
-            "tunnelops.lab.instance"} & mods == set()
+            "tunnelops.lab.instance", "tunnelops.lab.bringup", "tunnelops.lab.teardown",
+            "tunnelops.lab.ownership", "tunnelops.lab.procs", "tunnelops.lab.state"} & mods == set()
 
 
 def test_a_run_starts_its_handshakes_before_the_engine_and_the_console() -> None:

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tunnelops import commands, inventory
-from tunnelops.model import HomeSpec, HostRef, PortSpec, Service
+from tunnelops import commands
+from tunnelops.inventory.new import new_site
+from tunnelops.model.hosts import HomeSpec, HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.probes import Batch, Clock, Containers, Readings, RestartCounts, SetCounters, WgDump
 from tunnelops.status import home_probes, hub_probes, site_status
 from tunnelops.status.report import HANDSHAKE_MAX_AGE, StatusReport
@@ -21,7 +24,7 @@ from tunnelops.status.runner import plan
 CASES = Path(__file__).parent / "probes" / "cases"
 NOW = 1796205600
 HOME_KEY, HOME2_KEY = "Cay1Qp4sHOME" + "A" * 31, "SCUj1uyuHOME2" + "A" * 30
-SITE = inventory.new_site(
+SITE = new_site(
     "flt3b", "flt3b-vps",
     (HomeSpec(HostRef("flt3b-home")), HomeSpec(HostRef("flt3b-home2"), name="home2")),
     services=(Service("game", "localhost/tunnelops-echo:latest", (
@@ -117,8 +120,8 @@ def test_a_host_not_read_is_unknown_and_named() -> None:
 
 def test_one_script_per_host_whatever_the_number_of_sites() -> None:
     """Two sites on one VPS (and one home): the VPS is read once, for both."""
-    other = inventory.new_site("friend", "flt3b-vps", "flt3b-home", interface="wg1",
-                               listen_port=51822, subnet="192.168.3.0/24")
+    other = new_site("friend", "flt3b-vps", "flt3b-home", interface="wg1",
+                     listen_port=51822, subnet="192.168.3.0/24")
     hosts = plan([SITE, other])
     assert sorted(k[0] for k in hosts) == ["flt3b-home", "flt3b-home2", "flt3b-vps"]
     vps = [p.key for p in hosts[("flt3b-vps", None, None)]]

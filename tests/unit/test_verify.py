@@ -15,7 +15,7 @@ from rich.console import Console
 from tests.unit.checks import cases
 from tunnelops import verify
 from tunnelops.backends.podman import published
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 from tunnelops.probes import MARK, Batch, UdpCounters
 from tunnelops.probes.traffic import http_get
 from tunnelops.probes.wireguard import PING_MIN, PMTU

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 from tests.unit.checks import cases
-from tunnelops.model import HomeSpec, HostRef, PortSpec, Service
+from tunnelops.model.hosts import HomeSpec, HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.verify import Row
 from tunnelops.verify.runner import (
     evaluate_homes,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tunnelops.lab import vm, vm_image
-from tunnelops.lab.instance import LabError
+from tunnelops.lab.procs import LabError
 from tunnelops.lab.topology import Topology
 
 T = Topology("vmt", 40)

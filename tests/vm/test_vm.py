@@ -30,8 +30,10 @@ from rich.console import Console
 from tests.lab.env import Outcome, rows
 from tests.vm.conftest import VmSession
 from tests.vm.state import diff, snapshot
-from tunnelops import commands, inventory
+from tunnelops import commands
 from tunnelops.backends.podman import as_user
+from tunnelops.inventory.read import load
+from tunnelops.inventory.write import save
 from tunnelops.lab.topology import PODMAN_USER
 from tunnelops.verify import VerifyReport
 
@@ -102,9 +104,9 @@ def monotonic_us(vms: VmSession) -> int:
 
 
 def set_network(vms: VmSession, network: str) -> None:
-    site = inventory.load(vms.lab.inventory)
+    site = load(vms.lab.inventory)
     svc = dataclasses.replace(site.services[0], network=network)
-    inventory.save(vms.lab.inventory, dataclasses.replace(site, services=(svc,)))
+    save(vms.lab.inventory, dataclasses.replace(site, services=(svc,)))
 
 
 def report(vms: VmSession, lab_report, key: str, line: str) -> None:
@@ -206,7 +208,7 @@ def test_second_run_changes_nothing(vms: VmSession, lab_report) -> None:
 def test_verify_passes_every_row_pasta_egress_is_the_vps(vms: VmSession, lab_report) -> None:
     rep, out = verify(vms)
     assert rep.ok, out
-    assert len(rep.checks) == rows(inventory.load(vms.lab.inventory)) and all(
+    assert len(rep.checks) == rows(load(vms.lab.inventory)) and all(
         c.ok for c in rep.checks), out
     assert rep.check("container.game.network").measured == "pasta:--outbound,192.168.2.2"
     assert vms.lab.topo.vps_public in rep.check("egress.game").measured, out

@@ -22,7 +22,7 @@ import shlex
 
 from tunnelops.changes import CommandChange, FileChange, Guard, RemoveFile, StepPlan
 from tunnelops.facts import HostFacts
-from tunnelops.model import Service
+from tunnelops.model.service import Service
 from tunnelops.naming import LEGACY
 from tunnelops.probes import AWALL_APPLIED, AWALL_LIVE
 from tunnelops.render import awall as render

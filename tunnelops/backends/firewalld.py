@@ -14,7 +14,7 @@ import shlex
 from tunnelops import probes
 from tunnelops.backends.originals import backup_shell
 from tunnelops.changes import CommandChange, FileChange, Guard, RemoveFile, StepPlan
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 from tunnelops.naming import LEGACY
 from tunnelops.steps.context import Ctx
 

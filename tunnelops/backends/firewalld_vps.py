@@ -17,7 +17,9 @@ from ipaddress import IPv4Address
 
 from tunnelops.backends.firewalld import ROLLBACK, zone_backup, zone_of
 from tunnelops.changes import CommandChange, Guard, StepPlan
-from tunnelops.model import PortSpec, Service, Tunnel
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.steps.context import Ctx
 
 

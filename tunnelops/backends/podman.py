@@ -21,7 +21,7 @@ import shlex
 
 from tunnelops.backends.originals import record_shell
 from tunnelops.changes import CommandChange, FileChange, RemoveFile, StepPlan
-from tunnelops.model import Service
+from tunnelops.model.service import Service
 from tunnelops.render import podman as render
 from tunnelops.render.podman import as_user
 from tunnelops.steps import sites

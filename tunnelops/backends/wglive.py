@@ -16,7 +16,7 @@ from ipaddress import IPv4Address
 
 from tunnelops.changes import CommandChange
 from tunnelops.facts import HostFacts
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.render.wireguard import parse_wg_conf
 
 WG_DEFAULT_MTU = 1420  # the kernel's and NetworkManager's default for a WireGuard link

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tunnelops.lab.instance import HostStatus, Lab, LabError
+    from tunnelops.lab.instance import HostStatus, Lab
+    from tunnelops.lab.procs import LabError
     from tunnelops.lab.topology import Topology
 
 __all__ = ["HostStatus", "Lab", "LabError", "Topology"]
@@ -20,6 +21,10 @@ def __getattr__(name: str) -> object:
         from tunnelops.lab import topology
 
         return topology.Topology
+    if name == "LabError":
+        from tunnelops.lab import procs
+
+        return procs.LabError
     if name in __all__:
         from tunnelops.lab import instance
 

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-from tunnelops import commands, inventory, prog
+from tunnelops import commands, prog
+from tunnelops.inventory.read import load
 from tunnelops.lab.instance import Lab
 
 
@@ -68,7 +69,7 @@ def run(lab: Lab, console: Console, opts: commands.Options) -> bool:
     report = commands.bootstrap(opts, vps, home)
     if not report.ok:
         return False
-    snat = inventory.load(lab.inventory).snat
+    snat = load(lab.inventory).snat
     console.print(Rule("3. a player on the internet, and the container's egress"))
     rows = probes(lab, snat)
     console.print(table(rows))

@@ -60,7 +60,7 @@ def up(c, rtt_ms=0, name=None, index=None, vm=False, homes=None):
     """Bring the lab up: lab-vps, lab-home behind NAT, and the internet, on this machine."""
     from rich.console import Console
 
-    from tunnelops.lab.instance import LabError
+    from tunnelops.lab.procs import LabError
     from tunnelops.lab.progress import live
     from tunnelops.lab.vm import is_vm_instance
 
@@ -98,7 +98,7 @@ def down(c, name=None, index=None):
     """Remove every namespace, link, process and file the lab made (also after a crash)."""
     from rich.console import Console
 
-    from tunnelops.lab.instance import LabError
+    from tunnelops.lab.procs import LabError
 
     need_root()
     lab = make_lab(c, name, index)

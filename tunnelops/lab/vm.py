@@ -34,17 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tunnelops.lab import image, vm_image
-from tunnelops.lab.instance import (
-    HOSTS,
-    Lab,
-    LabError,
-    _alive,
-    _ns_inode,
-    _pidfile_alive,
-    _run,
-    root_netns_inode,
-)
-from tunnelops.lab.topology import PODMAN_USER, WHOAMI_PORT, Topology
+from tunnelops.lab.instance import Lab
+from tunnelops.lab.procs import LabError, _alive, _ns_inode, _pidfile_alive, _run, root_netns_inode
+from tunnelops.lab.topology import HOSTS, PODMAN_USER, WHOAMI_PORT, Topology
 
 MEMORY_MIB = {"vps": 1024, "home": 1536}
 # One vCPU each. Two at home halve its facts' time (firewalld, Podman and NetworkManager are

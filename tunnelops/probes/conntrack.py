@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TypedDict
 
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 from tunnelops.probes.base import Probe, q
 
 WAIT_POLLS = 25  # x 0.1 s: how long the VPS waits for a probe it has not seen yet

@@ -11,7 +11,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from tunnelops.model import PRIVATE_KEY_PLACEHOLDER
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER
 from tunnelops.probes.base import Probe, not_key, q
 
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 from urllib.parse import urlsplit
 
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 from tunnelops.probes.base import Probe, not_key, q
 from tunnelops.render.podman import as_user
 

@@ -34,7 +34,8 @@ import json
 from ipaddress import IPv4Address
 from typing import Any
 
-from tunnelops.model import Service, Tunnel
+from tunnelops.model.service import Service
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.naming import Names
 
 MANAGED = "Managed by tunnelops: local edits are overwritten."

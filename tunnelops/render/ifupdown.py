@@ -14,7 +14,7 @@ WAN's own stanza, so at boot wg0 is still configured after it.
 
 from __future__ import annotations
 
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 
 MANAGED = "# Managed by tunnelops: local edits are overwritten."
 

@@ -19,7 +19,7 @@ Values are in the form `nmcli -g` prints, checked against NetworkManager's sourc
 
 from __future__ import annotations
 
-from tunnelops.model import Tunnel
+from tunnelops.model.tunnel import Tunnel
 
 TERNARY = {"-1": "-1", "0": "0", "1": "1", "default": "-1", "unknown": "-1", "no": "0",
            "false": "0", "off": "0", "yes": "1", "true": "1", "on": "1"}

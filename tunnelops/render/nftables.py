@@ -27,7 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from tunnelops.model import DEFAULT_HOME, PortSpec, Service, Tunnel
+from tunnelops.model.hosts import DEFAULT_HOME
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.naming import Names
 
 MANAGED = "# Managed by tunnelops: local edits are overwritten."

@@ -24,7 +24,9 @@ import hashlib
 import json
 import shlex
 
-from tunnelops.model import ModelError, Service, Tunnel
+from tunnelops.model.service import Service
+from tunnelops.model.tunnel import Tunnel
+from tunnelops.model.values import ModelError
 
 MANAGED = "# Managed by tunnelops: local edits are overwritten."
 NETWORK_KINDS = ("slirp4netns", "pasta")

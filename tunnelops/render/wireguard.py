@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from tunnelops.model import DEFAULT_HOME, PRIVATE_KEY_PLACEHOLDER, Tunnel
+from tunnelops.model.hosts import DEFAULT_HOME
+from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER, Tunnel
 
 MANAGED = "# Managed by tunnelops: local edits are overwritten."
 

@@ -7,7 +7,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from tunnelops.model import HomeSpec, Site
+from tunnelops.model.hosts import HomeSpec
+from tunnelops.model.site import Site
 from tunnelops.naming import Names
 from tunnelops.probes import Clock, Containers, Probe, Readings, RestartCounts, SetCounters, WgDump
 from tunnelops.probes.podman import find

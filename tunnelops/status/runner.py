@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from tunnelops.model import Site
+from tunnelops.model.site import Site
 from tunnelops.probes import MARK, Batch, Probe, Readings
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.status.report import (

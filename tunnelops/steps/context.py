@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tunnelops.facts import HostFacts
-from tunnelops.model import HomeSpec, Service, Site, Tunnel
+from tunnelops.model.hosts import HomeSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.naming import HOST_NFT_FILE, LEGACY, Names
 from tunnelops.render.wireguard import Peer
 

@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from tunnelops.changes import FileChange, StepPlan
-from tunnelops.model import SYSTEM_UID_MAX
+from tunnelops.model.service import SYSTEM_UID_MAX
 from tunnelops.steps import sites
 from tunnelops.steps.context import Ctx, PlanError
 

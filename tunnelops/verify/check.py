@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from tunnelops.model import Site
+from tunnelops.model.site import Site
 from tunnelops.probes import Probe, Readings, Uplink
 
 if TYPE_CHECKING:

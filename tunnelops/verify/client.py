@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tunnelops.model import PortSpec, Service
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.probes.conntrack import Conntrack
 from tunnelops.verify.check import Check, Ctx, Outcome, State, skip
 from tunnelops.verify.laptop import TcpConnect, UdpSend

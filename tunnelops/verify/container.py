@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tunnelops.backends.podman import created_network, published
-from tunnelops.model import Service, Site
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
 from tunnelops.probes import Containers
 from tunnelops.probes.podman import find
 from tunnelops.verify.check import Check, Ctx, Outcome, State, skip

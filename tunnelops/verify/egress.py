@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tunnelops.model import Service
+from tunnelops.model.service import Service
 from tunnelops.probes import Containers, Egress
 from tunnelops.probes.podman import find
 from tunnelops.verify import container, routing, tunnel, wireguard

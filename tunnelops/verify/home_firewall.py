@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunnelops import netfilter
-from tunnelops.model import PortSpec, Service
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.naming import Names
 from tunnelops.netfilter import Pkt
 from tunnelops.probes import FirewalldZones, NftRuleset

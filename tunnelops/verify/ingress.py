@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunnelops.model import PortSpec, Service
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.probes import UdpCounters
 from tunnelops.verify import container, home_firewall, routing, tunnel, vps_firewall, wireguard
 from tunnelops.verify.check import Check, Ctx, Outcome, State, skip

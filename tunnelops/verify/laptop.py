@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 
 MAX_PORTS_PER_SPEC = 32  # a range is probed on at most this many of its ports
 TCP_WAIT_S = 1.0  # how long an accepted TCP connection must stay open / greet

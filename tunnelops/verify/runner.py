@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tunnelops.model import Site
+from tunnelops.model.site import Site
 from tunnelops.probes import MARK, Batch, Probe, Readings
 from tunnelops.remote import Remote, RemoteError, Transcript
 from tunnelops.verify import (

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tunnelops import distros, netfilter
-from tunnelops.model import PortSpec, Service
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
 from tunnelops.naming import HOST_FAMILY_TABLE
 from tunnelops.netfilter import Pkt
 from tunnelops.probes import (

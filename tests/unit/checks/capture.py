@@ -15,7 +15,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from tunnelops import inventory, verify
+from tunnelops import verify
+from tunnelops.inventory.read import load
 from tunnelops.remote import Remote
 from tunnelops.verify.runner import chain, context, measure
 
@@ -24,7 +25,7 @@ HERE = Path(__file__).parent / "recorded"
 
 def main(inventory_dir: str, site_name: str) -> None:
     path = Path(inventory_dir) / f"{site_name}.toml"
-    site = inventory.load(path)
+    site = load(path)
     ctx = context(site)
     checks = chain(ctx)
     remotes = {h: Remote(ctx.dest(h), ssh_config=site.ssh_config,

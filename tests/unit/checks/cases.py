@@ -24,8 +24,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunnelops import inventory, netfilter
-from tunnelops.model import PortSpec, Site
+from tunnelops import netfilter
+from tunnelops.inventory.read import load as load_site
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.site import Site
 from tunnelops.probes import Readings
 from tunnelops.verify import Ctx, LaptopState, Row, TcpResult, chain, evaluate
 from tunnelops.verify.runner import Measured, batches_for
@@ -35,7 +37,7 @@ RECORDED = HERE / "recorded"
 
 
 def site(changes: dict | None = None) -> Site:
-    s = inventory.load(RECORDED / "site.toml")
+    s = load_site(RECORDED / "site.toml")
     changes = changes or {}
     for spec in changes.get("add_ports", []):
         svc = s.services[0]

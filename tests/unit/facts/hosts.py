@@ -62,8 +62,11 @@ from tunnelops.backends.podman import network_kind
 from tunnelops.claims import home_claim, hub_claim
 from tunnelops.engine import fact_probes
 from tunnelops.facts import HostFacts
-from tunnelops.inventory import new_site
-from tunnelops.model import HomeSpec, HostRef, PortSpec, Service, Site
+from tunnelops.inventory.new import new_site
+from tunnelops.model.hosts import HomeSpec, HostRef
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
 from tunnelops.probes import sections
 from tunnelops.render import ifupdown, nftables, nfthost, podman
 from tunnelops.render.nfthost import HubSite

@@ -17,8 +17,10 @@ import tempfile
 from dataclasses import dataclass, field
 
 from tunnelops import probes
-from tunnelops.inventory import new_site
-from tunnelops.model import PortSpec, Service, Site
+from tunnelops.inventory.new import new_site
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.service import Service
+from tunnelops.model.site import Site
 from tunnelops.naming import Names
 from tunnelops.probes.firewall import nft_terse
 

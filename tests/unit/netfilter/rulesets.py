@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tests.unit.facts.shapes import GAME
-from tunnelops.model import PortSpec, Tunnel
+from tunnelops.model.ports import PortSpec
+from tunnelops.model.tunnel import Tunnel
 from tunnelops.render import nftables, nfthost
 
 T = Tunnel()

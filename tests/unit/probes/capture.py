@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 from tests.unit.probes.fixtures import HERE, args, jsonable
-from tunnelops import inventory
 from tunnelops.engine import fact_probes
+from tunnelops.inventory.read import load
 from tunnelops.remote import Remote
 from tunnelops.verify.runner import batches_for, chain, context
 
 
 def main(inventory_dir: str, site_name: str, label: str = "lab") -> None:
-    site = inventory.load(Path(inventory_dir) / f"{site_name}.toml")
+    site = load(Path(inventory_dir) / f"{site_name}.toml")
     ctx = context(site)
     verify_batches = batches_for(ctx, chain(ctx))
     found: dict[str, list[dict]] = {}

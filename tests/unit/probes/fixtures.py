@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelops import probes
-from tunnelops.model import PortSpec
+from tunnelops.model.ports import PortSpec
 from tunnelops.probes import Probe
 
 HERE = Path(__file__).parent / "cases"
