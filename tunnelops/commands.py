@@ -31,7 +31,7 @@ from tunnelops.remote import Remote, RemoteError, Transcript, for_site, ssh_port
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tunnelops.engine import RunReport
+    from tunnelops.report import RunReport
     from tunnelops.status import StatusReport
     from tunnelops.verify import VerifyReport
 

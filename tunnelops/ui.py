@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from tunnelops.engine import RunReport
+from tunnelops.report import RunReport
 
 STATUS_STYLE = {"ok": "green", "changed": "yellow", "would change": "yellow", "failed": "red"}
 

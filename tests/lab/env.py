@@ -20,11 +20,11 @@ from rich.console import Console
 
 from tests.conftest import own_lab
 from tunnelops import commands, verify
-from tunnelops.engine import RunReport
 from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology
 from tunnelops.model.site import Site
 from tunnelops.remote import Remote, Transcript
+from tunnelops.report import RunReport
 from tunnelops.verify import VerifyReport
 
 E = TypeVar("E", bound="SiteEnv")

@@ -25,8 +25,8 @@ from rich.console import Console
 from tests.conftest import own_lab, slot
 from tests.lab.env import sh
 from tunnelops import commands
-from tunnelops.engine import RunReport
 from tunnelops.lab import Lab, Topology
+from tunnelops.report import RunReport
 
 PROJECT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"

@@ -37,10 +37,10 @@ from tests.lab.labb_site import (
     wait_until,
 )
 from tunnelops import commands, verify
-from tunnelops.engine import RunReport
 from tunnelops.inventory.edit import update
 from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology, demo
+from tunnelops.report import RunReport
 
 pytestmark = pytest.mark.lab
 

@@ -27,9 +27,9 @@ import pytest
 from tests.conftest import own_lab, slot
 from tests.lab.labb_site import describe, options, tcp_echo, token, udp_echo, wait_until
 from tunnelops import commands, verify
-from tunnelops.engine import RunReport
 from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology
+from tunnelops.report import RunReport
 
 pytestmark = pytest.mark.lab
 

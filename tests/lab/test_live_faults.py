@@ -30,11 +30,11 @@ from tests.lab.env import SiteEnv, bootstrapped, failing
 from tunnelops import commands
 from tunnelops.backends import firewalld as firewalld_backend
 from tunnelops.changes import CommandChange, StepPlan
-from tunnelops.engine import RunReport
 from tunnelops.inventory.write import save
 from tunnelops.lab import Topology
 from tunnelops.lab.topology import PODMAN_USER
 from tunnelops.model.ports import PortSpec
+from tunnelops.report import RunReport
 from tunnelops.steps.context import Ctx
 from tunnelops.verify import VerifyReport
 

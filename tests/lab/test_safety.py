@@ -783,7 +783,7 @@ def test_firewall_change_that_blocks_ssh_undoes_itself(
 VANISH = """
 import os, signal, sys
 from pathlib import Path
-from tunnelops import commands, engine
+from tunnelops import commands, guarded
 from tunnelops.render import nfthost
 from tunnelops.steps import vps
 
@@ -794,7 +794,7 @@ if rule:  # into the VPS's own table, the filter: before SSH's rules
     vps.nfthost.host_ruleset = lambda *a, **k: real(*a, **k).replace(
         anchor, f"add rule inet tunnelops-host input {rule}\\n{anchor}", 1)
 # the laptop vanishes right after the firewall change: no goodbye, no confirmation
-engine.Run._confirm_guards = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+guarded.Applier.confirm = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 commands.bootstrap(commands.Options(Path(inventory_dir), site=site, guard_seconds=guard),
                    None, None)
 """

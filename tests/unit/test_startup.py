@@ -33,5 +33,5 @@ def test_a_run_starts_its_handshakes_before_the_engine_and_the_console() -> None
     are in flight: importing commands must not import them."""
     mods = imported("import tunnelops.commands")
     assert "paramiko" in mods  # SSH: the handshakes need it
-    assert {"tunnelops.engine", "tunnelops.ui", "tunnelops.verify", "tunnelops.logs",
-            "tunnelops.steps", "rich", "tomlkit"} & mods == set()
+    assert {"tunnelops.engine", "tunnelops.guarded", "tunnelops.ui", "tunnelops.verify",
+            "tunnelops.logs", "tunnelops.steps", "rich", "tomlkit"} & mods == set()

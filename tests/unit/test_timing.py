@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from tunnelops import ui
-from tunnelops.engine import HostReport, RunReport
+from tunnelops.report import HostReport, RunReport
 from tunnelops.trips import HOST_TIME, TIMED, Trip, split_host_time
 
 SHELLS = [s for s in (["sh"], ["bash"], ["busybox", "sh"]) if shutil.which(s[0])]
