@@ -25,8 +25,9 @@ class FirewalldView(TypedDict, total=False):
 # firewalld's own D-Bus calls for a listing, in ONE process of the interpreter firewall-cmd
 # runs on (it has the dbus module: firewall-cmd imports it), without firewall-cmd's imports
 # (~2 s of its 2-3 s under emulation); the laptop formats the settings as firewall-cmd would
-# (listing()). Exit 4: firewalld is not on the bus (not running, as firewall-cmd would say);
-# any other failure (no dbus module, no bus, an older firewalld without these calls, a bug):
+# (listing()). Exit 4: firewalld is not on the bus, or there is no system bus (not running,
+# as firewall-cmd would say, seconds later); any other failure (no dbus module, a bus that
+# refuses us, an older firewalld without these calls, a bug):
 # another code, and the probe asks firewall-cmd itself. Every proxy without introspection
 # (each interface is named): dbus-python would otherwise ask each new object for its XML
 # description first, which firewalld builds in Python: ~0.5 s of CPU under emulation.
@@ -112,8 +113,14 @@ def view(bus, name):
 # argv: the view to print, the batch's directory, the views to keep there for its next probes
 views, code, found = [sys.argv[1]] + sys.argv[3:], 0, {}
 try:
-    bus = dbus.SystemBus()
-    if not bus.name_has_owner(F):  # asks the bus only: no activation of firewalld
+    try:
+        bus = dbus.SystemBus()
+    except dbus.DBusException as e:  # no system bus at all: firewalld (on it) cannot run
+        if e.get_dbus_name() not in ("org.freedesktop.DBus.Error.FileNotFound",
+                                     "org.freedesktop.DBus.Error.NoServer"):
+            raise
+        code = 4
+    if not code and not bus.name_has_owner(F):  # the bus only: no activation of firewalld
         code = 4
     for v in views if not code else ():
         found[v] = view(bus, v)

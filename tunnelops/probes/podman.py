@@ -4,7 +4,7 @@ containers tunnelops made, each read as the user (its own XDG_RUNTIME_DIR and HO
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 from tunnelops.probes.base import Probe, q
@@ -21,21 +21,25 @@ def lookup(user: str, otherwise: str) -> str:
     return f"_pw=$(getent passwd {q(user)}) || {{ {otherwise}; }}; {SPLIT_PW}"
 
 
-# Podman's version, kept by tunnelops (once /var/lib/tunnelops is there: a host it has
-# never changed is not written to) beside the identity of the binary that said it: device,
+# Podman's version, kept by tunnelops beside the identity of the binary that said it: device,
 # inode, size, mtime and ctime (a package upgrade replaces the file: a new inode and ctime);
 # `podman --version` only when that identity is not the one recorded (~0.3 s under emulation
 # where `stat` is ~0.05 s). A line cut short lacks its final " ok" and is not believed.
+# Recorded only by runs that may change the host (KEEP: not a dry run, verify or status) and
+# once /var/lib/tunnelops is there (a host tunnelops has never changed is not written to).
 VERSION_CACHE = "/var/lib/tunnelops/podman-version"
-VERSION = (
-    "_b=$(command -v podman); _s=$(stat -L -c %d:%i:%s:%Y:%Z \"$_b\" 2>/dev/null); _l=; "
-    f"[ -n \"$_s\" ] && [ -f {VERSION_CACHE} ] && IFS= read -r _l < {VERSION_CACHE}; "
-    "case $_l in \"$_s $_b \"?*\" ok\") _v=${_l#\"$_s $_b \"}; _v=${_v% ok};; "
-    "*) _v=$(podman --version) && case $_v in \"podman version \"*) "
-    "_v=${_v#podman version };; *) _v=;; esac; "
-    f"[ -n \"$_v\" ] && [ -n \"$_s\" ] && [ -d {VERSION_CACHE.rsplit('/', 1)[0]} ] && "
-    f"printf '%s\\n' \"$_s $_b $_v ok\" > {VERSION_CACHE};; esac; "
-    "[ -n \"$_v\" ] && echo \"version=$_v\"")
+
+
+def version_shell(keep: bool) -> str:
+    record = (f"; [ -n \"$_v\" ] && [ -n \"$_s\" ] && [ -d {VERSION_CACHE.rsplit('/', 1)[0]} ] "
+              f"&& printf '%s\\n' \"$_s $_b $_v ok\" > {VERSION_CACHE}" if keep else "")
+    return (
+        "_b=$(command -v podman); _s=$(stat -L -c %d:%i:%s:%Y:%Z \"$_b\" 2>/dev/null); _l=; "
+        f"[ -n \"$_s\" ] && [ -f {VERSION_CACHE} ] && IFS= read -r _l < {VERSION_CACHE}; "
+        "case $_l in \"$_s $_b \"?*\" ok\") _v=${_l#\"$_s $_b \"}; _v=${_v% ok};; "
+        "*) _v=$(podman --version) && case $_v in \"podman version \"*) "
+        f"_v=${{_v#podman version }};; *) _v=;; esac{record};; esac; "
+        "[ -n \"$_v\" ] && echo \"version=$_v\"")
 
 
 def _kv(text: str) -> dict[str, str]:
@@ -75,6 +79,9 @@ class Podman(Probe[PodmanInfo]):
 
     user: str
     images: tuple[str, ...] = ()
+    # record the version for the next read (version_shell); not part of what is read: the
+    # same section, the same value
+    keep: bool = field(default=False, compare=False, metadata={"key": False})
     kind = "podman"
     slow = True
 
@@ -82,9 +89,9 @@ class Podman(Probe[PodmanInfo]):
         has = "".join(f"podman image exists {q(i)} 2>/dev/null && echo has_image={q(i)}; "
                       for i in self.images)
         # the version as root (the same binary the user runs), from tunnelops's record when
-        # the binary is the one that said it (VERSION)
+        # the binary is the one that said it (version_shell)
         inner = f"echo nofile=$(ulimit -Hn); {has}"
-        return (f"command -v podman >/dev/null || exit 0; {VERSION}; "
+        return (f"command -v podman >/dev/null || exit 0; {version_shell(self.keep)}; "
                 f"if _pw=$(getent passwd {q(self.user)}); then {SPLIT_PW}; "
                 f"{as_user(self.user, inner, uid='$_uid', home='$_home')}; else "
                 "echo nofile=$(ulimit -Hn); fi")
