@@ -1,5 +1,5 @@
 """The pure (laptop-only) side of the README's "Safety" promises (issue #6); the end-to-end
-side is tests/lab/test_safety.py.
+side is tests/lab (README "Safety" names a module per promise).
 
 - host keys: the unknown-key policy (refuse with the fingerprint and the flag, or record);
 - the dead man's switch: a watchdog only ever acts on its own run's marker;
