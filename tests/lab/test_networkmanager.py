@@ -42,12 +42,17 @@ def _apply(remote: Remote, plans) -> None:
     assert all(v == "ok" for v in step_outcomes(res.stdout).values()), res.stderr
 
 
+def _site(lab, iface: str):
+    """A site whose tunnel interface is IFACE, and an SSH connection to the lab's home."""
+    site = new_site("nm", lab.topo.alias("vps"), lab.topo.alias("home"), interface=iface,
+                    ssh_config=str(lab.ssh_config), known_hosts=str(lab.known_hosts))
+    return site, Remote(lab.topo.alias("home"), ssh_config=site.ssh_config,
+                        known_hosts=site.known_hosts)
+
+
 @pytest.fixture
 def home(lab):
-    site = new_site("nm", lab.topo.alias("vps"), lab.topo.alias("home"), interface=IFACE,
-                    ssh_config=str(lab.ssh_config), known_hosts=str(lab.known_hosts))
-    remote = Remote(lab.topo.alias("home"), ssh_config=site.ssh_config,
-                    known_hosts=site.known_hosts)
+    site, remote = _site(lab, IFACE)
     yield site, remote
     remote.run(f"nmcli connection delete {IFACE} >/dev/null 2>&1; "
                f"rm -f /etc/wireguard/{IFACE}.conf /etc/wireguard/{IFACE}.key "
@@ -146,10 +151,7 @@ VETH = "tvnm0"  # an interface this NetworkManager can activate (it cannot make 
 
 @pytest.fixture
 def veth_home(lab):
-    site = new_site("nm", lab.topo.alias("vps"), lab.topo.alias("home"), interface=VETH,
-                    ssh_config=str(lab.ssh_config), known_hosts=str(lab.known_hosts))
-    remote = Remote(lab.topo.alias("home"), ssh_config=site.ssh_config,
-                    known_hosts=site.known_hosts)
+    site, remote = _site(lab, VETH)
     remote.run(f"ip link add {VETH} type veth peer name {VETH}p && "
                f"nmcli connection add type veth ifname {VETH} con-name {VETH} veth.peer "
                f"{VETH}p ipv4.method disabled ipv6.method disabled >/dev/null && "
