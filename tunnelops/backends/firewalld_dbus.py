@@ -21,11 +21,11 @@ from dataclasses import dataclass
 # firewall-cmd takes for success (a port already open, an interface already in the zone) is
 # success; any other error: its message on stderr, exit 1, the operations after it not run.
 APPLY = r"""
+import json
+import subprocess
 import sys
 try:
-    import json
-    import subprocess
-    import dbus
+    import dbus  # firewall-cmd imports it: only another interpreter would lack it
 except ImportError:
     sys.exit(3)
 F = "org.fedoraproject.FirewallD1"
