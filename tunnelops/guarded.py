@@ -164,7 +164,10 @@ class Applier:
         remote = self.remote
         secs = max(p.guard.seconds for p in guarded if p.guard)
         try:
-            remote.probe_new_connection(what=f"proving SSH after the {names} change")
+            # half the guard's time to get in (the rate limiter may admit us seconds later),
+            # the other half left for the confirmation before the watchdog wakes
+            remote.probe_new_connection(within=secs / 2,
+                                        what=f"proving SSH after the {names} change")
         except RemoteError as e:
             raise RemoteError(
                 f"SSH stopped working after the {names} change ({e}); the host restores its "
@@ -184,7 +187,7 @@ class Applier:
         and keeps; so prove new SSH connections get through, then disarm them."""
         self.ui.phase(self.role, "confirming the firewall change of a run that died")
         try:
-            self.remote.probe_new_connection()
+            self.remote.probe_new_connection(within=10)  # we hold the lock: no watchdog acts
         except RemoteError as e:
             raise RemoteError(f"SSH works only for connections made earlier ({e}): a firewall "
                               "change of a run that died blocks it; the host restores its "

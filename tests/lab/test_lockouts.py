@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import own_lab, slot
+from tests.lab.env import sh
 from tests.lab.labb_site import wait_until
-from tests.lab.test_safety import (
+from tests.lab.safety_env import (
     INV,
     PROJECT,
     error_lines,
@@ -28,7 +29,6 @@ from tests.lab.test_safety import (
     pending_guards,
     remote,
     run,
-    sh,
     site_copy,
     state,
     state_diff,

@@ -14,8 +14,8 @@ import pytest
 
 from tests.lab.labb_site import wait_until
 from tunnelops import facts as facts_mod
-from tunnelops.backends import keys, networkmanager, wglive
-from tunnelops.changes import apply_script, step_outcomes
+from tunnelops.backends import firewalld, keys, networkmanager, wglive
+from tunnelops.changes import StepPlan, apply_script, step_outcomes
 from tunnelops.inventory.new import new_site
 from tunnelops.remote import Remote
 from tunnelops.steps.context import Ctx
@@ -42,12 +42,17 @@ def _apply(remote: Remote, plans) -> None:
     assert all(v == "ok" for v in step_outcomes(res.stdout).values()), res.stderr
 
 
+def _site(lab, iface: str):
+    """A site whose tunnel interface is IFACE, and an SSH connection to the lab's home."""
+    site = new_site("nm", lab.topo.alias("vps"), lab.topo.alias("home"), interface=iface,
+                    ssh_config=str(lab.ssh_config), known_hosts=str(lab.known_hosts))
+    return site, Remote(lab.topo.alias("home"), ssh_config=site.ssh_config,
+                        known_hosts=site.known_hosts)
+
+
 @pytest.fixture
 def home(lab):
-    site = new_site("nm", lab.topo.alias("vps"), lab.topo.alias("home"), interface=IFACE,
-                    ssh_config=str(lab.ssh_config), known_hosts=str(lab.known_hosts))
-    remote = Remote(lab.topo.alias("home"), ssh_config=site.ssh_config,
-                    known_hosts=site.known_hosts)
+    site, remote = _site(lab, IFACE)
     yield site, remote
     remote.run(f"nmcli connection delete {IFACE} >/dev/null 2>&1; "
                f"rm -f /etc/wireguard/{IFACE}.conf /etc/wireguard/{IFACE}.key "
@@ -139,3 +144,54 @@ def test_networkmanager_profile_peer_edited_behind_its_back_is_reimported(home, 
     assert "allowed-ips=0.0.0.0/0;" in remote.run(f"cat {keyfile}").stdout
     assert networkmanager.plan(Ctx(site, "home", _facts(remote, site)), VPS_KEY, vps,
                                activate=False).changes == []
+
+
+VETH = "tvnm0"  # an interface this NetworkManager can activate (it cannot make WireGuard's)
+
+
+@pytest.fixture
+def veth_home(lab):
+    site, remote = _site(lab, VETH)
+    remote.run(f"ip link add {VETH} type veth peer name {VETH}p && "
+               f"nmcli connection add type veth ifname {VETH} con-name {VETH} veth.peer "
+               f"{VETH}p ipv4.method disabled ipv6.method disabled >/dev/null && "
+               f"nmcli connection up {VETH} >/dev/null")
+    yield site, remote
+    remote.run(f"nmcli connection delete {VETH} >/dev/null 2>&1; ip link del {VETH}; "
+               f"firewall-cmd -q --zone=public --remove-interface={VETH}; "
+               f"firewall-cmd -q --permanent --zone=public --remove-interface={VETH}; true")
+    remote.close()
+
+
+def _veth_facts(remote: Remote) -> facts_mod.HostFacts:
+    fp = facts_mod.probes(interface=VETH, route_table=201, key_path=f"/etc/wireguard/{VETH}.key",
+                          files=[], nm_connection=VETH)
+    batch = fp.batch()
+    return facts_mod.read(fp, batch.parse(remote.run(batch.script()).stdout))
+
+
+def test_firewalld_binding_of_an_interface_networkmanager_holds_is_its_profiles_zone(
+        veth_home):
+    """The firewall step's bindings run in one process over firewalld's D-Bus API, but
+    the permanent one of an interface NetworkManager holds is firewall-cmd's, as before:
+    the profile's connection.zone (libnm), not the zone's file; the facts read it back as
+    bound, and the next plan binds nothing."""
+    site, remote = veth_home
+    f = _veth_facts(remote)
+    # (not a WireGuard profile: the plan knows its zone from firewalld's permanent view)
+    assert f.nm["values"]["connection.type"] == "veth"
+    assert not f.nm["values"].get("connection.zone")
+    binds = [c for c in firewalld.plan(Ctx(site, "home", f), []).changes
+             if c.summary.startswith("put ")]
+    # (runtime too unless NetworkManager's activation put it in the default zone already)
+    assert len(binds) == 1 and binds[0].summary.startswith(
+        f"put {VETH} in firewalld zone public (permanent")
+    _apply(remote, [StepPlan("firewall", binds)])
+    assert remote.run(f"nmcli -g connection.zone connection show {VETH}").stdout.strip() \
+        == "public"
+    assert VETH not in remote.run("cat /etc/firewalld/zones/public.xml").stdout
+    assert remote.run(f"firewall-cmd -q --zone=public --query-interface={VETH}").exit == 0
+    again = _veth_facts(remote)
+    assert firewalld.zone_of(again.firewalld, VETH, "permanent") == "public"
+    assert not [c for c in firewalld.plan(Ctx(site, "home", again), []).changes
+                if c.summary.startswith("put ")]

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import own_lab, slot
-from tests.lab.test_safety import run, sh, site_copy, state, state_diff
+from tests.lab.env import sh
+from tests.lab.safety_env import run, site_copy, state, state_diff
 from tunnelops.inventory.read import load
 from tunnelops.lab import Lab, Topology, image
 from tunnelops.lab.topology import HOSTS

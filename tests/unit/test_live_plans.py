@@ -223,9 +223,9 @@ def test_runtime_firewalld_port_removed_while_permanent_remains() -> None:
     runtime = f.firewalld["runtime"]["public"]
     runtime["ports"] = [p for p in runtime["ports"] if p != "12345/udp"]
     fw = next(p for p in home_plans(f) if p.step == "firewall")
-    assert [(c.summary, c.shell()) for c in fw.changes[1:]] == [
+    assert [(c.summary, c.diff()) for c in fw.changes[1:]] == [
         ("open 12345/udp in zone public (runtime)",
-         "firewall-cmd -q --zone=public --add-port=12345/udp")]
+         "+ firewall-cmd -q --zone=public --add-port=12345/udp")]
     assert fw.guard is not None  # a firewall command: under the dead man's switch
 
 

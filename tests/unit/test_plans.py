@@ -182,7 +182,7 @@ def test_fedora_fresh_home_writes_what_the_renderers_make() -> None:
                                        key_path=KEY)
     assert "Endpoint = 203.0.113.7:51821" in wg.changes[0].content
     fw = step(plans, "firewall")
-    assert fw.changes[5].content == "12345/udp\n12346/tcp\n"
+    assert fw.changes[2].content == "12345/udp\n12346/tcp\n"
     assert fw.guard is not None and "cp -a /etc/firewalld" in fw.guard.snapshot
     svc = step(plans, "service:game")
     unit = change(plans, "service:game",
@@ -242,7 +242,7 @@ def test_home_wg_quick_repairs_policy_routing() -> None:
 def test_fedora_home_range_recorded() -> None:
     fw = step(home.configure(home_ctx(recorded("fedora-home-converged"), RANGE_SITE)),
               "firewall")
-    assert fw.changes[3].content == "12345/udp\n12346/tcp\n27015-27020/udp\n"
+    assert fw.changes[2].content == "12345/udp\n12346/tcp\n27015-27020/udp\n"
 
 
 # --------------------------------------------------------------------------- Debian VPS

@@ -1,5 +1,5 @@
 """The pure (laptop-only) side of the README's "Safety" promises (issue #6); the end-to-end
-side is tests/lab/test_safety.py.
+side is tests/lab (README "Safety" names a module per promise).
 
 - host keys: the unknown-key policy (refuse with the fingerprint and the flag, or record);
 - the dead man's switch: a watchdog only ever acts on its own run's marker;
@@ -23,9 +23,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,7 +48,7 @@ from tunnelops.model.ports import PortSpec
 from tunnelops.model.service import Service
 from tunnelops.model.values import NAME_RE, ModelError
 from tunnelops.probes import MARK
-from tunnelops.remote import RemoteError, Result
+from tunnelops.remote import Remote, RemoteError, Result
 from tunnelops.render import podman as podman_render
 from tunnelops.sshlink import HostKeyPolicy
 from tunnelops.steps import home, safety, vps
@@ -183,7 +185,7 @@ class ScriptedRemote:
         steps = re.findall(r"then r (\S+) ok;", script)
         return Result("".join(f"\n{MARK} step {s} ok\n" for s in steps), "", 0)
 
-    def probe_new_connection(self, what: str = "") -> None:
+    def probe_new_connection(self, within: float = 0, what: str = "") -> None:
         self.probes += 1
 
 
@@ -581,3 +583,39 @@ def test_every_service_value_is_refused_or_reaches_podman_literally(
     assert calls[-1] == argv
     assert argv[argv.index("--") + 1:] == [image, *command]  # after `--`: never options
     assert f"K={env}" in argv and f"/srv/{volume}:/data" in argv
+
+
+# ------------------------------------------------------------------ the guard's proof retried
+def _late_ssh_server(delay: float) -> tuple[int, threading.Thread]:
+    """A port that refuses connections for DELAY seconds, then answers with an SSH banner
+    (what the VPS's rate limiter looks like to a new connection: dropped, then admitted)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+
+    def serve() -> None:
+        time.sleep(delay)
+        sock.listen(1)
+        conn, _ = sock.accept()
+        with conn, sock:
+            conn.sendall(b"SSH-2.0-late\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return sock.getsockname()[1], thread
+
+
+def test_the_proof_tries_again_within_its_time_and_fails_after_it() -> None:
+    port, thread = _late_ssh_server(1.2)
+    r = Remote(f"127.0.0.1:{port}")
+    t0 = time.monotonic()
+    r.probe_new_connection(within=5)  # refused twice or thrice, then the banner
+    assert 1.2 <= time.monotonic() - t0 < 5
+    thread.join(2)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: every attempt is refused
+    with closed, pytest.raises(RemoteError, match=r"a new SSH connection to 127\.0\.0\.1:\d+ "
+                                                  r"fails \(.*refused"):
+        t0 = time.monotonic()
+        Remote(f"127.0.0.1:{closed.getsockname()[1]}").probe_new_connection(within=1.5)
+    assert 1.0 <= time.monotonic() - t0 < 3  # tried again until its time was up, not longer
+    assert len(r.trips) == 1  # one trip of the breakdown, however many attempts

@@ -191,8 +191,8 @@ def test_a_home_plans_only_its_own_services_at_its_own_address() -> None:
     assert "ipv4.addresses 192.168.2.3/24" in wg.changes[2].script
     assert "priority 100 from 192.168.2.3 table 201" in wg.changes[2].script
     opened = [c.summary for c in step(plans, "firewall").changes if "open" in c.summary]
-    assert opened == ["open 64738/tcp, 64738/udp in zone public (permanent)",
-                      "open 64738/tcp, 64738/udp in zone public (runtime)"]
+    assert opened == ["put wg0 in firewalld zone public (permanent and runtime); "
+                      "open 64738/tcp, 64738/udp in zone public (permanent and runtime)"]
     record = json.loads(step(plans, "site").changes[0].content)
     assert (record["home"], record["address"], record["containers"]) == (
         "voice", "192.168.2.3", ["voice/tunnelops-mumble"])

@@ -9,9 +9,8 @@ its record, then removed."""
 
 from __future__ import annotations
 
-import shlex
-
 from tunnelops import probes
+from tunnelops.backends.firewalld_dbus import Op, apply_shell, firewall_cmd
 from tunnelops.backends.originals import backup_shell
 from tunnelops.changes import CommandChange, FileChange, Guard, RemoveFile, StepPlan
 from tunnelops.model.ports import PortSpec
@@ -41,6 +40,18 @@ def recorded_ports(ctx: Ctx, legacy: bool = False) -> list[str]:
     return out
 
 
+def summary(zone: str, ops: list[Op]) -> str:
+    """The operations in words, each said once with the views it changes: `put wg0 in
+    firewalld zone public (permanent and runtime); open 12345/udp in zone public (runtime)`."""
+    said: dict[str, list[str]] = {}
+    for op in ops:
+        words = (f"put {op.items[0]} in firewalld zone {zone}" if op.verb == "bind" else
+                 f"{'open' if op.verb == 'add' else 'close'} {', '.join(op.items)} "
+                 f"in zone {zone}")
+        said.setdefault(words, []).append(op.kind)
+    return "; ".join(f"{words} ({' and '.join(kinds)})" for words, kinds in said.items())
+
+
 def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall", *,
          legacy: bool = False) -> StepPlan:
     p = StepPlan(step)
@@ -52,27 +63,22 @@ def plan(ctx: Ctx, ports: list[PortSpec], step: str = "firewall", *,
     bound = {"permanent": zone_of(fw, iface, "permanent") or nm_zone or None,
              "runtime": zone_of(fw, iface)}
     zone = bound["permanent"] or bound["runtime"] or fw.get("default", "public")
-    q, z = shlex.quote, shlex.quote(zone)
-    for kind, flag in (("permanent", "--permanent "), ("runtime", "")):
-        if bound[kind] != zone:
-            p.changes.append(CommandChange(
-                f"put {iface} in firewalld zone {zone} ({kind})",
-                f"firewall-cmd -q {flag}--zone={z} --change-interface={q(iface)}"))
+    ops = [Op("bind", kind, (iface,)) for kind in ("permanent", "runtime")
+           if bound[kind] != zone]
     want = [str(s) for s in ports]  # firewalld writes ports as PortSpec does
     record = ctx.facts.file(ctx.names.firewalld_record)
     ours = recorded_ports(ctx, legacy)
-    # one firewall-cmd per kind and verb, every port in it: each call is a Python program
-    # (~0.1 s, seconds on a slow host), and it refuses --add-port beside --remove-port
-    for kind, flag in (("permanent", "--permanent "), ("runtime", "")):
+    for kind in ("permanent", "runtime"):
         have = fw.get(kind, {}).get(zone, {}).get("ports", [])
-        for verb, option, todo in (
-                ("open", "--add-port", [x for x in want if x not in have]),
-                ("close", "--remove-port", [x for x in ours if x not in want and x in have])):
-            if todo:
-                p.changes.append(CommandChange(
-                    f"{verb} {', '.join(todo)} in zone {zone} ({kind})",
-                    f"firewall-cmd -q {flag}--zone={z} "
-                    + " ".join(f"{option}={q(x)}" for x in todo)))
+        ops += [Op(verb, kind, tuple(todo)) for verb, todo in (
+            ("add", [x for x in want if x not in have]),
+            ("remove", [x for x in ours if x not in want and x in have])) if todo]
+    if ops:
+        # every operation of both views in ONE process (firewall-cmd is a Python program per
+        # call: ~0.2 s each here, seconds on a slow host; and it takes one kind of option
+        # per call)
+        p.changes.append(CommandChange(summary(zone, ops), apply_shell(zone, ops),
+                                       "\n".join(f"+ {firewall_cmd(zone, op)}" for op in ops)))
     text = "".join(f"{x}\n" for x in want)
     if (record.content if record else "") != text:
         p.changes.append(FileChange(ctx.names.firewalld_record, text,

@@ -8,6 +8,7 @@ in; the exact changes out. cases/*.json hold lists of
      "expect": {"steps": [["packages", ["install ..."]], ...],      every step, in order
                 "step": {"firewall": ["..."]},                        some steps
                 "scripts": {"packages: install awall": "apk add ..."},
+                "diffs": {"firewall: open ...": "+ firewall-cmd ..."},  what --dry-run shows
                 "notes": {"wireguard": ["..."]}, "guard": {"firewall": true},
                 "post": {"wireguard": ["...", {"enable": "UNIT"}]}, "converged": true,
                 "error": "one line"}}
@@ -109,6 +110,11 @@ def check(case: dict) -> list[str]:
         found = [c for c in by_step[step].changes if c.summary == what]
         if not found or found[0].shell() != script:
             problems.append(f"{key}: {found[0].shell() if found else 'no such change'!r}")
+    for key, diff in want.get("diffs", {}).items():
+        step, _, what = key.partition(": ")
+        found = [c for c in by_step[step].changes if c.summary == what]
+        if not found or found[0].diff() != diff:
+            problems.append(f"{key}: {found[0].diff() if found else 'no such change'!r}")
     for step, notes in want.get("notes", {}).items():
         if by_step[step].notes != notes:
             problems.append(f"{step} notes: {by_step[step].notes}")
