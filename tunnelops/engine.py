@@ -61,9 +61,10 @@ def service_images(site: Site, home: HomeSpec | None = None) -> dict[str, list[s
     return dict(sorted(out.items()))
 
 
-def fact_probes(site: Site, home: HomeSpec | str | None = None) -> FactProbes:
+def fact_probes(site: Site, home: HomeSpec | str | None = None, *,
+                keep: bool = False) -> FactProbes:
     """What the facts of one host of the site read (one batch): the hub's (HOME None, or
-    "vps"), or a home's (its HomeSpec; "home": the site's first)."""
+    "vps"), or a home's (its HomeSpec; "home": the site's first). KEEP: see facts.probes."""
     if isinstance(home, str):
         home = None if home == HUB else site.home(home) if home != "home" else site.homes[0]
     files, secret = managed_files(site)
@@ -72,7 +73,7 @@ def fact_probes(site: Site, home: HomeSpec | str | None = None) -> FactProbes:
     return facts_mod.probes(
         interface=t.interface, route_table=t.route_table,
         key_path=f"/etc/wireguard/{t.interface}.key", files=files, secret_files=secret,
-        users=users, nm_connection=t.interface if home is not None else None)
+        users=users, nm_connection=t.interface if home is not None else None, keep=keep)
 
 
 class Run:
@@ -143,7 +144,7 @@ class Run:
         """The host's facts (one round trip), and what EXTRA probes read in the same one;
         with lock, read by the script that takes the host lock, in the same round trip (the
         lock is then held until the run ends)."""
-        fp = fact_probes(self.site, self.homes.get(role))
+        fp = fact_probes(self.site, self.homes.get(role), keep=not self.dry_run)
         batch = fp.batch(extra or [])
         remote, script = self.remotes[role], batch.script()
         res = (remote.run_locked(script, token=self.guard_token, what=what) if lock
@@ -193,7 +194,7 @@ class Run:
 
     def _read_back(self, role: str) -> list[Probe]:
         """The facts the changed prepare steps can have changed."""
-        fp = fact_probes(self.site, self.homes.get(role))
+        fp = fact_probes(self.site, self.homes.get(role), keep=not self.dry_run)
         changed = {p.step for p in self._prep[role] if p.changed}
         return [*((fp.pubkey,) if "keys" in changed else ()),
                 *((fp.commands,) if "packages" in changed else ()),
@@ -203,7 +204,7 @@ class Run:
     def _took(self, role: str, out: str) -> None:
         """The facts read back by prepare's script (in OUT), over those gathered before."""
         r, f = Readings(sections(out)), self.ctx[role].facts
-        fp = fact_probes(self.site, self.homes.get(role))
+        fp = fact_probes(self.site, self.homes.get(role), keep=not self.dry_run)
         if fp.pubkey in r:
             f.public_key = r[fp.pubkey].strip() or f.public_key
             f.key_exists = True

@@ -225,16 +225,17 @@ class FactProbes:
 def probes(*, interface: str, route_table: int, key_path: str, files: Iterable[str],
            secret_files: Iterable[str] = (),
            users: Mapping[str, Iterable[str]] | Iterable[str] = (),
-           nm_connection: str | None = None) -> FactProbes:
+           nm_connection: str | None = None, keep: bool = False) -> FactProbes:
     """What one host's facts read: these files (those in SECRET_FILES with the host's
     private key redacted on the host), each service user with its images, and a
-    NetworkManager profile (home)."""
+    NetworkManager profile (home). KEEP: the read may record what speeds up the next one
+    (Podman's version: a run that may change the host, never a dry run, verify or status)."""
     secret = set(secret_files)
     images = users if isinstance(users, Mapping) else dict.fromkeys(users, ())
     return FactProbes(
         interface=interface, route_table=route_table, key_path=key_path,
         files=tuple(File(p, key_path if p in secret else None) for p in files),
-        users=tuple(UserProbes(Account(u), Podman(u, tuple(imgs)), Containers(u))
+        users=tuple(UserProbes(Account(u), Podman(u, tuple(imgs), keep), Containers(u))
                     for u, imgs in images.items()),
         nm=NmProfile(nm_connection) if nm_connection else None)
 

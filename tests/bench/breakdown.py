@@ -59,6 +59,9 @@ def arguments(doc: str, **extra: object) -> argparse.Namespace:
     ap.add_argument("--index", type=int,
                     default=int(os.environ.get("TUNNELOPS_BENCH_INDEX", "12")),
                     help="lab instance index (default $TUNNELOPS_BENCH_INDEX or 12)")
+    ap.add_argument("--vm", action="store_true",
+                    help="the VM tier (qemu VMs, as `inv lab.up --vm`; no added RTT: the\n"
+                         "emulated hosts are the cost); pick --name/--index of your own")
     ap.add_argument("--keep", action="store_true",
                     help="use the instance if it is up, and leave it up")
     ap.add_argument("--against", metavar="DIR",
@@ -71,11 +74,18 @@ def arguments(doc: str, **extra: object) -> argparse.Namespace:
 
 @contextmanager
 def bench_lab(args: argparse.Namespace) -> Iterator[Lab]:
-    lab = Lab(Topology(args.name, args.index))
+    if args.vm:
+        from tunnelops.lab.vm import VmLab
+
+        lab: Lab = VmLab(Topology(args.name, args.index))
+        args.rtt_ms = 0
+        os.environ.setdefault("TUNNELOPS_TIMEOUT", "600")  # emulated hosts: seconds a script
+    else:
+        lab = Lab(Topology(args.name, args.index))
     if not args.keep:
         lab.down()
     up = lab.up(rtt_ms=args.rtt_ms)
-    if "already_up" in up:
+    if "already_up" in up and not args.vm:
         have = json.loads((lab.state / "up.json").read_text()).get("rtt_ms")
         if have != args.rtt_ms:
             raise SystemExit(f"lab {args.name} is up with {have} ms RTT, not {args.rtt_ms}: "
@@ -123,17 +133,25 @@ def floor(lab: Lab) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------ a run
+# `tunnelops ARGV` from the tree in argv[1]: this venv's editable finder (which maps the
+# package to this checkout whatever sys.path says) left out
+AGAINST = ("import sys; src = sys.argv.pop(1); sys.meta_path[:] = [f for f in sys.meta_path "
+           "if 'editable' not in repr(f)]; sys.path.insert(0, src); import tunnelops; "
+           "assert tunnelops.__file__.startswith(src), tunnelops.__file__; "
+           "from tunnelops.program import main; sys.exit(main())")
+
+
 def tunnelops(lab: Lab, *argv: str, ok: Callable[[str], bool] | None = None,
               source: str | None = None) -> tuple[float, float, dict]:
     """Run `tunnelops ARGV --site LAB` in a new process: (spawn time, end time, profile).
     source: a directory whose tunnelops package to run instead of this one."""
     exe = Path(sys.executable).parent / "tunnelops"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tunnelops"]
+    if source:  # an editable install's finder would win over PYTHONPATH: without it
+        cmd = [sys.executable, "-c", AGAINST, source]
     with tempfile.NamedTemporaryFile(suffix=".json") as prof:
         env = {**os.environ, "TUNNELOPS_PROFILE": prof.name, "COLUMNS": "200",
                "TUNNELOPS_INVENTORY": str(lab.inventory_dir)}
-        if source:
-            env["PYTHONPATH"] = source
         unlimit(lab)
         t0 = time.time()
         res = subprocess.run([*cmd, *argv, "--site", lab.topo.name], cwd=PROJECT, env=env,

@@ -1,7 +1,7 @@
 """Benchmark: a no-op run of a converged site, where its time goes, as ratios to the floor.
 
     sudo .venv/bin/python -m tests.bench.noop [--rtt-ms 50] [--repeat 5] [--name N --index I]
-                                              [--keep] [--sections] [--compare]
+                                              [--keep] [--sections] [--compare] [--vm]
 
 Brings up a lab (default instance labperf/12) with WAN latency on the VPS link, bootstraps
 it, then times `tunnelops bootstrap` on the converged site beside the floor (see

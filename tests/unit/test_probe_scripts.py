@@ -278,3 +278,48 @@ def test_firewalld_views_are_read_by_one_start_of_firewall_cmds_interpreter(
     else:
         assert log == ["runtime permanent"]
         assert rt.parse(runtime) == {} and pm.parse(permanent) == {}
+
+
+
+def test_no_system_bus_means_firewalld_is_not_running(tmp_path: Path) -> None:
+    """firewalld lives on the system bus: with none (the namespace lab's VPS, a host without
+    D-Bus) the reader says "not running" (4), and firewall-cmd -- seconds of Python, only to
+    fail the same way -- is not asked. The interpreter firewall-cmd runs on (its dbus module:
+    setup.sh installs firewalld)."""
+    interpreter = Path("/usr/bin/firewall-cmd").read_text().splitlines()[0].removeprefix("#!")
+    env = {"PATH": "/usr/bin:/bin",
+           "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}"}
+    res = subprocess.run([interpreter, "-c", probes.firewall.FIREWALLD_DBUS, "runtime",
+                          str(tmp_path)], env=env, capture_output=True, text=True)
+    assert (res.returncode, res.stdout) == (4, ""), res.stderr
+
+def test_podmans_version_is_recorded_only_by_runs_that_may_change_the_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version cache (probes/podman.py version_shell): believed while the binary is the
+    one that said it, written only with keep (never by a dry run, verify or status)."""
+    from tunnelops.probes import podman as podman_probe
+
+    state, bin_dir, calls = tmp_path / "state", tmp_path / "bin", tmp_path / "calls"
+    state.mkdir()
+    bin_dir.mkdir()
+    fake = bin_dir / "podman"
+    fake.write_text(f"#!/bin/sh\necho called >> {calls}\necho 'podman version 5.4.2'\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(podman_probe, "VERSION_CACHE", str(state / "podman-version"))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def read(keep: bool) -> tuple[str, int]:
+        out = subprocess.run(["sh", "-c", podman_probe.version_shell(keep)], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        return out, len(calls.read_text().splitlines()) if calls.exists() else 0
+
+    assert read(False) == ("version=5.4.2\n", 1)
+    assert not (state / "podman-version").exists()  # a read that may not change the host
+    assert read(True) == ("version=5.4.2\n", 2)
+    assert read(False) == ("version=5.4.2\n", 2)  # from the record: podman not started
+    assert podman_probe.Podman("gamer").key == podman_probe.Podman("gamer", keep=True).key
+    new = bin_dir / "podman.new"  # an upgrade: a new file in its place (a new inode)
+    new.write_text(fake.read_text())
+    new.chmod(0o755)
+    new.replace(fake)
+    assert read(False) == ("version=5.4.2\n", 3)

@@ -12,7 +12,7 @@ import binascii
 from dataclasses import dataclass
 
 from tunnelops.model.tunnel import PRIVATE_KEY_PLACEHOLDER
-from tunnelops.probes.base import Probe, not_key, q
+from tunnelops.probes.base import Probe, cat, not_key, q
 
 FOREIGN_KEY = "@TUNNELOPS_OTHER_PRIVATE_KEY@"
 
@@ -84,7 +84,7 @@ class Text(Probe[str]):
     kind = "text"
 
     def shell(self) -> str:
-        return f"[ -e {q(self.path)} ] && cat {q(self.path)}"  # no program for no file
+        return f"[ -e {q(self.path)} ] && {cat(q(self.path))}"  # no program at all
 
     def parse(self, text: str) -> str:
         return text
@@ -147,7 +147,7 @@ class Records(Probe[dict[str, str]]):
 
     def shell(self) -> str:
         return (f"for f in {q(self.path)}/*.json; do [ -f \"$f\" ] && "
-                "{ printf '@@ %s\\n' \"$f\"; cat \"$f\"; echo; }; done")
+                "{ printf '@@ %s\\n' \"$f\"; " + cat('"$f"') + "; echo; }; done")
 
     def parse(self, text: str) -> dict[str, str]:
         out: dict[str, list[str]] = {}

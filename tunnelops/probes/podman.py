@@ -4,11 +4,42 @@ containers tunnelops made, each read as the user (its own XDG_RUNTIME_DIR and HO
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 from tunnelops.probes.base import Probe, q
 from tunnelops.render.podman import SERVICE_LABEL, as_user
+
+# the fields of a passwd entry in $_pw, split by the shell
+SPLIT_PW = "IFS=:; set -f; set -- $_pw; unset IFS; set +f; _uid=$3 _comment=$5 _home=$6"
+
+
+def lookup(user: str, otherwise: str) -> str:
+    """Shell setting _uid, _home and _comment from the user's passwd entry (one getent, its
+    fields split by the shell: `id`, `getent | cut` were a program each, ~50 ms apiece on an
+    emulated host); OTHERWISE (which exits) when there is no such user."""
+    return f"_pw=$(getent passwd {q(user)}) || {{ {otherwise}; }}; {SPLIT_PW}"
+
+
+# Podman's version, kept by tunnelops beside the identity of the binary that said it: device,
+# inode, size, mtime and ctime (a package upgrade replaces the file: a new inode and ctime);
+# `podman --version` only when that identity is not the one recorded (~0.3 s under emulation
+# where `stat` is ~0.05 s). A line cut short lacks its final " ok" and is not believed.
+# Recorded only by runs that may change the host (KEEP: not a dry run, verify or status) and
+# once /var/lib/tunnelops is there (a host tunnelops has never changed is not written to).
+VERSION_CACHE = "/var/lib/tunnelops/podman-version"
+
+
+def version_shell(keep: bool) -> str:
+    record = (f"; [ -n \"$_v\" ] && [ -n \"$_s\" ] && [ -d {VERSION_CACHE.rsplit('/', 1)[0]} ] "
+              f"&& printf '%s\\n' \"$_s $_b $_v ok\" > {VERSION_CACHE}" if keep else "")
+    return (
+        "_b=$(command -v podman); _s=$(stat -L -c %d:%i:%s:%Y:%Z \"$_b\" 2>/dev/null); _l=; "
+        f"[ -n \"$_s\" ] && [ -f {VERSION_CACHE} ] && IFS= read -r _l < {VERSION_CACHE}; "
+        "case $_l in \"$_s $_b \"?*\" ok\") _v=${_l#\"$_s $_b \"}; _v=${_v% ok};; "
+        "*) _v=$(podman --version) && case $_v in \"podman version \"*) "
+        f"_v=${{_v#podman version }};; *) _v=;; esac{record};; esac; "
+        "[ -n \"$_v\" ] && echo \"version=$_v\"")
 
 
 def _kv(text: str) -> dict[str, str]:
@@ -25,11 +56,10 @@ class Account(Probe[dict[str, str]]):
 
     def shell(self) -> str:
         u = q(self.user)
-        return (f"id {u} >/dev/null 2>&1 || exit 0; uid=$(id -u {u}); echo \"uid=$uid\"; "
-                f"echo \"home=$(getent passwd {u} | cut -d: -f6)\"; "
-                f"echo \"comment=$(getent passwd {u} | cut -d: -f5)\"; "
+        return (f"{lookup(self.user, 'exit 0')}; echo \"uid=$_uid\"; echo \"home=$_home\"; "
+                "echo \"comment=$_comment\"; "
                 f"[ -e /var/lib/systemd/linger/{u} ] && echo linger=yes; "
-                "echo \"runtime=$([ -d /run/user/$uid ] && echo yes)\"")
+                "if [ -d /run/user/$_uid ]; then echo runtime=yes; else echo runtime=; fi")
 
     def parse(self, text: str) -> dict[str, str]:
         return _kv(text)
@@ -49,21 +79,21 @@ class Podman(Probe[PodmanInfo]):
 
     user: str
     images: tuple[str, ...] = ()
+    # record the version for the next read (version_shell); not part of what is read: the
+    # same section, the same value
+    keep: bool = field(default=False, compare=False, metadata={"key": False})
     kind = "podman"
     slow = True
 
     def shell(self) -> str:
-        u = q(self.user)
         has = "".join(f"podman image exists {q(i)} 2>/dev/null && echo has_image={q(i)}; "
                       for i in self.images)
-        # `podman --version` (the same version as `podman version`'s client) answers before
-        # Podman sets up its runtime: ~0.5 s under emulation where `podman version` took 1.3 s
-        inner = ("v=$(podman --version) && case $v in \"podman version \"*) "
-                 "echo \"version=${v#podman version }\";; esac; "
-                 f"echo nofile=$(ulimit -Hn); {has}")
-        return ("command -v podman >/dev/null || exit 0; "
-                f"if id {u} >/dev/null 2>&1; then {as_user(self.user, inner)}; else "
-                "podman --version | sed -n 's/^podman version /version=/p'; "
+        # the version as root (the same binary the user runs), from tunnelops's record when
+        # the binary is the one that said it (version_shell)
+        inner = f"echo nofile=$(ulimit -Hn); {has}"
+        return (f"command -v podman >/dev/null || exit 0; {version_shell(self.keep)}; "
+                f"if _pw=$(getent passwd {q(self.user)}); then {SPLIT_PW}; "
+                f"{as_user(self.user, inner, uid='$_uid', home='$_home')}; else "
                 "echo nofile=$(ulimit -Hn); fi")
 
     def parse(self, text: str) -> PodmanInfo:
@@ -99,7 +129,6 @@ class Containers(Probe[ContainersInfo]):
     slow = True
 
     def shell(self) -> str:
-        u = q(self.user)
         label = f"label={SERVICE_LABEL}"
         # the listing first (printed last: the parser reads the inspected lines first); its
         # containers' ids are its top-level "Id" lines (Podman indents its JSON by 4)
@@ -112,8 +141,8 @@ class Containers(Probe[ContainersInfo]):
                  "[ -z \"$ids\" ] || podman container inspect --format \"create {{.Name}} "
                  "{{json .HostConfig.NetworkMode}} {{json .Config.CreateCommand}}\" "
                  "$ids 2>/dev/null; printf '%s\\n' \"$j\"")
-        return (f"id {u} >/dev/null 2>&1 || {{ echo nouser; exit 0; }}; "
-                f"command -v podman >/dev/null && {as_user(self.user, inner)}")
+        return (f"{lookup(self.user, 'echo nouser; exit 0')}; command -v podman >/dev/null && "
+                f"{as_user(self.user, inner, uid='$_uid', home='$_home')}")
 
     def parse(self, text: str) -> ContainersInfo:
         out: ContainersInfo = {"user": text.strip() != "nouser", "containers": [],

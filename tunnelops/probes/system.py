@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tunnelops.probes.base import Probe, q
+from tunnelops.probes.base import Probe, cat, q
 
 COMMANDS = ("wg", "wg-quick", "wireguard-go", "nft", "awall", "nmcli", "firewall-cmd", "podman",
             "systemctl", "rc-update", "apk", "apt-get", "dnf", "ifup", "ifparse", "flock", "ping",
@@ -27,7 +27,7 @@ class OsRelease(Probe[dict[str, str]]):
     kind = "os"
 
     def shell(self) -> str:
-        return "cat /etc/os-release"
+        return cat("/etc/os-release")
 
     def parse(self, text: str) -> dict[str, str]:
         pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -65,7 +65,7 @@ class Pid1(Probe[str]):
     kind = "pid1"
 
     def shell(self) -> str:
-        return "cat /proc/1/comm"
+        return cat("/proc/1/comm")
 
     def parse(self, text: str) -> str:
         return text.strip()
@@ -104,7 +104,7 @@ class IpForward(Probe[str]):
     kind = "ip_forward"
 
     def shell(self) -> str:
-        return "cat /proc/sys/net/ipv4/ip_forward"
+        return cat("/proc/sys/net/ipv4/ip_forward")
 
     def parse(self, text: str) -> str:
         return text.strip()

@@ -37,26 +37,30 @@ SERVICE_LABEL = "tunnelops.service"
 TUNNEL_LABEL = "tunnelops.tunnel"
 
 
-def user_env(user_q: str, uid_expr: str) -> str:
+def user_env(user_q: str, uid_expr: str, home_expr: str | None = None) -> str:
     """`env ...` for a command root runs as a user (`runuser -u USER -- ENV CMD`): what rootless
     podman needs from a login session, i.e. the user's runtime directory, home and its OWN
     D-Bus session bus. runuser keeps root's environment, and root's SSH session carries
     DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus (pam_systemd, dbus-user-session):
     podman then cannot reach the user's systemd ("dial unix /run/user/0/bus: permission
     denied"), falls back to cgroupfs with warnings and each call takes ~3x longer.
-    `user_q` is the shell-quoted user name, `uid_expr` shell text giving its uid."""
+    `user_q` is the shell-quoted user name, `uid_expr` shell text giving its uid, `home_expr`
+    its home (default: looked up)."""
+    home = home_expr or f"$(getent passwd {user_q} | cut -d: -f6)"
     return (f"env XDG_RUNTIME_DIR=/run/user/{uid_expr} "
             f"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid_expr}/bus "
-            f"HOME=\"$(getent passwd {user_q} | cut -d: -f6)\"")
+            f"HOME=\"{home}\"")
 
 
-def as_user(user: str, argv_or_script: str, uid: str | None = None) -> str:
-    """Shell running a command as USER with the environment rootless podman needs (UID:
-    a shell expression for the user's uid, when the caller has it)."""
+def as_user(user: str, argv_or_script: str, uid: str | None = None,
+            home: str | None = None) -> str:
+    """Shell running a command as USER with the environment rootless podman needs (UID,
+    HOME: shell expressions for the user's uid and home, when the caller has them: each
+    lookup is a program, ~50 ms on an emulated host)."""
     u = shlex.quote(user)
     uid_expr = uid if uid else f"$(id -u {u})"
     inner = shlex.quote("cd; " + argv_or_script)
-    return f"runuser -u {u} -- {user_env(u, uid_expr)} sh -c {inner}"
+    return f"runuser -u {u} -- {user_env(u, uid_expr, home)} sh -c {inner}"
 
 
 def network_option(kind: str, t: Tunnel) -> str:
