@@ -26,7 +26,7 @@ from tunnelops.lab.topology import HOSTS
 
 pytestmark = pytest.mark.lab
 
-labs, pristine = lab_fixtures("labcu", 12)
+labs, pristine = lab_fixtures("labcu", 2)
 
 
 # ============================================================================ 7. clean undo
