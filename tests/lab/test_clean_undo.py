@@ -1,4 +1,4 @@
-"""Safety (README "Safety"), against its own lab instance "labcu" (index 12).
+"""Safety (README "Safety"), against its own lab instance "labcu" (index 2).
 
 Clean undo: teardown puts each host back as it was (its keys kept unless
 `--purge-keys`), and a second teardown changes nothing.
