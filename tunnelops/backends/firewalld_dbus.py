@@ -16,29 +16,22 @@ import json
 import shlex
 from dataclasses import dataclass
 
+from tunnelops.probes.firewall import DBUS_PRELUDE
+
 # argv: the zone, the operations as JSON: [[verb, kind, item], ...], verb "bind" (item: an
 # interface), "add" or "remove" (item: PORT/PROTO); kind "permanent" or "runtime". What
 # firewall-cmd takes for success (a port already open, an interface already in the zone) is
 # success; any other error: its message on stderr, exit 1, the operations after it not run.
-APPLY = r"""
-import json
+APPLY = DBUS_PRELUDE + r"""
 import subprocess
-import sys
-try:
-    import dbus  # firewall-cmd imports it: only another interpreter would lack it
-except ImportError:
-    sys.exit(3)
-F = "org.fedoraproject.FirewallD1"
-N = "org.freedesktop.NetworkManager"
-P = "org.freedesktop.DBus.Properties"
 FINE = ("ALREADY_ENABLED", "NOT_ENABLED", "ZONE_ALREADY_SET", "ALREADY_SET")
 zone, ops = sys.argv[1], json.loads(sys.argv[2])
 try:
     bus = dbus.SystemBus()
     if not bus.name_has_owner(F):  # firewall-cmd says so, in its words
         sys.exit(3)
-    fw = bus.get_object(F, "/org/fedoraproject/FirewallD1")
-    cfg = bus.get_object(F, "/org/fedoraproject/FirewallD1/config")
+    fw = obj(bus, F, "/org/fedoraproject/FirewallD1")
+    cfg = obj(bus, F, "/org/fedoraproject/FirewallD1/config")
 except dbus.DBusException:
     sys.exit(3)
 
@@ -55,7 +48,7 @@ def call(obj, iface, method, *args):
 
 
 def config_zone(name):
-    return bus.get_object(F, call(cfg, F + ".config", "getZoneByName", name))
+    return obj(bus, F, call(cfg, F + ".config", "getZoneByName", name))
 
 
 def nm_holds(iface):
@@ -65,17 +58,17 @@ def nm_holds(iface):
     try:
         if not bus.name_has_owner(N):
             return False
-        nm = bus.get_object(N, "/org/freedesktop/NetworkManager")
+        nm = obj(bus, N, "/org/freedesktop/NetworkManager")
         try:
             dev = nm.GetDeviceByIpIface(iface, dbus_interface=N)
         except dbus.DBusException:
             return False  # no device of that name
-        ac = bus.get_object(N, dev).Get(N + ".Device", "ActiveConnection", dbus_interface=P)
+        ac = obj(bus, N, dev).Get(N + ".Device", "ActiveConnection", dbus_interface=P)
         if ac == "/":
             return False
-        con = bus.get_object(N, ac).Get(N + ".Connection.Active", "Connection",
+        con = obj(bus, N, ac).Get(N + ".Connection.Active", "Connection",
                                         dbus_interface=P)
-        flags = bus.get_object(N, con).Get(N + ".Settings.Connection", "Flags",
+        flags = obj(bus, N, con).Get(N + ".Settings.Connection", "Flags",
                                            dbus_interface=P)
         return not flags & 2  # NM_SETTINGS_CONNECTION_FLAG_NM_GENERATED
     except dbus.DBusException:

@@ -31,16 +31,26 @@ class FirewalldView(TypedDict, total=False):
 # another code, and the probe asks firewall-cmd itself. Every proxy without introspection
 # (each interface is named): dbus-python would otherwise ask each new object for its XML
 # description first, which firewalld builds in Python: ~0.5 s of CPU under emulation.
-FIREWALLD_DBUS = r"""
+# What both of tunnelops's firewalld programs (this listing, backends/firewalld_dbus.py's
+# changes) start with: exit 3 without the dbus module (another interpreter than firewall-cmd's),
+# the bus names, and obj(): a proxy without introspection (every call names its interface).
+DBUS_PRELUDE = r"""
+import json
 import sys
 try:
-    import json
     import dbus
 except ImportError:
     sys.exit(3)
 F = "org.fedoraproject.FirewallD1"
 N = "org.freedesktop.NetworkManager"
 P = "org.freedesktop.DBus.Properties"
+
+
+def obj(bus, name, path):
+    return bus.get_object(name, path, introspect=False)
+"""
+
+FIREWALLD_DBUS = DBUS_PRELUDE + r"""
 
 
 def conv(v):
@@ -69,13 +79,13 @@ def nm_zones(bus):
         return []
     out = []
     try:
-        nm = bus.get_object(N, "/org/freedesktop/NetworkManager", introspect=False)
+        nm = obj(bus, N, "/org/freedesktop/NetworkManager")
         for path in nm.Get(N, "ActiveConnections", dbus_interface=P):
-            ac = bus.get_object(N, path, introspect=False).GetAll(N + ".Connection.Active",
+            ac = obj(bus, N, path).GetAll(N + ".Connection.Active",
                                                                   dbus_interface=P)
             if ac.get("Vpn"):
                 continue
-            con = bus.get_object(N, ac["Connection"], introspect=False)
+            con = obj(bus, N, ac["Connection"])
             try:  # NM_GENERATED | NM_VOLATILE: firewalld ignores those profiles
                 if con.Get(N + ".Settings.Connection", "Flags", dbus_interface=P) & 6:
                     continue
@@ -85,7 +95,7 @@ def nm_zones(bus):
             settings = con.GetSettings(dbus_interface=N + ".Settings.Connection")
             zone = str(settings.get("connection", {}).get("zone", ""))
             for dev in ac.get("Devices", []):
-                iface = bus.get_object(N, dev, introspect=False).Get(N + ".Device", "IpInterface",
+                iface = obj(bus, N, dev).Get(N + ".Device", "IpInterface",
                                                    dbus_interface=P)
                 if iface:
                     out.append([str(iface), zone])
@@ -97,14 +107,13 @@ def nm_zones(bus):
 def view(bus, name):
     out = {"zones": []}
     if name == "runtime":
-        fw = bus.get_object(F, "/org/fedoraproject/FirewallD1", introspect=False)
+        fw = obj(bus, F, "/org/fedoraproject/FirewallD1")
         for z in fw.getZones(dbus_interface=F + ".zone"):
             out["zones"].append([str(z), conv(fw.getZoneSettings2(z, dbus_interface=F + ".zone"))])
     else:
-        cfg = bus.get_object(F, "/org/fedoraproject/FirewallD1/config", introspect=False)
+        cfg = obj(bus, F, "/org/fedoraproject/FirewallD1/config")
         for z in sorted(cfg.getZoneNames(dbus_interface=F + ".config")):
-            o = bus.get_object(F, cfg.getZoneByName(z, dbus_interface=F + ".config"),
-                           introspect=False)
+            o = obj(bus, F, cfg.getZoneByName(z, dbus_interface=F + ".config"))
             out["zones"].append([str(z), conv(o.getSettings2(dbus_interface=F + ".config.zone"))])
         out["nm"] = nm_zones(bus)
     return json.dumps(out)
