@@ -3,8 +3,7 @@
 Clean undo: teardown puts each host back as it was (its keys kept unless
 `--purge-keys`), and a second teardown changes nothing.
 
-The VPS rate-limits NEW SSH connections (3 per 20 s burst) and the laptop reaches it from
-the same NATed address as home: inspection goes through `lab.exec` (nsenter, no SSH).
+What the modules of the Safety promises share (the lab instance, run, state): safety_env.py.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Host keys: known_hosts is honoured and never rewritten; an unknown key is refuse
 its fingerprint until `--trust-new-host` records it; a changed key is always refused, with the
 `ssh-keygen -R` line to run.
 
-The VPS rate-limits NEW SSH connections (3 per 20 s burst) and the laptop reaches it from
-the same NATed address as home: inspection goes through `lab.exec` (nsenter, no SSH).
+What the modules of the Safety promises share (the lab instance, run, state): safety_env.py.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Interrupted runs and broken links: a run killed at every step boundary of each h
 half-way through writing a file) fails clearly and a re-run converges; a link cut mid-run
 fails in bounded time.
 
-The VPS rate-limits NEW SSH connections (3 per 20 s burst) and the laptop reaches it from
-the same NATed address as home: inspection goes through `lab.exec` (nsenter, no SSH).
+What the modules of the Safety promises share (the lab instance, run, state): safety_env.py.
 """
 
 from __future__ import annotations

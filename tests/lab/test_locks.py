@@ -4,8 +4,7 @@ One run at a time: a second run waits for the host lock, then names its holder; 
 of a run that died is released; the locked script leaves the lock to its channel; a run that
 lost its connection keeps the lock until its changes ended.
 
-The VPS rate-limits NEW SSH connections (3 per 20 s burst) and the laptop reaches it from
-the same NATed address as home: inspection goes through `lab.exec` (nsenter, no SSH).
+What the modules of the Safety promises share (the lab instance, run, state): safety_env.py.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ No lock-out, put back by the host: a firewall change that cuts SSH undoes itself
 host's dead man's switch), also when the laptop vanishes; a later run confirms what a vanished
 run applied instead of letting it be undone behind its back.
 
-The VPS rate-limits NEW SSH connections (3 per 20 s burst) and the laptop reaches it from
-the same NATed address as home: inspection goes through `lab.exec` (nsenter, no SSH).
+What the modules of the Safety promises share (the lab instance, run, state): safety_env.py.
 """
 
 from __future__ import annotations

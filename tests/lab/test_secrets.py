@@ -4,8 +4,7 @@ Secrets stay where they are born: no private key ever reaches the laptop, a comm
 an environment, the transcript or the inventory (every process of both hosts sampled while a
 bootstrap and an add-port run).
 
-The VPS rate-limits NEW SSH connections (3 per 20 s burst) and the laptop reaches it from
-the same NATed address as home: inspection goes through `lab.exec` (nsenter, no SSH).
+What the modules of the Safety promises share (the lab instance, run, state): safety_env.py.
 """
 
 from __future__ import annotations
